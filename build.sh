@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# build.sh — the one entry point for building, running and testing mrs.
+#
+#   ./build.sh            release build: build/mrs, static (static-pie) musl binary
+#   ./build.sh run        build, then `mrs serve` in the foreground on laptop defaults
+#   ./build.sh test       build, then every test; ends with "N passed, N failed"
+#   ./build.sh asan       the same tests against an ASan+UBSan (clang, glibc) build
+#   ./build.sh fuzz [S]   run every libFuzzer target for S seconds (default 60)
+#   ./build.sh docker-test  build the Dockerfile with buildah and check the image
+#   ./build.sh bench      side-by-side benchmark against Postfix
+#   ./build.sh clean      remove build/ (keeps the fetched, verified dependencies)
+#   ./build.sh distclean  remove build/ and .deps/
+#
+# On a fresh Debian/Ubuntu machine, as root, it installs what it lacks with
+# apt-get.  Third-party sources (vendor/pins) are fetched as Debian source
+# packages, checked against their pinned SHA-256 and built once per pin.
+set -euo pipefail
+
+TOP=$(cd "$(dirname "$0")" && pwd)
+cd "$TOP"
+DEPS="$TOP/.deps"
+JOBS=$(nproc 2>/dev/null || echo 2)
+
+say() { printf 'build.sh: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+# --- packages ------------------------------------------------------------
+
+apt_updated=0
+# need_pkgs PKG... — install the Debian packages that are not installed yet.
+need_pkgs() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    [ "$(id -u)" = 0 ] || die "missing packages (${missing[*]}); run as root or install them"
+    say "installing: ${missing[*]}"
+    # Package scripts must not start daemons (postfix, dnsmasq…) that would
+    # hold ports the tests need.
+    local rcd=/usr/sbin/policy-rc.d made_rcd=0
+    if [ ! -e $rcd ]; then printf '#!/bin/sh\nexit 101\n' > $rcd; chmod +x $rcd; made_rcd=1; fi
+    if [ $apt_updated = 0 ]; then apt-get update -qq >&2 || true; apt_updated=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    [ $made_rcd = 1 ] && rm -f $rcd
+    return 0
+}
+
+build_pkgs() { need_pkgs musl-tools musl-dev gcc make binutils autoconf automake libtool file ca-certificates bzip2 xz-utils dpkg-dev; }
+
+# --- third-party sources ---------------------------------------------------
+
+# apt_mirror — the Debian archive URI the machine's own apt sources use.
+# Reads both the one-line format and deb822 .sources files; never hard-coded.
+apt_mirror() {
+    local f uri
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -r "$f" ] || continue
+        uri=$(awk '$1=="deb" || $1=="deb-src" { for (i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' "$f" |
+              grep -v -- '-security' | head -n1)
+        [ -n "$uri" ] && { echo "${uri%/}"; return 0; }
+    done
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -r "$f" ] || continue
+        uri=$(awk 'tolower($1)=="uris:" { for (i=2;i<=NF;i++) print $i }' "$f" | grep -v -- '-security' | head -n1)
+        [ -n "$uri" ] && { echo "${uri%/}"; return 0; }
+    done
+    return 1
+}
+
+# fetch_source PKG TARBALL — download the Debian source package PKG from the
+# trixie suite through a private apt source list (apt verifies the signed
+# .dsc), leaving TARBALL in $DEPS/dl.
+fetch_source() {
+    local pkg=$1 tarball=$2 mirror apt_dir
+    [ -f "$DEPS/dl/$tarball" ] && return 0
+    mirror=$(apt_mirror) || die "no Debian mirror found in /etc/apt/sources.list*"
+    apt_dir="$DEPS/apt"
+    mkdir -p "$apt_dir/lists/partial" "$DEPS/dl"
+    echo "deb-src $mirror trixie main" > "$apt_dir/sources.list"
+    local opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
+                -o "Dir::State::Lists=$apt_dir/lists" -o "APT::Sandbox::User=root")
+    if [ ! -f "$apt_dir/updated" ]; then
+        say "reading Debian trixie source index from $mirror"
+        apt-get "${opts[@]}" update -qq >&2 || die "apt-get update of the private trixie source list failed"
+        touch "$apt_dir/updated"
+    fi
+    say "fetching source package $pkg"
+    (cd "$DEPS/dl" && apt-get "${opts[@]}" source --download-only -qq "$pkg" >&2) ||
+        die "apt-get source $pkg failed"
+    [ -f "$DEPS/dl/$tarball" ] ||
+        die "source package $pkg no longer ships $tarball: review its line in vendor/pins"
+}
+
+# verify PIN_NAME FILE SHA256 — stop unless FILE has the pinned hash.
+verify() {
+    local got
+    got=$(sha256sum "$2" | cut -d' ' -f1)
+    [ "$got" = "$3" ] || die "$2: SHA-256 $got does not match the pin for '$1' in vendor/pins ($3); review that pin"
+}
+
+# build_dep NAME TARBALL SHA256 FLAVOUR CC — unpack and build one pinned
+# library into $DEPS/$FLAVOUR, unless the same pin is already built there.
+build_dep() {
+    local name=$1 tarball=$2 sha=$3 flavour=$4 cc=$5
+    local prefix="$DEPS/$flavour" stamp="$DEPS/$flavour/.$name.stamp"
+    local want="$sha $(sha256sum vendor/mbedtls_config.h | cut -d' ' -f1) $cc"
+    [ "$name" = mbedtls ] || want="$sha $cc"
+    [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
+    verify "$name" "$DEPS/dl/$tarball" "$sha"
+    local work="$DEPS/src/$flavour"
+    rm -rf "${work:?}/$name"; mkdir -p "$work/$name" "$prefix/lib" "$prefix/include"
+    tar -xf "$DEPS/dl/$tarball" -C "$work/$name" --strip-components=1
+    say "building $name ($flavour)"
+    case $name in
+    mbedtls)
+        make -s -C "$work/$name/library" -j"$JOBS" CC="$cc" AR=ar \
+            CFLAGS="-O2 -fPIC -DMBEDTLS_CONFIG_FILE='\"$TOP/vendor/mbedtls_config.h\"'" \
+            libmbedcrypto.a libmbedx509.a libmbedtls.a >&2
+        cp "$work/$name"/library/libmbed{crypto,x509,tls}.a "$prefix/lib/"
+        rm -rf "$prefix/include/mbedtls" "$prefix/include/psa"
+        cp -r "$work/$name/include/mbedtls" "$work/$name/include/psa" "$prefix/include/"
+        ;;
+    libsodium)
+        (cd "$work/$name" && ./autogen.sh -s >/dev/null 2>&1 &&
+         ./configure -q --prefix="$prefix" --disable-shared --enable-static --enable-minimal \
+             --disable-pie --with-pic CC="$cc" CFLAGS="-O2" >&2 &&
+         make -s -j"$JOBS" >/dev/null 2>&1 && make -s install >/dev/null) ||
+            die "libsodium build failed (in $work/$name)"
+        ;;
+    *) die "vendor/pins: no recipe for '$name'" ;;
+    esac
+    echo "$want" > "$stamp"
+}
+
+# deps FLAVOUR CC — fetch, verify and build every pinned library.
+deps() {
+    local flavour=$1 cc=$2 name pkg ver tarball sha
+    while read -r name pkg ver tarball sha; do
+        case $name in ''|'#'*) continue ;; esac
+        fetch_source "$pkg" "$tarball"
+        build_dep "$name" "$tarball" "$sha" "$flavour" "$cc"
+    done < vendor/pins
+}
+
+# musl_specs — gcc specs for musl that can link static-pie (Debian's
+# musl-gcc.specs always asks for the dynamic loader, which a static binary
+# must not have, and uses Scrt1.o where static-pie needs rcrt1.o).
+musl_specs() {
+    local sys out="$DEPS/musl-static-pie.specs"
+    sys=$(sed -n 's/.*-specs "\{0,1\}\([^" ]*\)"\{0,1\}.*/\1/p' "$(command -v musl-gcc)")
+    [ -f "$sys" ] || die "musl-gcc.specs not found"
+    sed -e 's|Scrt1\.o|rcrt1.o|' \
+        -e 's|-dynamic-linker \([^ ]*\)|%{!static-pie:-dynamic-linker \1} %{static-pie:-static -pie --no-dynamic-linker -z text}|' \
+        "$sys" > "$out.tmp"
+    cmp -s "$out.tmp" "$out" 2>/dev/null && rm "$out.tmp" || mv "$out.tmp" "$out"
+    echo "$out"
+}
+
+# --- our build -------------------------------------------------------------
+
+release() {
+    build_pkgs
+    mkdir -p "$DEPS"
+    deps musl musl-gcc
+    local specs; specs=$(musl_specs)
+    make -s -j"$JOBS" BUILD=build CC="gcc -specs=$specs" DEPS="$DEPS/musl" \
+        LDFLAGS_EXTRA="-static-pie" all
+}
+
+asan_build() {
+    build_pkgs
+    need_pkgs clang libclang-rt-14-dev
+    mkdir -p "$DEPS"
+    deps host cc
+    make -s -j"$JOBS" BUILD=build/asan CC=clang DEPS="$DEPS/host" SANITIZE=1 all
+}
+
+test_pkgs() {
+    need_pkgs dnsmasq-base python3 swaks curl openssl procps iproute2 python3-aiosmtpd python3-yaml
+}
+
+run_tests() {
+    local build=$1; shift
+    test_pkgs
+    "$TOP/test/run-all.sh" "$build" "$@"
+}
+
+mode=${1:-release}
+case $mode in
+release|build) release ;;
+run)
+    release
+    mkdir -p var/spool
+    export MRS_SPOOL_DIR=${MRS_SPOOL_DIR:-$TOP/var/spool}
+    export MRS_SUBMISSION_LISTEN=${MRS_SUBMISSION_LISTEN:-:2587}
+    export MRS_SUBMISSIONS_LISTEN=${MRS_SUBMISSIONS_LISTEN:-:2465}
+    export MRS_HEALTH_LISTEN=${MRS_HEALTH_LISTEN:-:8080}
+    export MRS_HOSTNAME=${MRS_HOSTNAME:-localhost}
+    say "starting mrs: submission :${MRS_SUBMISSION_LISTEN##*:}, submissions :${MRS_SUBMISSIONS_LISTEN##*:}, health :${MRS_HEALTH_LISTEN##*:}, spool $MRS_SPOOL_DIR"
+    exec build/mrs serve
+    ;;
+test) release; shift; run_tests build "$@" ;;
+asan) asan_build; shift; run_tests build/asan "$@" ;;
+fuzz) shift; need_pkgs clang libclang-rt-14-dev; deps host cc; exec test/fuzz/run.sh "${1:-60}" ;;
+docker-test) exec test/docker/test.sh ;;
+bench) release; exec test/bench/run.sh ;;
+clean) rm -rf build ;;
+distclean) rm -rf build .deps ;;
+*) die "unknown mode '$mode' (release, run, test, asan, fuzz, docker-test, bench, clean, distclean)" ;;
+esac

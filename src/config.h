@@ -1,0 +1,138 @@
+/*
+ * config — the environment turned into one read-only struct.
+ *
+ * config_load() reads every MRS_* variable once at start; afterwards the
+ * struct is never written, so every thread may read it without locks.  Each
+ * malformed value is reported as one line naming the variable, the value and
+ * what is accepted (exit code 2, SPEC §3).  The value parsers are pure and
+ * exported so unit tests and fuzzers can call them directly.
+ *
+ * Leaf module: calls only libc and log.
+ */
+#ifndef MRS_CONFIG_H
+#define MRS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define CONFIG_HOSTNAME_MAX_BYTES 253
+#define CONFIG_PATH_MAX_BYTES 1024
+#define CONFIG_DNS_SERVERS_MAX 8
+#define CONFIG_ERROR_MAX_BYTES 512
+
+/* A listen address: `off`, `:PORT` (every address, IPv4 and IPv6),
+ * `IPv4:PORT`, `[IPv6]:PORT` or `localhost:PORT`. */
+struct config_listen {
+    bool off;
+    bool any;                       /* `:PORT`: bind the IPv6 wildcard, dual stack */
+    struct sockaddr_storage addr;   /* when !any and !off */
+    socklen_t addr_len;
+    uint16_t port;
+    char text[80];                  /* as given, for logs */
+};
+
+/* A host and port whose host may be a DNS name (smarthost). */
+struct config_hostport {
+    char host[CONFIG_HOSTNAME_MAX_BYTES + 1];
+    uint16_t port;
+};
+
+enum config_log_format { CONFIG_LOG_TEXT, CONFIG_LOG_JSON };
+enum config_tls_mode { CONFIG_TLS_STARTTLS, CONFIG_TLS_IMPLICIT, CONFIG_TLS_NONE };
+
+struct config {
+    char hostname[CONFIG_HOSTNAME_MAX_BYTES + 1];
+    struct config_listen submission;        /* MRS_SUBMISSION_LISTEN, STARTTLS */
+    struct config_listen submissions;       /* MRS_SUBMISSIONS_LISTEN, implicit TLS */
+    struct config_listen health;            /* MRS_HEALTH_LISTEN */
+
+    char tls_cert[CONFIG_PATH_MAX_BYTES];   /* empty: ephemeral self-signed */
+    char tls_key[CONFIG_PATH_MAX_BYTES];
+
+    char users_file[CONFIG_PATH_MAX_BYTES]; /* MRS_USERS_FILE (re-read on SIGHUP) */
+    char *users_inline;                     /* MRS_USERS, heap, may be NULL */
+
+    char spf_include[CONFIG_HOSTNAME_MAX_BYTES + 1];
+    char token_prefix[64];
+    bool check_header_from;
+
+    struct sockaddr_storage dns_servers[CONFIG_DNS_SERVERS_MAX];
+    socklen_t dns_server_lens[CONFIG_DNS_SERVERS_MAX];
+    int dns_server_count;                   /* 0: take /etc/resolv.conf */
+    int64_t dns_timeout_ms;                 /* MRS_DNS_TIMEOUT, per try */
+    int64_t dns_deadline_ms;                /* MRS_DNS_DEADLINE, whole lookup */
+    int64_t dns_recheck_ms;                 /* MRS_DNS_RECHECK: refusals on older cache re-asked */
+    int64_t dns_cache_entries;              /* MRS_DNS_CACHE_ENTRIES */
+
+    char spool_dir[CONFIG_PATH_MAX_BYTES];
+
+    bool smarthost_set;
+    struct config_hostport smarthost;
+    char smarthost_user[256];
+    char *smarthost_password;               /* heap, may be NULL; wiped at exit */
+    enum config_tls_mode smarthost_tls;
+    char smarthost_ca_file[CONFIG_PATH_MAX_BYTES]; /* empty: the system bundle */
+
+    uint16_t delivery_port;
+    int64_t delivery_threads;
+    int64_t delivery_connect_timeout_ms;    /* MRS_DELIVERY_CONNECT_TIMEOUT */
+    int64_t delivery_command_timeout_ms;    /* MRS_DELIVERY_COMMAND_TIMEOUT */
+    int64_t delivery_data_timeout_ms;       /* MRS_DELIVERY_DATA_TIMEOUT */
+
+    int64_t max_message_bytes;
+    int64_t max_recipients;
+    int64_t max_connections;
+    int64_t queue_lifetime_ms;
+    int64_t retry_min_ms;
+    int64_t retry_max_ms;
+
+    int64_t rate_limit_count;               /* MRS_RATE_LIMIT: 0 = unlimited */
+    int64_t rate_limit_window_ms;
+
+    int64_t shutdown_grace_ms;
+    enum config_log_format log_format;
+    int log_level;                          /* enum log_level */
+
+    int64_t idle_timeout_ms;                /* MRS_IDLE_TIMEOUT, after AUTH */
+    int64_t preauth_timeout_ms;             /* MRS_PREAUTH_TIMEOUT, before AUTH */
+    int64_t session_timeout_ms;             /* MRS_SESSION_TIMEOUT, total */
+    int64_t data_min_rate;                  /* MRS_DATA_MIN_RATE, bytes/s */
+    int64_t auth_max_failures;              /* MRS_AUTH_MAX_FAILURES per session */
+    int64_t auth_concurrency;               /* MRS_AUTH_CONCURRENCY, Argon2id at once */
+};
+
+/* The configuration in force; valid after config_load() returned 0. */
+extern const struct config *config;
+
+/*
+ * config_load — read the environment into the global config.
+ * Returns 0, or -1 with `err` holding one line that names the variable, the
+ * value and what is accepted (the caller prints it and exits 2).
+ */
+int config_load(char *err, size_t err_len);
+
+/* config_free — wipe secrets and free what config_load() allocated. */
+void config_free(void);
+
+/* Pure value parsers: 0 on success, -1 on a malformed value. */
+int config_parse_duration_ms(const char *s, int64_t *out);   /* 90s 5d 500ms 1h 30 */
+int config_parse_size(const char *s, int64_t *out);          /* 25M 512k 1G 1024 */
+int config_parse_uint(const char *s, int64_t min, int64_t max, int64_t *out);
+int config_parse_bool(const char *s, bool *out);             /* on off yes no true false 1 0 */
+int config_parse_listen(const char *s, struct config_listen *out);
+int config_parse_hostport(const char *s, uint16_t default_port, struct config_hostport *out);
+int config_parse_ip_port(const char *s, uint16_t default_port,
+                         struct sockaddr_storage *out, socklen_t *out_len);
+int config_parse_rate(const char *s, int64_t *count, int64_t *window_ms); /* 500/h, 0 */
+bool config_valid_domain(const char *s);
+
+/* config_read_file — read a whole small file (at most max bytes) into a new
+ * NUL-terminated heap string.  Returns NULL with errno set on failure. */
+char *config_read_file(const char *path, size_t max, size_t *len_out);
+
+/* config_format_addr — "1.2.3.4:25" / "[::1]:25" into buf. */
+void config_format_addr(const struct sockaddr *sa, char *buf, size_t len);
+
+#endif

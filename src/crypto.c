@@ -1,0 +1,74 @@
+/*
+ * crypto — libsodium behind the small interface of crypto.h.
+ */
+#include "crypto.h"
+
+#include <sodium.h>
+#include <string.h>
+
+int crypto_init(void)
+{
+    return sodium_init() < 0 ? -1 : 0;
+}
+
+void crypto_random(void *buf, size_t n)
+{
+    randombytes_buf(buf, n);
+}
+
+uint32_t crypto_random_uniform(uint32_t upper)
+{
+    return upper < 2 ? 0 : randombytes_uniform(upper);
+}
+
+void crypto_sha256(const void *data, size_t len, uint8_t out[CRYPTO_SHA256_BYTES])
+{
+    crypto_hash_sha256(out, data, len);
+}
+
+void crypto_sha256_hex(const void *data, size_t len, char out[CRYPTO_SHA256_HEX_BYTES])
+{
+    uint8_t h[CRYPTO_SHA256_BYTES];
+    crypto_hash_sha256(h, data, len);
+    sodium_bin2hex(out, CRYPTO_SHA256_HEX_BYTES, h, sizeof h);
+}
+
+void crypto_keyed_hash(const uint8_t key[CRYPTO_KEY_BYTES], const void *data, size_t len,
+                       uint8_t out[CRYPTO_SHA256_BYTES])
+{
+    crypto_auth_hmacsha256_state st;
+    crypto_auth_hmacsha256_init(&st, key, CRYPTO_KEY_BYTES);
+    crypto_auth_hmacsha256_update(&st, data, len);
+    crypto_auth_hmacsha256_final(&st, out);
+    sodium_memzero(&st, sizeof st);
+}
+
+int crypto_password_hash(const char *pw, size_t len, char out[CRYPTO_PWHASH_MAX_BYTES])
+{
+    _Static_assert(crypto_pwhash_STRBYTES <= CRYPTO_PWHASH_MAX_BYTES, "hash buffer");
+    return crypto_pwhash_str_alg(out, pw, len, crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                                 crypto_pwhash_MEMLIMIT_INTERACTIVE,
+                                 crypto_pwhash_ALG_ARGON2ID13) == 0 ? 0 : -1;
+}
+
+int crypto_password_verify(const char *hash, const char *pw, size_t len)
+{
+    return crypto_pwhash_str_verify(hash, pw, len) == 0 ? 0 : -1;
+}
+
+bool crypto_password_hash_valid(const char *hash)
+{
+    size_t n = strnlen(hash, CRYPTO_PWHASH_MAX_BYTES);
+    return n < CRYPTO_PWHASH_MAX_BYTES &&
+           (strncmp(hash, "$argon2id$", 10) == 0 || strncmp(hash, "$argon2i$", 9) == 0);
+}
+
+bool crypto_equal(const void *a, const void *b, size_t n)
+{
+    return sodium_memcmp(a, b, n) == 0;
+}
+
+void crypto_wipe(void *p, size_t n)
+{
+    sodium_memzero(p, n);
+}

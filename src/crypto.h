@@ -1,0 +1,51 @@
+/*
+ * crypto — the only user of libsodium.
+ *
+ * Randomness, SHA-256 (account tokens, SPEC §1), Argon2id password hashes
+ * (`mrs passwd`, AUTH), keyed hashes for the AUTH verify cache, constant-time
+ * comparison and wiping of secrets.  Swapping libsodium touches this file
+ * only.  Thread-safe after crypto_init().  Leaf module.
+ */
+#ifndef MRS_CRYPTO_H
+#define MRS_CRYPTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CRYPTO_SHA256_BYTES 32
+#define CRYPTO_SHA256_HEX_BYTES 65          /* 64 hex digits + NUL */
+#define CRYPTO_PWHASH_MAX_BYTES 128         /* an encoded Argon2id hash + NUL */
+#define CRYPTO_KEY_BYTES 32
+
+/* crypto_init — initialise libsodium; -1 if the platform has no randomness. */
+int crypto_init(void);
+
+/* crypto_random — n unpredictable bytes into buf. */
+void crypto_random(void *buf, size_t n);
+/* crypto_random_uniform — a uniform number in [0, upper). */
+uint32_t crypto_random_uniform(uint32_t upper);
+
+void crypto_sha256(const void *data, size_t len, uint8_t out[CRYPTO_SHA256_BYTES]);
+/* crypto_sha256_hex — lowercase hex of SHA-256(data), NUL-terminated. */
+void crypto_sha256_hex(const void *data, size_t len, char out[CRYPTO_SHA256_HEX_BYTES]);
+
+/* crypto_keyed_hash — HMAC-SHA-256(key, data). */
+void crypto_keyed_hash(const uint8_t key[CRYPTO_KEY_BYTES], const void *data, size_t len,
+                       uint8_t out[CRYPTO_SHA256_BYTES]);
+
+/* crypto_password_hash — Argon2id (interactive limits) of the password into
+ * `out` as an encoded string.  0, or -1 when out of memory. */
+int crypto_password_hash(const char *pw, size_t len, char out[CRYPTO_PWHASH_MAX_BYTES]);
+/* crypto_password_verify — 0 when pw matches the encoded hash, -1 otherwise
+ * (mismatch, malformed hash or out of memory). */
+int crypto_password_verify(const char *hash, const char *pw, size_t len);
+/* crypto_password_hash_valid — whether `hash` looks like an encoded Argon2 hash. */
+bool crypto_password_hash_valid(const char *hash);
+
+/* crypto_equal — constant-time comparison of two n-byte buffers. */
+bool crypto_equal(const void *a, const void *b, size_t n);
+/* crypto_wipe — zero a secret in a way the compiler keeps. */
+void crypto_wipe(void *p, size_t n);
+
+#endif

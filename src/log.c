@@ -1,0 +1,216 @@
+/*
+ * log — one line per event on stderr (see log.h for the contract).
+ *
+ * A line is assembled in a bounded stack buffer by a tiny appender whose
+ * overflow is sticky: a line that would not fit is cut and marked with "…"
+ * rather than split into two writes.
+ */
+#include "log.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static atomic_int log_json;
+static atomic_int log_min = LOG_INFO;
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+struct line {
+    char buf[LOG_LINE_MAX_BYTES];
+    size_t len;
+    int full;
+};
+
+void log_init(int json, enum log_level min_level)
+{
+    atomic_store(&log_json, json);
+    atomic_store(&log_min, (int)min_level);
+}
+
+int log_enabled(enum log_level level)
+{
+    return (int)level >= atomic_load(&log_min);
+}
+
+static void put(struct line *l, const char *s, size_t n)
+{
+    /* keep 2 bytes for the newline and NUL */
+    if (l->full || n > sizeof(l->buf) - 2 - l->len) {
+        l->full = 1;
+        return;
+    }
+    memcpy(l->buf + l->len, s, n);
+    l->len += n;
+}
+
+static void puts_(struct line *l, const char *s) { put(l, s, strlen(s)); }
+
+char *log_sanitize(char *dst, size_t dst_len, const char *src, size_t src_len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    if (dst_len == 0)
+        return dst;
+    for (size_t i = 0; i < src_len; i++) {
+        unsigned char c = (unsigned char)src[i];
+        if (c >= 0x20 && c < 0x7f) {
+            if (o + 1 >= dst_len)
+                break;
+            dst[o++] = (char)c;
+        } else {
+            if (o + 4 >= dst_len)
+                break;
+            dst[o++] = '\\';
+            dst[o++] = 'x';
+            dst[o++] = hex[c >> 4];
+            dst[o++] = hex[c & 15];
+        }
+    }
+    dst[o] = '\0';
+    return dst;
+}
+
+/* A field value: sanitized, then quoted for JSON or for text when it has
+ * spaces, quotes or backslashes. */
+static void put_value(struct line *l, const char *v, int json)
+{
+    char clean[LOG_VALUE_MAX_BYTES + 8];
+    size_t vlen = strnlen(v, LOG_VALUE_MAX_BYTES);
+    log_sanitize(clean, sizeof clean, v, vlen);
+    int quote = json || clean[0] == '\0' || strpbrk(clean, " \"\\=") != NULL;
+    if (quote)
+        put(l, "\"", 1);
+    for (const char *p = clean; *p; p++) {
+        if ((*p == '"' || *p == '\\') && quote)
+            put(l, "\\", 1);
+        put(l, p, 1);
+    }
+    if (quote)
+        put(l, "\"", 1);
+}
+
+static void put_field(struct line *l, const char *key, const char *v, int json)
+{
+    if (v == NULL)
+        return;
+    if (json) {
+        put(l, ",\"", 2);
+        puts_(l, key);
+        put(l, "\":", 2);
+    } else {
+        put(l, " ", 1);
+        puts_(l, key);
+        put(l, "=", 1);
+    }
+    put_value(l, v, json);
+}
+
+static void put_timestamp(struct line *l)
+{
+    struct timespec ts;
+    struct tm tm;
+    char buf[40];
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                     tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+    if (n > 0 && (size_t)n < sizeof buf)
+        put(l, buf, (size_t)n);
+}
+
+void log_eventv(enum log_level level, const char *event, const struct log_fields *f,
+                const char *fmt, va_list ap)
+{
+    if (!log_enabled(level))
+        return;
+    int saved_errno = errno;
+    int json = atomic_load(&log_json);
+    struct line l;
+    l.len = 0;
+    l.full = 0;
+    char msg[LOG_LINE_MAX_BYTES / 2];
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    if (n < 0)
+        msg[0] = '\0';
+
+    if (json) {
+        put(&l, "{\"ts\":\"", 7);
+        put_timestamp(&l);
+        put(&l, "\",\"level\":\"", 11);
+        puts_(&l, level_names[level]);
+        put(&l, "\"", 1);
+        put_field(&l, "event", event, 1);
+    } else {
+        put_timestamp(&l);
+        put(&l, " ", 1);
+        puts_(&l, level_names[level]);
+        put(&l, " ", 1);
+        puts_(&l, event);
+    }
+    if (f) {
+        put_field(&l, "session", f->session, json);
+        put_field(&l, "queue_id", f->queue_id, json);
+        put_field(&l, "user", f->user, json);
+        put_field(&l, "client", f->client, json);
+        put_field(&l, "from", f->from, json);
+        put_field(&l, "rcpt", f->rcpt, json);
+        put_field(&l, "remote", f->remote, json);
+        put_field(&l, "result", f->result, json);
+        put_field(&l, "reason", f->reason, json);
+    }
+    if (msg[0]) {
+        if (json) {
+            put_field(&l, "msg", msg, 1);
+        } else {
+            char clean[sizeof msg];
+            put(&l, ": ", 2);
+            puts_(&l, log_sanitize(clean, sizeof clean, msg, strlen(msg)));
+        }
+    }
+    if (json)
+        put(&l, "}", 1);
+    if (l.full) {
+        /* "…" marks a cut line; for JSON close it so it still parses. */
+        l.len = l.len > 8 ? l.len - 8 : 0;
+        l.full = 0;
+        put(&l, json ? "...\"}" : "...", json ? 5 : 3);
+    }
+    l.buf[l.len++] = '\n';
+    ssize_t w = write(STDERR_FILENO, l.buf, l.len);
+    (void)w;
+    errno = saved_errno;
+}
+
+void log_event(enum log_level level, const char *event, const struct log_fields *f,
+               const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_eventv(level, event, f, fmt, ap);
+    va_end(ap);
+}
+
+void log_fatal(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_eventv(LOG_ERROR, "fatal", NULL, fmt, ap);
+    va_end(ap);
+    exit(1);
+}
+
+void log_panic(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_eventv(LOG_ERROR, "panic", NULL, fmt, ap);
+    va_end(ap);
+    abort();
+}

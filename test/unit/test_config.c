@@ -1,0 +1,182 @@
+/* Unit tests of config: every variable with good and bad values, and the
+ * pure value parsers. */
+#include "config.h"
+#include "unit.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+struct env_case {
+    const char *name;
+    const char *good[4];
+    const char *bad[6];
+};
+
+static const struct env_case env_cases[] = {
+    {"MRS_HOSTNAME", {"mx.example.com", "localhost"}, {"bad host", "a..b", "-"}},
+    {"MRS_SUBMISSION_LISTEN", {":587", "127.0.0.1:2587", "[::1]:587", "off"}, {"587", ":0", ":70000", "x:1"}},
+    {"MRS_SUBMISSIONS_LISTEN", {":465", "localhost:465", "off"}, {"on", ":", "1.2.3.4"}},
+    {"MRS_HEALTH_LISTEN", {":8080", "0.0.0.0:8080"}, {":abc", "[::1:80"}},
+    {"MRS_SPF_INCLUDE", {"elastx.email", "spf.example.org"}, {"bad domain", "a..b"}},
+    {"MRS_TOKEN_PREFIX", {"elastx-mrs", "my_relay.v1"}, {"has space", "a=b"}},
+    {"MRS_CHECK_HEADER_FROM", {"on", "off", "true", "0"}, {"maybe", "2"}},
+    {"MRS_DNS_SERVERS", {"127.0.0.1", "127.0.0.1:5353,[::1]:53", "::1"}, {"dns.example", "1.2.3.4:0", ",", "1.1.1.1,,2.2.2.2"}},
+    {"MRS_DNS_TIMEOUT", {"2s", "500ms"}, {"0", "1y", "-1s"}},
+    {"MRS_DNS_DEADLINE", {"10s", "15000ms"}, {"abc", "10 s"}},
+    {"MRS_DNS_CACHE_ENTRIES", {"0", "10000"}, {"-5", "lots"}},
+    {"MRS_SMARTHOST", {"relay.example.com:587", "[::1]:25", "10.0.0.1:2525", "relay.example.com"}, {"bad host:25", "relay:0", "relay:x"}},
+    {"MRS_SMARTHOST_TLS", {"starttls", "tls", "none"}, {"ssl", "STARTTLS"}},
+    {"MRS_DELIVERY_PORT", {"25", "2525"}, {"0", "65536", "smtp"}},
+    {"MRS_DELIVERY_THREADS", {"1", "8"}, {"0", "many"}},
+    {"MRS_MAX_MESSAGE_BYTES", {"26214400", "25M", "512k", "1G"}, {"25X", "-1", "10", "3G"}},
+    {"MRS_MAX_RECIPIENTS", {"1", "100"}, {"0", "1e3"}},
+    {"MRS_MAX_CONNECTIONS", {"1000", "1"}, {"abc", "0", "-1"}},
+    {"MRS_QUEUE_LIFETIME", {"5d", "90m", "3600"}, {"5 days", "0"}},
+    {"MRS_RETRY_MIN", {"1m", "1s"}, {"soon"}},
+    {"MRS_RETRY_MAX", {"1h", "2h"}, {"1w"}},
+    {"MRS_RATE_LIMIT", {"0", "500/h", "10/m", "100/2h"}, {"500", "500/y", "/h", "0/h"}},
+    {"MRS_SHUTDOWN_GRACE", {"25s", "0"}, {"25x"}},
+    {"MRS_LOG_FORMAT", {"text", "json"}, {"xml", "JSON"}},
+    {"MRS_LOG_LEVEL", {"debug", "info", "warn", "error"}, {"trace", "INFO"}},
+    {"MRS_IDLE_TIMEOUT", {"60s", "5m"}, {"never", "0"}},
+    {"MRS_PREAUTH_TIMEOUT", {"30s"}, {"x"}},
+    {"MRS_SESSION_TIMEOUT", {"30m"}, {"0"}},
+    {"MRS_DATA_MIN_RATE", {"1024", "1K", "0"}, {"fast"}},
+    {"MRS_AUTH_MAX_FAILURES", {"3"}, {"0", "1000"}},
+    {"MRS_AUTH_CONCURRENCY", {"2"}, {"0", "100"}},
+    {"MRS_DELIVERY_CONNECT_TIMEOUT", {"30s"}, {"0"}},
+    {"MRS_DELIVERY_COMMAND_TIMEOUT", {"5m"}, {"x"}},
+    {"MRS_DELIVERY_DATA_TIMEOUT", {"10m"}, {"2d"}},
+    {"MRS_DNS_RECHECK", {"60s", "0"}, {"2d"}},
+};
+
+static void test_every_variable_good_and_bad(void)
+{
+    char err[CONFIG_ERROR_MAX_BYTES];
+    for (size_t i = 0; i < sizeof env_cases / sizeof env_cases[0]; i++) {
+        const struct env_case *c = &env_cases[i];
+        for (int g = 0; g < 4 && c->good[g]; g++) {
+            setenv(c->name, c->good[g], 1);
+            if (config_load(err, sizeof err) != 0) {
+                fprintf(stderr, "  %s=%s refused: %s\n", c->name, c->good[g], err);
+                unit_failed_checks++;
+            }
+        }
+        for (int b = 0; b < 6 && c->bad[b]; b++) {
+            setenv(c->name, c->bad[b], 1);
+            err[0] = '\0';
+            if (config_load(err, sizeof err) == 0 || strncmp(err, c->name, strlen(c->name)) != 0 ||
+                strchr(err, '\n')) {
+                fprintf(stderr, "  %s=%s accepted or error not naming it: '%s'\n", c->name, c->bad[b], err);
+                unit_failed_checks++;
+            }
+        }
+        unsetenv(c->name);
+    }
+    CHECK(config_load(err, sizeof err) == 0);
+}
+
+static void test_defaults(void)
+{
+    char err[CONFIG_ERROR_MAX_BYTES];
+    CHECK(config_load(err, sizeof err) == 0);
+    CHECK(config->submission.any && config->submission.port == 587);
+    CHECK(config->submissions.port == 465);
+    CHECK(config->health.port == 8080);
+    CHECK_STR(config->spf_include, "elastx.email");
+    CHECK_STR(config->token_prefix, "elastx-mrs");
+    CHECK(config->check_header_from);
+    CHECK_STR(config->spool_dir, "/var/spool/mrs");
+    CHECK(config->delivery_port == 25);
+    CHECK(config->max_message_bytes == 26214400);
+    CHECK(config->max_recipients == 100);
+    CHECK(config->max_connections == 1000);
+    CHECK(config->queue_lifetime_ms == 5LL * 86400 * 1000);
+    CHECK(config->retry_min_ms == 60000 && config->retry_max_ms == 3600000);
+    CHECK(config->delivery_threads == 8);
+    CHECK(config->rate_limit_count == 0);
+    CHECK(config->shutdown_grace_ms == 25000);
+    CHECK(config->idle_timeout_ms == 60000);
+    CHECK(config->smarthost_tls == CONFIG_TLS_STARTTLS);
+    CHECK(!config->smarthost_set);
+    CHECK(config->hostname[0] != '\0');
+}
+
+static void test_cross_checks(void)
+{
+    char err[CONFIG_ERROR_MAX_BYTES];
+    setenv("MRS_TLS_CERT", "/x/cert.pem", 1);
+    CHECK(config_load(err, sizeof err) < 0 && strncmp(err, "MRS_TLS_KEY", 11) == 0);
+    setenv("MRS_TLS_KEY", "/x/key.pem", 1);
+    CHECK(config_load(err, sizeof err) == 0);
+    unsetenv("MRS_TLS_CERT");
+    unsetenv("MRS_TLS_KEY");
+    setenv("MRS_RETRY_MIN", "2h", 1);
+    CHECK(config_load(err, sizeof err) < 0 && strncmp(err, "MRS_RETRY_MAX", 13) == 0);
+    unsetenv("MRS_RETRY_MIN");
+    setenv("MRS_SMARTHOST_PASSWORD", "pw", 1);
+    setenv("MRS_SMARTHOST_PASSWORD_FILE", "/nonexistent", 1);
+    CHECK(config_load(err, sizeof err) < 0 && strncmp(err, "MRS_SMARTHOST_PASSWORD_FILE", 27) == 0);
+    unsetenv("MRS_SMARTHOST_PASSWORD");
+    CHECK(config_load(err, sizeof err) < 0 && strncmp(err, "MRS_SMARTHOST_PASSWORD_FILE", 27) == 0);
+    unsetenv("MRS_SMARTHOST_PASSWORD_FILE");
+}
+
+static void test_secret_file(void)
+{
+    char err[CONFIG_ERROR_MAX_BYTES];
+    char path[] = "/tmp/mrs-unit-secretXXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    CHECK(write(fd, "s3cret\n", 7) == 7);
+    close(fd);
+    setenv("MRS_SMARTHOST_USER", "relay", 1);
+    setenv("MRS_SMARTHOST_PASSWORD_FILE", path, 1);
+    CHECK(config_load(err, sizeof err) == 0);
+    CHECK_STR(config->smarthost_password, "s3cret");
+    unsetenv("MRS_SMARTHOST_PASSWORD_FILE");
+    unsetenv("MRS_SMARTHOST_USER");
+    unlink(path);
+    CHECK(config_load(err, sizeof err) == 0);
+    CHECK(config->smarthost_password == NULL);
+}
+
+static void test_durations_and_sizes(void)
+{
+    int64_t v;
+    CHECK(config_parse_duration_ms("90s", &v) == 0 && v == 90000);
+    CHECK(config_parse_duration_ms("5d", &v) == 0 && v == 5LL * 86400000);
+    CHECK(config_parse_duration_ms("250ms", &v) == 0 && v == 250);
+    CHECK(config_parse_duration_ms("30", &v) == 0 && v == 30000);
+    CHECK(config_parse_duration_ms("", &v) < 0);
+    CHECK(config_parse_duration_ms("99999999999999999999s", &v) < 0);
+    CHECK(config_parse_duration_ms("9223372036854775807d", &v) < 0);
+    CHECK(config_parse_size("25M", &v) == 0 && v == 25 * 1024 * 1024);
+    CHECK(config_parse_size("25MB", &v) == 0 && v == 25 * 1024 * 1024);
+    CHECK(config_parse_size("1k", &v) == 0 && v == 1024);
+    CHECK(config_parse_size("1T", &v) < 0);
+    CHECK(config_parse_size("+1", &v) < 0);
+    int64_t c, w;
+    CHECK(config_parse_rate("500/h", &c, &w) == 0 && c == 500 && w == 3600000);
+    CHECK(config_parse_rate("5/30m", &c, &w) == 0 && c == 5 && w == 1800000);
+    CHECK(config_parse_rate("5/ms", &c, &w) < 0);
+}
+
+static void test_listen_and_ports(void)
+{
+    struct config_listen l;
+    CHECK(config_parse_listen(":587", &l) == 0 && l.any && l.port == 587);
+    CHECK(config_parse_listen("[::1]:25", &l) == 0 && !l.any && l.addr.ss_family == AF_INET6);
+    CHECK(config_parse_listen("127.0.0.2:25", &l) == 0 && l.addr.ss_family == AF_INET);
+    CHECK(config_parse_listen("off", &l) == 0 && l.off);
+    CHECK(config_parse_listen("example.com:25", &l) < 0);
+    struct config_hostport hp;
+    CHECK(config_parse_hostport("smtp.example.com:587", 25, &hp) == 0 && hp.port == 587);
+    CHECK_STR(hp.host, "smtp.example.com");
+    CHECK(config_parse_hostport("[::1]:2525", 25, &hp) == 0 && hp.port == 2525);
+    CHECK_STR(hp.host, "::1");
+}
+
+UNIT_MAIN("config", UNIT_CASE(test_defaults), UNIT_CASE(test_every_variable_good_and_bad),
+          UNIT_CASE(test_cross_checks), UNIT_CASE(test_secret_file),
+          UNIT_CASE(test_durations_and_sizes), UNIT_CASE(test_listen_and_ports))
