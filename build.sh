@@ -19,6 +19,8 @@ set -euo pipefail
 TOP=$(cd "$(dirname "$0")" && pwd)
 cd "$TOP"
 DEPS="$TOP/.deps"
+# MRS_BUILD_DIR lets several work trees' builds share one checkout (default build).
+OUT=${MRS_BUILD_DIR:-build}
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 say() { printf 'build.sh: %s\n' "$*" >&2; }
@@ -164,7 +166,7 @@ release() {
     mkdir -p "$DEPS"
     deps musl musl-gcc
     local specs; specs=$(musl_specs)
-    make -s -j"$JOBS" BUILD=build CC="gcc -specs=$specs" DEPS="$DEPS/musl" \
+    make -s -j"$JOBS" BUILD="$OUT" CC="gcc -specs=$specs" DEPS="$DEPS/musl" \
         LDFLAGS_EXTRA="-static-pie" all
 }
 
@@ -173,7 +175,7 @@ asan_build() {
     need_pkgs clang libclang-rt-14-dev
     mkdir -p "$DEPS"
     deps host cc
-    make -s -j"$JOBS" BUILD=build/asan CC=clang DEPS="$DEPS/host" SANITIZE=1 all
+    make -s -j"$JOBS" BUILD="$OUT/asan" CC=clang DEPS="$DEPS/host" SANITIZE=1 all
 }
 
 test_pkgs() {
@@ -198,10 +200,10 @@ run)
     export MRS_HEALTH_LISTEN=${MRS_HEALTH_LISTEN:-:8080}
     export MRS_HOSTNAME=${MRS_HOSTNAME:-localhost}
     say "starting mrs: submission :${MRS_SUBMISSION_LISTEN##*:}, submissions :${MRS_SUBMISSIONS_LISTEN##*:}, health :${MRS_HEALTH_LISTEN##*:}, spool $MRS_SPOOL_DIR"
-    exec build/mrs serve
+    exec "$OUT/mrs" serve
     ;;
-test) release; shift; run_tests build "$@" ;;
-asan) asan_build; shift; run_tests build/asan "$@" ;;
+test) release; shift; run_tests "$OUT" "$@" ;;
+asan) asan_build; shift; run_tests "$OUT/asan" "$@" ;;
 fuzz) shift; need_pkgs clang libclang-rt-14-dev; deps host cc; exec test/fuzz/run.sh "${1:-60}" ;;
 docker-test) exec test/docker/test.sh ;;
 bench) release; exec test/bench/run.sh ;;

@@ -8,6 +8,7 @@
 #include "config.h"
 #include "crypto.h"
 #include "log.h"
+#include "policy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,7 +138,11 @@ int main(int argc, char **argv)
         load_config_or_exit();
         return not_yet("serve");
     }
-    if (!strcmp(cmd, "check-domain") || !strcmp(cmd, "healthcheck") || !strcmp(cmd, "queue"))
+    if (!strcmp(cmd, "check-domain")) {
+        load_config_or_exit();
+        return policy_cli_check_domain(argc, argv);
+    }
+    if (!strcmp(cmd, "healthcheck") || !strcmp(cmd, "queue"))
         return not_yet(cmd);
     fprintf(stderr, "mrs: unknown command '%s'\n", cmd);
     usage(stderr);

@@ -44,7 +44,7 @@ echo "== integration tests ($BUILD)"
 out=$(/usr/bin/python3 test/integration/run.py --build "$BUILD" ${FILTER:+--filter "$FILTER"} 2>&1 | tee /dev/stderr)
 count "$out" integration
 
-if [ -z "$FILTER" ] && [ -x test/fuzz/run.sh ] && command -v clang >/dev/null && [ "$BUILD" = build ]; then
+if [ -z "$FILTER" ] && [ -x test/fuzz/run.sh ] && command -v clang >/dev/null && [[ "$BUILD" != */asan ]]; then
     echo "== fuzz smoke runs"
     out=$(test/fuzz/run.sh "${MRS_FUZZ_SECONDS:-5}" 2>&1); printf '%s\n' "$out" | tail -n 20
     count "$out" fuzz
