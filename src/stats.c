@@ -1,0 +1,26 @@
+/*
+ * stats — the one instance of the counters, and their label names.
+ */
+#include "stats.h"
+
+struct stats stats;
+
+const char *stats_refusal_name(enum stats_refusal r)
+{
+    static const char *const names[STATS_REFUSED_COUNT] = {
+        "auth", "spf", "spf_multiple", "token", "nxdomain", "dns_temp", "header_from",
+        "size", "smuggling", "recipients", "rate_limit", "syntax", "spool",
+    };
+    return (unsigned)r < STATS_REFUSED_COUNT ? names[r] : "other";
+}
+
+const char *stats_listener_name(enum stats_listener l)
+{
+    return l == STATS_SUBMISSIONS ? "submissions" : "submission";
+}
+
+const char *stats_delivery_name(enum stats_delivery d)
+{
+    static const char *const names[STATS_DELIVERY_COUNT] = {"delivered", "deferred", "bounced"};
+    return (unsigned)d < STATS_DELIVERY_COUNT ? names[d] : "other";
+}

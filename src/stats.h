@@ -1,0 +1,71 @@
+/*
+ * stats — process-wide counters and gauges for /metrics (SPEC §6).
+ *
+ * Plain C11 atomics with relaxed ordering: incrementing costs one locked
+ * add, scraping reads each value once and never blocks a session.  Every
+ * module may increment; only health.c renders them.  Leaf module.
+ */
+#ifndef MRS_STATS_H
+#define MRS_STATS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+enum stats_listener { STATS_SUBMISSION = 0, STATS_SUBMISSIONS, STATS_LISTENERS };
+
+/* Why a message (or a MAIL/RCPT/DATA step) was refused; label values of
+ * mrs_messages_refused_total{reason="…"}. */
+enum stats_refusal {
+    STATS_REFUSED_AUTH = 0,     /* MAIL without AUTH */
+    STATS_REFUSED_SPF,          /* no SPF record with the include term */
+    STATS_REFUSED_SPF_MULTIPLE, /* more than one SPF record */
+    STATS_REFUSED_TOKEN,        /* no account token */
+    STATS_REFUSED_NXDOMAIN,     /* sender domain does not exist */
+    STATS_REFUSED_DNS_TEMP,     /* DNS temporarily failing (451) */
+    STATS_REFUSED_HEADER_FROM,  /* From: header missing, several, or unauthorized */
+    STATS_REFUSED_SIZE,         /* over MRS_MAX_MESSAGE_BYTES */
+    STATS_REFUSED_SMUGGLING,    /* bare CR or LF in DATA */
+    STATS_REFUSED_RECIPIENTS,   /* over MRS_MAX_RECIPIENTS */
+    STATS_REFUSED_RATE_LIMIT,   /* MRS_RATE_LIMIT exceeded */
+    STATS_REFUSED_SYNTAX,       /* malformed address or parameter */
+    STATS_REFUSED_SPOOL,        /* we failed to store it (451) */
+    STATS_REFUSED_COUNT
+};
+
+enum stats_delivery { STATS_DELIVERED = 0, STATS_DEFERRED, STATS_BOUNCED, STATS_DELIVERY_COUNT };
+
+struct stats {
+    atomic_int_fast64_t sessions_open[STATS_LISTENERS];
+    atomic_int_fast64_t sessions_total[STATS_LISTENERS];
+    atomic_int_fast64_t connections_rejected_total;   /* over MRS_MAX_CONNECTIONS */
+    atomic_int_fast64_t tls_handshakes_total[STATS_LISTENERS];
+    atomic_int_fast64_t tls_failures_total[STATS_LISTENERS];
+    atomic_int_fast64_t auth_successes_total;
+    atomic_int_fast64_t auth_failures_total;
+    atomic_int_fast64_t messages_accepted_total;
+    atomic_int_fast64_t message_bytes_accepted_total;
+    atomic_int_fast64_t messages_refused_total[STATS_REFUSED_COUNT];
+    atomic_int_fast64_t queue_depth;                  /* messages in the spool */
+    atomic_int_fast64_t queue_oldest_ms;              /* wall-clock ms of the oldest, 0 none */
+    atomic_int_fast64_t deliveries_total[STATS_DELIVERY_COUNT];
+    atomic_int_fast64_t bounces_total;                /* DSNs generated */
+    atomic_int_fast64_t dns_queries_total;
+    atomic_int_fast64_t dns_cache_hits_total;
+    atomic_int_fast64_t dns_failures_total;
+    atomic_int_fast64_t started_ms;                   /* wall clock at start */
+};
+
+extern struct stats stats;
+
+#define STATS_INC(field) atomic_fetch_add_explicit(&stats.field, 1, memory_order_relaxed)
+#define STATS_DEC(field) atomic_fetch_sub_explicit(&stats.field, 1, memory_order_relaxed)
+#define STATS_ADD(field, n) atomic_fetch_add_explicit(&stats.field, (n), memory_order_relaxed)
+#define STATS_SET(field, v) atomic_store_explicit(&stats.field, (v), memory_order_relaxed)
+#define STATS_GET(field) atomic_load_explicit(&stats.field, memory_order_relaxed)
+
+/* Label value for a refusal reason ("spf", "token", …). */
+const char *stats_refusal_name(enum stats_refusal r);
+const char *stats_listener_name(enum stats_listener l);
+const char *stats_delivery_name(enum stats_delivery d);
+
+#endif
