@@ -1,0 +1,441 @@
+/*
+ * tls — mbedTLS behind the small interface of tls.h.
+ *
+ * Shared state: one entropy source + CTR-DRBG (mbedTLS locks it), one
+ * session-ticket key context (kept across reloads so tickets stay valid),
+ * the current server configuration (refcounted, swapped under conf_mu) and
+ * two client configurations built once at start.
+ */
+#include "tls.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/net_sockets.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/ssl_ticket.h>
+#include <mbedtls/x509_crt.h>
+#include <psa/crypto.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#define TLS_TICKET_LIFETIME_S 86400
+#define TLS_CERT_DER_MAX_BYTES 2048
+#define TLS_WHAT_MAX_BYTES 1100
+#define TLS_SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
+
+struct server_conf {
+    atomic_int refs;
+    mbedtls_ssl_config conf;
+    mbedtls_x509_crt chain;
+    mbedtls_pk_context key;
+};
+
+struct tls_conn {
+    mbedtls_ssl_context ssl;
+    struct server_conf *sc; /* NULL for client contexts */
+    int fd;
+};
+
+static mbedtls_entropy_context entropy;
+static mbedtls_ctr_drbg_context drbg;
+static mbedtls_ssl_ticket_context tickets;
+static pthread_mutex_t conf_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct server_conf *current;
+static mbedtls_ssl_config client_opportunistic, client_strict;
+static mbedtls_x509_crt ca_chain;
+static bool client_ready;
+
+static const uint16_t tls_groups[] = {
+    MBEDTLS_SSL_IANA_TLS_GROUP_X25519, MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
+    MBEDTLS_SSL_IANA_TLS_GROUP_SECP384R1, MBEDTLS_SSL_IANA_TLS_GROUP_NONE};
+
+static void describe(int ret, char *err, size_t err_len, const char *what)
+{
+    char buf[128];
+    mbedtls_strerror(ret, buf, sizeof buf);
+    snprintf(err, err_len, "%s: %s (-0x%04x)", what, buf, (unsigned)-ret);
+}
+
+int tls_init(char *err, size_t err_len)
+{
+    static const char pers[] = "mrs";
+    mbedtls_entropy_init(&entropy);
+    mbedtls_ctr_drbg_init(&drbg);
+    int ret = mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy,
+                                    (const unsigned char *)pers, sizeof pers - 1);
+    if (ret != 0) {
+        describe(ret, err, err_len, "seeding the TLS random generator");
+        return -1;
+    }
+    if (psa_crypto_init() != PSA_SUCCESS) {
+        snprintf(err, err_len, "PSA crypto initialisation failed");
+        return -1;
+    }
+    mbedtls_ssl_ticket_init(&tickets);
+    ret = mbedtls_ssl_ticket_setup(&tickets, mbedtls_ctr_drbg_random, &drbg,
+                                   MBEDTLS_CIPHER_AES_256_GCM, TLS_TICKET_LIFETIME_S);
+    if (ret != 0) {
+        describe(ret, err, err_len, "session ticket setup");
+        return -1;
+    }
+    return 0;
+}
+
+/* common_conf — what every configuration shares: TLS 1.2–1.3 only, our
+ * groups, the shared random generator.  The cipher suites are fixed at
+ * build time (vendor/mbedtls_config.h: ECDHE + AEAD only). */
+static int common_conf(mbedtls_ssl_config *c, int endpoint)
+{
+    int ret = mbedtls_ssl_config_defaults(c, endpoint, MBEDTLS_SSL_TRANSPORT_STREAM,
+                                          MBEDTLS_SSL_PRESET_DEFAULT);
+    if (ret != 0)
+        return ret;
+    mbedtls_ssl_conf_rng(c, mbedtls_ctr_drbg_random, &drbg);
+    mbedtls_ssl_conf_min_tls_version(c, MBEDTLS_SSL_VERSION_TLS1_2);
+    mbedtls_ssl_conf_max_tls_version(c, MBEDTLS_SSL_VERSION_TLS1_3);
+    mbedtls_ssl_conf_groups(c, tls_groups);
+    return 0;
+}
+
+static void server_conf_put(struct server_conf *sc)
+{
+    if (sc && atomic_fetch_sub(&sc->refs, 1) == 1) {
+        mbedtls_ssl_config_free(&sc->conf);
+        mbedtls_x509_crt_free(&sc->chain);
+        mbedtls_pk_free(&sc->key);
+        free(sc);
+    }
+}
+
+/* make_ephemeral — an ECDSA P-256 key and a self-signed certificate for
+ * hostname, valid from a day ago for a year. */
+static int make_ephemeral(struct server_conf *sc, const char *hostname, char *err, size_t err_len)
+{
+    mbedtls_x509write_cert w;
+    unsigned char *der = NULL;
+    char name[300], from[16], to[16];
+    unsigned char serial[16];
+    int ret;
+    mbedtls_x509write_crt_init(&w);
+    if ((ret = mbedtls_pk_setup(&sc->key, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY))) != 0 ||
+        (ret = mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, mbedtls_pk_ec(sc->key),
+                                   mbedtls_ctr_drbg_random, &drbg)) != 0)
+        goto fail;
+    time_t now = time(NULL), a = now - 86400, b = now + 365 * 86400;
+    struct tm ta, tb;
+    gmtime_r(&a, &ta);
+    gmtime_r(&b, &tb);
+    strftime(from, sizeof from, "%Y%m%d%H%M%S", &ta);
+    strftime(to, sizeof to, "%Y%m%d%H%M%S", &tb);
+    snprintf(name, sizeof name, "CN=%s", hostname);
+    mbedtls_ctr_drbg_random(&drbg, serial, sizeof serial);
+    serial[0] &= 0x7f;
+    mbedtls_x509_san_list san = {.next = NULL};
+    san.node.type = MBEDTLS_X509_SAN_DNS_NAME;
+    san.node.san.unstructured_name.p = (unsigned char *)(uintptr_t)hostname;
+    san.node.san.unstructured_name.len = strlen(hostname);
+    mbedtls_x509write_crt_set_version(&w, MBEDTLS_X509_CRT_VERSION_3);
+    mbedtls_x509write_crt_set_md_alg(&w, MBEDTLS_MD_SHA256);
+    mbedtls_x509write_crt_set_subject_key(&w, &sc->key);
+    mbedtls_x509write_crt_set_issuer_key(&w, &sc->key);
+    if ((ret = mbedtls_x509write_crt_set_subject_name(&w, name)) != 0 ||
+        (ret = mbedtls_x509write_crt_set_issuer_name(&w, name)) != 0 ||
+        (ret = mbedtls_x509write_crt_set_serial_raw(&w, serial, sizeof serial)) != 0 ||
+        (ret = mbedtls_x509write_crt_set_validity(&w, from, to)) != 0 ||
+        (ret = mbedtls_x509write_crt_set_basic_constraints(&w, 0, -1)) != 0 ||
+        (ret = mbedtls_x509write_crt_set_subject_alternative_name(&w, &san)) != 0)
+        goto fail;
+    der = malloc(TLS_CERT_DER_MAX_BYTES);
+    if (!der) {
+        ret = MBEDTLS_ERR_X509_ALLOC_FAILED;
+        goto fail;
+    }
+    ret = mbedtls_x509write_crt_der(&w, der, TLS_CERT_DER_MAX_BYTES, mbedtls_ctr_drbg_random, &drbg);
+    if (ret < 0)
+        goto fail;
+    /* the DER is written at the end of the buffer */
+    ret = mbedtls_x509_crt_parse_der(&sc->chain, der + TLS_CERT_DER_MAX_BYTES - ret, (size_t)ret);
+    if (ret != 0)
+        goto fail;
+    free(der);
+    mbedtls_x509write_crt_free(&w);
+    return 0;
+fail:
+    describe(ret, err, err_len, "making the ephemeral certificate");
+    free(der);
+    mbedtls_x509write_crt_free(&w);
+    return -1;
+}
+
+static int load_files(struct server_conf *sc, const char *cert_path, const char *key_path,
+                      char *err, size_t err_len)
+{
+    int ret = mbedtls_x509_crt_parse_file(&sc->chain, cert_path);
+    if (ret != 0) {
+        char what[TLS_WHAT_MAX_BYTES];
+        snprintf(what, sizeof what, "MRS_TLS_CERT %s", cert_path);
+        describe(ret, err, err_len, what);
+        return -1;
+    }
+    ret = mbedtls_pk_parse_keyfile(&sc->key, key_path, NULL, mbedtls_ctr_drbg_random, &drbg);
+    if (ret != 0) {
+        char what[TLS_WHAT_MAX_BYTES];
+        snprintf(what, sizeof what, "MRS_TLS_KEY %s", key_path);
+        describe(ret, err, err_len, what);
+        return -1;
+    }
+    if (mbedtls_pk_check_pair(&sc->chain.pk, &sc->key, mbedtls_ctr_drbg_random, &drbg) != 0) {
+        snprintf(err, err_len, "MRS_TLS_KEY %s does not match the certificate in MRS_TLS_CERT %s",
+                 key_path, cert_path);
+        return -1;
+    }
+    return 0;
+}
+
+int tls_server_load(const char *cert_path, const char *key_path, const char *hostname,
+                    char *err, size_t err_len)
+{
+    struct server_conf *sc = calloc(1, sizeof *sc);
+    if (!sc) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    atomic_init(&sc->refs, 1);
+    mbedtls_ssl_config_init(&sc->conf);
+    mbedtls_x509_crt_init(&sc->chain);
+    mbedtls_pk_init(&sc->key);
+    int ephemeral = !cert_path || !cert_path[0];
+    int ret = ephemeral ? make_ephemeral(sc, hostname, err, err_len)
+                        : load_files(sc, cert_path, key_path, err, err_len);
+    if (ret != 0)
+        goto fail;
+    if ((ret = common_conf(&sc->conf, MBEDTLS_SSL_IS_SERVER)) != 0 ||
+        (ret = mbedtls_ssl_conf_own_cert(&sc->conf, &sc->chain, &sc->key)) != 0) {
+        describe(ret, err, err_len, "TLS server configuration");
+        goto fail;
+    }
+    mbedtls_ssl_conf_session_tickets_cb(&sc->conf, mbedtls_ssl_ticket_write, mbedtls_ssl_ticket_parse,
+                                        &tickets);
+    mbedtls_ssl_conf_new_session_tickets(&sc->conf, 1);
+    pthread_mutex_lock(&conf_mu);
+    struct server_conf *old = current;
+    current = sc;
+    pthread_mutex_unlock(&conf_mu);
+    server_conf_put(old);
+    return 0;
+fail:
+    server_conf_put(sc);
+    return -1;
+}
+
+int tls_client_init(const char *ca_file, char *err, size_t err_len)
+{
+    int rc = 0;
+    mbedtls_x509_crt_init(&ca_chain);
+    mbedtls_ssl_config_init(&client_opportunistic);
+    mbedtls_ssl_config_init(&client_strict);
+    const char *path = ca_file && ca_file[0] ? ca_file : TLS_SYSTEM_CA_BUNDLE;
+    int ret = mbedtls_x509_crt_parse_file(&ca_chain, path);
+    if (ret < 0) {
+        char what[TLS_WHAT_MAX_BYTES];
+        snprintf(what, sizeof what, "CA bundle %s", path);
+        describe(ret, err, err_len, what);
+        rc = -1;
+    }
+    if (common_conf(&client_opportunistic, MBEDTLS_SSL_IS_CLIENT) != 0 ||
+        common_conf(&client_strict, MBEDTLS_SSL_IS_CLIENT) != 0) {
+        snprintf(err, err_len, "TLS client configuration failed");
+        return -1;
+    }
+    /* RFC 7435 opportunistic: verify and report, never refuse. */
+    mbedtls_ssl_conf_authmode(&client_opportunistic, MBEDTLS_SSL_VERIFY_OPTIONAL);
+    mbedtls_ssl_conf_ca_chain(&client_opportunistic, &ca_chain, NULL);
+    mbedtls_ssl_conf_authmode(&client_strict, MBEDTLS_SSL_VERIFY_REQUIRED);
+    mbedtls_ssl_conf_ca_chain(&client_strict, &ca_chain, NULL);
+    client_ready = true;
+    return rc;
+}
+
+/* BIO callbacks on a non-blocking socket. */
+static int bio_send(void *ctx, const unsigned char *buf, size_t len)
+{
+    struct tls_conn *t = ctx;
+    ssize_t n = send(t->fd, buf, len, MSG_NOSIGNAL);
+    if (n >= 0)
+        return (int)n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return MBEDTLS_ERR_SSL_WANT_WRITE;
+    return errno == ECONNRESET || errno == EPIPE ? MBEDTLS_ERR_NET_CONN_RESET
+                                                  : MBEDTLS_ERR_NET_SEND_FAILED;
+}
+
+static int bio_recv(void *ctx, unsigned char *buf, size_t len)
+{
+    struct tls_conn *t = ctx;
+    ssize_t n = recv(t->fd, buf, len, 0);
+    if (n >= 0)
+        return (int)n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return MBEDTLS_ERR_SSL_WANT_READ;
+    return errno == ECONNRESET ? MBEDTLS_ERR_NET_CONN_RESET : MBEDTLS_ERR_NET_RECV_FAILED;
+}
+
+static struct tls_conn *conn_new(int fd, const mbedtls_ssl_config *c, struct server_conf *sc)
+{
+    struct tls_conn *t = calloc(1, sizeof *t);
+    if (!t) {
+        server_conf_put(sc);
+        return NULL;
+    }
+    t->fd = fd;
+    t->sc = sc;
+    mbedtls_ssl_init(&t->ssl);
+    if (mbedtls_ssl_setup(&t->ssl, c) != 0) {
+        tls_conn_free(t);
+        return NULL;
+    }
+    mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
+    return t;
+}
+
+struct tls_conn *tls_server_new(int fd)
+{
+    pthread_mutex_lock(&conf_mu);
+    struct server_conf *sc = current;
+    if (sc)
+        atomic_fetch_add(&sc->refs, 1);
+    pthread_mutex_unlock(&conf_mu);
+    if (!sc)
+        return NULL;
+    return conn_new(fd, &sc->conf, sc);
+}
+
+struct tls_conn *tls_client_new(int fd, const char *sni, bool verify)
+{
+    if (!client_ready)
+        return NULL;
+    struct tls_conn *t = conn_new(fd, verify ? &client_strict : &client_opportunistic, NULL);
+    if (t && sni && mbedtls_ssl_set_hostname(&t->ssl, sni) != 0) {
+        tls_conn_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void tls_conn_free(struct tls_conn *t)
+{
+    if (!t)
+        return;
+    mbedtls_ssl_free(&t->ssl);
+    server_conf_put(t->sc);
+    free(t);
+}
+
+int tls_handshake(struct tls_conn *t, char *err, size_t err_len)
+{
+    int ret = mbedtls_ssl_handshake(&t->ssl);
+    if (ret == 0)
+        return 0;
+    if (ret == MBEDTLS_ERR_SSL_WANT_READ)
+        return TLS_WANT_READ;
+    if (ret == MBEDTLS_ERR_SSL_WANT_WRITE)
+        return TLS_WANT_WRITE;
+    if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
+        char info[256];
+        int n = mbedtls_x509_crt_verify_info(info, sizeof info, "",
+                                             mbedtls_ssl_get_verify_result(&t->ssl));
+        while (n > 0 && (info[n - 1] == '\n'))
+            info[--n] = '\0';
+        snprintf(err, err_len, "certificate verification failed: %s", n > 0 ? info : "unknown");
+        return TLS_ERROR;
+    }
+    describe(ret, err, err_len, "handshake");
+    return TLS_ERROR;
+}
+
+ssize_t tls_recv(struct tls_conn *t, void *buf, size_t len)
+{
+    for (;;) {
+        int ret = mbedtls_ssl_read(&t->ssl, buf, len);
+        if (ret > 0)
+            return ret;
+        switch (ret) {
+        case 0:
+        case MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY:
+            return 0;
+        case MBEDTLS_ERR_SSL_WANT_READ:
+            return TLS_WANT_READ;
+        case MBEDTLS_ERR_SSL_WANT_WRITE:
+            return TLS_WANT_WRITE;
+        case MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET:
+            continue; /* TLS 1.3 post-handshake message: read on */
+        default:
+            return TLS_ERROR;
+        }
+    }
+}
+
+ssize_t tls_send(struct tls_conn *t, const void *buf, size_t len)
+{
+    int ret = mbedtls_ssl_write(&t->ssl, buf, len);
+    if (ret >= 0)
+        return ret;
+    if (ret == MBEDTLS_ERR_SSL_WANT_READ)
+        return TLS_WANT_READ;
+    if (ret == MBEDTLS_ERR_SSL_WANT_WRITE)
+        return TLS_WANT_WRITE;
+    return TLS_ERROR;
+}
+
+bool tls_pending(const struct tls_conn *t)
+{
+    return mbedtls_ssl_get_bytes_avail(&t->ssl) > 0 || mbedtls_ssl_check_pending(&t->ssl);
+}
+
+void tls_close_notify(struct tls_conn *t)
+{
+    (void)mbedtls_ssl_close_notify(&t->ssl);
+}
+
+const char *tls_version(const struct tls_conn *t)
+{
+    return mbedtls_ssl_get_version(&t->ssl);
+}
+
+const char *tls_cipher(const struct tls_conn *t)
+{
+    return mbedtls_ssl_get_ciphersuite(&t->ssl);
+}
+
+bool tls_peer_verified(const struct tls_conn *t)
+{
+    return mbedtls_ssl_get_verify_result(&t->ssl) == 0;
+}
+
+void tls_shutdown(void)
+{
+    pthread_mutex_lock(&conf_mu);
+    struct server_conf *old = current;
+    current = NULL;
+    pthread_mutex_unlock(&conf_mu);
+    server_conf_put(old);
+    if (client_ready) {
+        mbedtls_ssl_config_free(&client_opportunistic);
+        mbedtls_ssl_config_free(&client_strict);
+        mbedtls_x509_crt_free(&ca_chain);
+        client_ready = false;
+    }
+    mbedtls_ssl_ticket_free(&tickets);
+    mbedtls_ctr_drbg_free(&drbg);
+    mbedtls_entropy_free(&entropy);
+}

@@ -1,0 +1,84 @@
+/*
+ * tls — the only user of mbedTLS.
+ *
+ * One shared, read-only server configuration (certificate chain + key, or an
+ * ephemeral ECDSA P-256 self-signed certificate; TLS 1.2 and 1.3, forward
+ * secret suites only, session tickets), swapped atomically on reload; two
+ * client configurations for delivery (opportunistic: encrypt without
+ * verifying; strict: verify against a CA bundle).  Per-connection contexts
+ * hold a reference to the configuration they started with, so a reload never
+ * pulls it from under a live session.
+ *
+ * I/O is non-blocking: the functions return TLS_WANT_READ / TLS_WANT_WRITE
+ * and the caller (conn.c) polls the socket with its own deadlines.
+ * Thread-safe: configurations are shared, contexts are per thread.
+ */
+#ifndef MRS_TLS_H
+#define MRS_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define TLS_ERROR (-1)
+#define TLS_WANT_READ (-2)
+#define TLS_WANT_WRITE (-3)
+
+struct tls_conn;
+
+/*
+ * tls_init — seed the shared random generator and PSA crypto.  Call once at
+ * start, before any other tls_ function.  -1 with err on failure.
+ */
+int tls_init(char *err, size_t err_len);
+
+/*
+ * tls_server_load — build a server configuration from PEM files, or (both
+ * NULL/empty) from an ephemeral ECDSA P-256 certificate for `hostname`, and
+ * make it the one new connections use.  On failure the previous
+ * configuration stays in force and err names the file and the problem.
+ */
+int tls_server_load(const char *cert_path, const char *key_path, const char *hostname,
+                    char *err, size_t err_len);
+
+/*
+ * tls_client_init — client configurations for delivery.  ca_file (may be
+ * NULL/empty: the system bundle) is needed only for verified connections;
+ * when it cannot be loaded, err says so and verified connections will fail,
+ * while opportunistic ones still work.  Returns 0, or -1 (a warning).
+ */
+int tls_client_init(const char *ca_file, char *err, size_t err_len);
+
+/* tls_server_new — a server context on socket fd; NULL when out of memory
+ * or no configuration is loaded. */
+struct tls_conn *tls_server_new(int fd);
+
+/* tls_client_new — a client context on fd; sni may be NULL.  verify: the
+ * handshake fails unless the peer's certificate verifies for sni. */
+struct tls_conn *tls_client_new(int fd, const char *sni, bool verify);
+
+void tls_conn_free(struct tls_conn *t);
+
+/* tls_handshake — 0 when complete, TLS_WANT_READ/WRITE, or TLS_ERROR with a
+ * short reason in err. */
+int tls_handshake(struct tls_conn *t, char *err, size_t err_len);
+
+/* tls_recv — >0 bytes, 0 on a clean close, TLS_WANT_*, TLS_ERROR. */
+ssize_t tls_recv(struct tls_conn *t, void *buf, size_t len);
+/* tls_send — >0 bytes taken, TLS_WANT_*, TLS_ERROR.  Retry with the same
+ * arguments after a WANT. */
+ssize_t tls_send(struct tls_conn *t, const void *buf, size_t len);
+/* tls_pending — decrypted bytes waiting inside the context (poll would not
+ * see them). */
+bool tls_pending(const struct tls_conn *t);
+/* tls_close_notify — best effort close_notify alert. */
+void tls_close_notify(struct tls_conn *t);
+
+const char *tls_version(const struct tls_conn *t);   /* "TLSv1.3" */
+const char *tls_cipher(const struct tls_conn *t);
+bool tls_peer_verified(const struct tls_conn *t);
+
+/* tls_shutdown — free the shared configurations at exit. */
+void tls_shutdown(void);
+
+#endif
