@@ -14,6 +14,7 @@
 #ifndef MRS_POLICY_H
 #define MRS_POLICY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define POLICY_DOMAIN_MAX_BYTES 254
@@ -77,6 +78,65 @@ int policy_parse_from(const char *value, size_t len, char domains[][POLICY_DOMAI
  */
 void policy_check_header_from(const char *user, const char *headers, size_t len,
                               struct policy_verdict *v);
+
+/* ---- the parts of the decision (pure; used by check-domain and tests) ---- */
+
+/* What a domain's TXT records hold, for one user (policy_examine). */
+struct policy_findings {
+    size_t spf_count;      /* TXT records that are SPF records */
+    size_t spf_index;      /* the first of them (when spf_count > 0) */
+    bool spf_include;      /* spf_count == 1 and it holds the include term */
+    bool token;            /* a token record for this user is published */
+    size_t token_index;    /* which (when token) */
+    size_t other_tokens;   /* <prefix>=… records that are not this user's */
+};
+
+/* policy_is_spf — whether a TXT text is an SPF record: "v=spf1" (any case)
+ * followed by a space or the end (RFC 7208 §4.5). */
+bool policy_is_spf(const char *txt, size_t len);
+
+/* policy_spf_has_include — whether the SPF record holds the term
+ * include:<domain> or +include:<domain> (domain case-insensitive, trailing
+ * dot allowed).  Other qualifiers, look-alike domains and redirect= do not
+ * count; includes are not followed. */
+bool policy_spf_has_include(const char *spf, size_t len, const char *domain);
+
+/* policy_is_token_for — whether a TXT text (spaces around it ignored) is
+ * <prefix>=<64 hex digits> (prefix and hex case-insensitive) whose value is
+ * SHA-256(user); compared in constant time. */
+bool policy_is_token_for(const char *txt, size_t len, const char *prefix, const char *user);
+
+/* policy_examine — the findings over a set of TXT texts, with the include
+ * domain and token prefix of the configuration. */
+void policy_examine(const char *user, const char *const *txt, const size_t *txt_len,
+                    size_t txt_count, struct policy_findings *out);
+
+/*
+ * policy_spf_fixed — the SPF record `spf` changed to authorize <domain>: an
+ * include:<domain> term inserted before the first "all" mechanism or
+ * "redirect=" modifier (else appended), or a -, ~ or ? qualifier on an
+ * existing include:<domain> replaced.  0, or -1 when it does not fit out or
+ * the record holds bytes that cannot be shown as they are.
+ */
+int policy_spf_fixed(const char *spf, size_t len, const char *domain, char *out, size_t out_len);
+
+struct dns_result;
+
+/* policy_domain_normalize — a domain as given (any case, trailing dot
+ * allowed) lowercased, without the dot, into out.  -1 when it is not a
+ * valid domain name or does not fit. */
+int policy_domain_normalize(const char *s, char *out, size_t out_len);
+
+/* policy_decide — the verdict for user and domain from the result of the
+ * TXT lookup (NULL: the lookup failed locally): temporary DNS failures give
+ * 451 4.4.3, NXDOMAIN and missing records 550 5.7.1.  Pure, no logging. */
+void policy_decide(const char *user, const char *domain, const struct dns_result *r,
+                   struct policy_verdict *v);
+
+/* policy_spf_include / policy_token_prefix — the configured values (the
+ * defaults when config_load() was not called). */
+const char *policy_spf_include(void);
+const char *policy_token_prefix(void);
 
 /* policy_cli_check_domain — `mrs check-domain USERNAME ADDRESS-OR-DOMAIN`:
  * prints the diagnosis; returns the exit code of SPEC §2 (0, 1 or 3). */
