@@ -191,18 +191,23 @@ enum conn_status conn_read_line(struct conn *c, int64_t deadline, size_t max, ch
     }
 }
 
-enum conn_status conn_read_some(struct conn *c, int64_t deadline, char *buf, size_t len,
-                                size_t *got)
+enum conn_status conn_peek(struct conn *c, int64_t deadline, const char **data, size_t *len)
+{
+    if (c->in_end == c->in_start) {
+        c->in_start = c->in_end = 0;
+        enum conn_status st = fill(c, deadline);
+        if (st != CONN_OK)
+            return st;
+    }
+    *data = c->in + c->in_start;
+    *len = c->in_end - c->in_start;
+    return CONN_OK;
+}
+
+void conn_consume(struct conn *c, size_t n)
 {
     size_t have = c->in_end - c->in_start;
-    if (have > 0) {
-        size_t n = have < len ? have : len;
-        memcpy(buf, c->in + c->in_start, n);
-        c->in_start += n;
-        *got = n;
-        return CONN_OK;
-    }
-    return raw_recv(c, buf, len, deadline, got);
+    c->in_start += n < have ? n : have;
 }
 
 size_t conn_discard_input(struct conn *c)

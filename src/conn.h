@@ -62,9 +62,11 @@ enum conn_status conn_read_line(struct conn *c, int64_t deadline, size_t max, ch
 /* conn_line_buffered — whether a complete line is already buffered (the
  * pipelining rule: flush replies before blocking for more input). */
 bool conn_line_buffered(const struct conn *c);
-/* conn_read_some — up to len raw bytes (buffered ones first). */
-enum conn_status conn_read_some(struct conn *c, int64_t deadline, char *buf, size_t len,
-                                size_t *got);
+/* conn_peek — the buffered input bytes, reading more first when there are
+ * none (at most in_max).  conn_consume — drop the first n of them.  Used by
+ * the DATA reader so bytes after the end of data stay for the next command. */
+enum conn_status conn_peek(struct conn *c, int64_t deadline, const char **data, size_t *len);
+void conn_consume(struct conn *c, size_t n);
 /* conn_discard_input — drop every buffered input byte; returns how many. */
 size_t conn_discard_input(struct conn *c);
 

@@ -63,6 +63,16 @@ bool crypto_password_hash_valid(const char *hash)
            (strncmp(hash, "$argon2id$", 10) == 0 || strncmp(hash, "$argon2i$", 9) == 0);
 }
 
+int crypto_base64_decode(const char *b64, size_t len, uint8_t *out, size_t cap, size_t *out_len)
+{
+    const char *end;
+    if (sodium_base642bin(out, cap, b64, len, NULL, out_len, &end,
+                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        end != b64 + len)
+        return -1;
+    return 0;
+}
+
 bool crypto_equal(const void *a, const void *b, size_t n)
 {
     return sodium_memcmp(a, b, n) == 0;

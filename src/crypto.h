@@ -43,6 +43,10 @@ int crypto_password_verify(const char *hash, const char *pw, size_t len);
 /* crypto_password_hash_valid — whether `hash` looks like an encoded Argon2 hash. */
 bool crypto_password_hash_valid(const char *hash);
 
+/* crypto_base64_decode — standard base64 (with padding) into out; -1 when
+ * malformed or longer than cap. */
+int crypto_base64_decode(const char *b64, size_t len, uint8_t *out, size_t cap, size_t *out_len);
+
 /* crypto_equal — constant-time comparison of two n-byte buffers. */
 bool crypto_equal(const void *a, const void *b, size_t n);
 /* crypto_wipe — zero a secret in a way the compiler keeps. */

@@ -5,10 +5,21 @@
  *   2 a malformed variable (one line naming it); 3 DNS temporarily failing
  *   (check-domain).
  */
+#include "auth.h"
 #include "config.h"
 #include "crypto.h"
+#include "dns.h"
+#include "health.h"
+#include "listener.h"
 #include "log.h"
 #include "policy.h"
+#include "queue.h"
+#include "stats.h"
+#include "tls.h"
+#include "util.h"
+
+#include <pthread.h>
+#include <signal.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,6 +120,110 @@ static int cmd_token(int argc, char **argv)
     return 0;
 }
 
+/* start_fail — a failure at start: one stderr line naming the cause. */
+static void start_fail(int code, const char *err)
+{
+    fprintf(stderr, "mrs: %s\n", err);
+    exit(code);
+}
+
+/* reload — SIGHUP: users and TLS certificate; a bad new file is refused and
+ * the old one stays in force. */
+static void reload(void)
+{
+    char err[CONFIG_ERROR_MAX_BYTES];
+    bool malformed;
+    if (auth_load(err, sizeof err, &malformed) < 0)
+        log_error("reload", NULL, "users not reloaded, the old table stays: %s", err);
+    else
+        log_info("reload", NULL, "users reloaded: %zu", auth_user_count());
+    if (config->tls_cert[0]) {
+        if (tls_server_load(config->tls_cert, config->tls_key, config->hostname, err, sizeof err) < 0)
+            log_error("reload", NULL, "certificate not reloaded, the old one stays: %s", err);
+        else
+            log_info("reload", NULL, "certificate reloaded from %s", config->tls_cert);
+    }
+}
+
+/* drain — SIGTERM/SIGINT: stop accepting, turn /readyz 503, let sessions
+ * finish within MRS_SHUTDOWN_GRACE (idle ones get 421 4.3.2 at once). */
+static int drain(int sig)
+{
+    log_info("shutdown", NULL, "signal %d: draining, %lld session(s) open, grace %lld ms", sig,
+             (long long)listener_sessions(), (long long)config->shutdown_grace_ms);
+    util_drain_start();
+    health_set_draining();
+    listener_stop();
+    if (!listener_wait_idle(util_now_ms() + config->shutdown_grace_ms))
+        log_warn("shutdown", NULL, "%lld session(s) still open after the grace; closing them "
+                 "(none of them got a 250 for an unsaved message)", (long long)listener_sessions());
+    health_stop();
+    log_info("shutdown", NULL, "stopped");
+    return 0;
+}
+
+static int cmd_serve(void)
+{
+    char err[CONFIG_ERROR_MAX_BYTES];
+    bool malformed;
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* every thread inherits it: main takes them */
+    signal(SIGPIPE, SIG_IGN);
+    STATS_SET(started_ms, util_wall_ms());
+    if (util_drain_init() < 0 || tls_init(err, sizeof err) < 0)
+        start_fail(1, util_drain_fd() < 0 ? "cannot create an eventfd" : err);
+    if (health_start(&config->health, err, sizeof err) < 0)
+        start_fail(1, err);
+    if (tls_server_load(config->tls_cert, config->tls_key, config->hostname, err, sizeof err) < 0)
+        start_fail(1, err);
+    health_set(HEALTH_TLS, 1, NULL);
+    bool have_ca = tls_client_init(config->smarthost_ca_file, err, sizeof err) == 0;
+    char ca_err[CONFIG_ERROR_MAX_BYTES];
+    snprintf(ca_err, sizeof ca_err, "%s", err);
+    if (auth_load(err, sizeof err, &malformed) < 0)
+        start_fail(malformed ? 2 : 1, err);
+    health_set(HEALTH_USERS, 1, NULL);
+    if (queue_init(err, sizeof err) < 0)
+        start_fail(1, err);
+    health_set_spool_dir(config->spool_dir);
+    health_set(HEALTH_SPOOL, 1, NULL);
+    if (listener_open(&config->submission, "MRS_SUBMISSION_LISTEN", false, STATS_SUBMISSION, err, sizeof err) < 0 ||
+        listener_open(&config->submissions, "MRS_SUBMISSIONS_LISTEN", true, STATS_SUBMISSIONS, err, sizeof err) < 0)
+        start_fail(1, err);
+    health_set(HEALTH_LISTENERS, 1, NULL);
+    dns_init();
+    char servers[DNS_SERVERS_MAX][DNS_SERVER_TEXT_BYTES];
+    int nservers = dns_servers(servers, DNS_SERVERS_MAX);
+    health_set(HEALTH_RESOLVER, nservers > 0, "no DNS server: set MRS_DNS_SERVERS or /etc/resolv.conf");
+    if (listener_start(err, sizeof err) < 0)
+        start_fail(1, err);
+    /* start-up complete: only now the warnings, then readiness */
+    if (!config->tls_cert[0])
+        log_warn("tls", NULL, "no MRS_TLS_CERT/MRS_TLS_KEY: using an ephemeral self-signed certificate for %s",
+                 config->hostname);
+    if (!have_ca)
+        log_warn("tls", NULL, "smarthost certificates cannot be verified: %s", ca_err);
+    if (auth_user_count() == 0)
+        log_warn("auth", NULL, "no users configured (MRS_USERS / MRS_USERS_FILE): every AUTH will fail");
+    log_info("start", NULL, "mrs %s ready as %s: submission %s, submissions %s, health %s, %zu user(s), "
+             "%d DNS server(s), spool %s", MRS_VERSION, config->hostname, config->submission.text,
+             config->submissions.text, config->health.text, auth_user_count(), nservers, config->spool_dir);
+    health_set(HEALTH_STARTED, 1, NULL);
+    for (;;) {
+        int sig;
+        if (sigwait(&sigs, &sig) != 0)
+            continue;
+        if (sig == SIGHUP)
+            reload();
+        else
+            return drain(sig);
+    }
+}
+
 static int not_yet(const char *what)
 {
     fprintf(stderr, "mrs %s: not available in this build yet\n", what);
@@ -136,13 +251,19 @@ int main(int argc, char **argv)
         return cmd_token(argc, argv);
     if (!strcmp(cmd, "serve")) {
         load_config_or_exit();
-        return not_yet("serve");
+        int rc = cmd_serve();
+        fflush(NULL);
+        _exit(rc); /* session threads may still hold TLS state: no atexit teardown */
     }
     if (!strcmp(cmd, "check-domain")) {
         load_config_or_exit();
         return policy_cli_check_domain(argc, argv);
     }
-    if (!strcmp(cmd, "healthcheck") || !strcmp(cmd, "queue"))
+    if (!strcmp(cmd, "healthcheck")) {
+        load_config_or_exit();
+        return health_cli(argc, argv);
+    }
+    if (!strcmp(cmd, "queue"))
         return not_yet(cmd);
     fprintf(stderr, "mrs: unknown command '%s'\n", cmd);
     usage(stderr);

@@ -1,0 +1,956 @@
+/*
+ * session — the inbound SMTP state machine (see session.h).
+ *
+ * States: CONNECTED (before EHLO/HELO) → GREETED → MAIL (sender given) →
+ * RCPT (recipients given) → DATA, then back to GREETED.  The command table
+ * below is the one place that says which command each state allows; the
+ * dispatcher refuses the others with 503 before any handler runs.  STARTTLS
+ * returns to CONNECTED (RFC 3207 §4.2).  Every reply goes through reply(),
+ * which appends to the connection's output batch; the batch is flushed only
+ * when no further command is already buffered (RFC 2920 §3.1), so pipelined
+ * commands get their replies in one send and one TLS record.
+ *
+ * Runs on the connection's thread; the session struct is heap-allocated
+ * (the thread stack is small) and owned by this thread alone.
+ */
+#include "session.h"
+
+#include "auth.h"
+#include "config.h"
+#include "conn.h"
+#include "crypto.h"
+#include "log.h"
+#include "policy.h"
+#include "queue.h"
+#include "smtp_proto.h"
+#include "tls.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SESSION_MAX_ERRORS_PREAUTH 5
+#define SESSION_MAX_ERRORS 10
+#define SESSION_HEADER_MAX_BYTES (256 * 1024)
+#define SESSION_DATA_CHUNK_BYTES (16 * 1024)
+#define SESSION_MAX_RECEIVED_HEADERS 50   /* more looks like a mail loop */
+#define SESSION_WRITE_TIMEOUT_MS 30000
+#define SESSION_TLS_HANDSHAKE_MS 20000
+
+enum session_state {
+    SESSION_STATE_CONNECTED = 0,
+    SESSION_STATE_GREETED,
+    SESSION_STATE_MAIL,
+    SESSION_STATE_RCPT,
+    SESSION_STATE_COUNT
+};
+
+static const char *const state_names[SESSION_STATE_COUNT] = {"connected", "greeted", "mail", "rcpt"};
+
+struct session {
+    struct conn conn;
+    enum session_state state;
+    enum stats_listener listener;
+    bool tls, implicit_tls, authenticated, quit;
+    int errors, auth_failures;
+    int64_t deadline;                   /* the whole session */
+    struct sockaddr_storage peer;
+    char id[11];
+    char client[48];                    /* IP address text */
+    char helo[SMTP_DOMAIN_MAX_BYTES + 1];
+    char user[AUTH_USER_MAX_BYTES + 1];
+    char tls_info[96];
+    struct smtp_path from;
+    char **rcpts;
+    size_t rcpt_count, rcpt_cap;
+    struct log_fields lf;               /* session, client, user: for every log line */
+};
+
+typedef void (*handler_fn)(struct session *s, const char *arg, size_t len);
+
+#define S(x) (1u << SESSION_STATE_##x)
+#define ANY (S(CONNECTED) | S(GREETED) | S(MAIL) | S(RCPT))
+
+struct command {
+    unsigned states;          /* where the command is allowed */
+    const char *refusal;      /* the 503 text elsewhere */
+    size_t max_line;          /* the command line limit without CRLF */
+    handler_fn fn;
+};
+
+static void cmd_helo(struct session *s, const char *arg, size_t len);
+static void cmd_ehlo(struct session *s, const char *arg, size_t len);
+static void cmd_starttls(struct session *s, const char *arg, size_t len);
+static void cmd_auth(struct session *s, const char *arg, size_t len);
+static void cmd_mail(struct session *s, const char *arg, size_t len);
+static void cmd_rcpt(struct session *s, const char *arg, size_t len);
+static void cmd_data(struct session *s, const char *arg, size_t len);
+static void cmd_rset(struct session *s, const char *arg, size_t len);
+static void cmd_noop(struct session *s, const char *arg, size_t len);
+static void cmd_quit(struct session *s, const char *arg, size_t len);
+static void cmd_vrfy(struct session *s, const char *arg, size_t len);
+static void cmd_expn(struct session *s, const char *arg, size_t len);
+static void cmd_help(struct session *s, const char *arg, size_t len);
+
+#define LINE (SMTP_COMMAND_MAX_BYTES - 2)
+
+/* The state table: which command each state allows. */
+static const struct command commands[SMTP_VERB_COUNT] = {
+    [SMTP_VERB_HELO] = {ANY, NULL, LINE, cmd_helo},
+    [SMTP_VERB_EHLO] = {ANY, NULL, LINE, cmd_ehlo},
+    [SMTP_VERB_STARTTLS] = {S(CONNECTED) | S(GREETED), "Send EHLO first", LINE, cmd_starttls},
+    [SMTP_VERB_AUTH] = {S(GREETED), "Send EHLO first, and AUTH only outside a mail transaction",
+                        SMTP_AUTH_LINE_MAX_BYTES - 2, cmd_auth},
+    [SMTP_VERB_MAIL] = {S(GREETED), "Send EHLO first; one MAIL per transaction",
+                        SMTP_MAIL_MAX_BYTES - 2, cmd_mail},
+    [SMTP_VERB_RCPT] = {S(MAIL) | S(RCPT), "Need MAIL command first", LINE, cmd_rcpt},
+    [SMTP_VERB_DATA] = {S(RCPT), "Need RCPT command first", LINE, cmd_data},
+    [SMTP_VERB_RSET] = {ANY, NULL, LINE, cmd_rset},
+    [SMTP_VERB_NOOP] = {ANY, NULL, LINE, cmd_noop},
+    [SMTP_VERB_QUIT] = {ANY, NULL, LINE, cmd_quit},
+    [SMTP_VERB_VRFY] = {ANY, NULL, LINE, cmd_vrfy},
+    [SMTP_VERB_EXPN] = {ANY, NULL, LINE, cmd_expn},
+    [SMTP_VERB_HELP] = {ANY, NULL, LINE, cmd_help},
+};
+
+/* ---- replies and state -------------------------------------------------- */
+
+static int64_t write_deadline(void)
+{
+    return util_now_ms() + SESSION_WRITE_TIMEOUT_MS;
+}
+
+/* reply — the one function that writes replies: "code enh text" (one line
+ * or, with several texts separated by '\n', a multi-line reply). */
+static void reply(struct session *s, int code, const char *enh, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void reply(struct session *s, int code, const char *enh, const char *fmt, ...)
+{
+    char text[1024], line[1100];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    char *p = text;
+    for (;;) {
+        char *nl = strchr(p, '\n');
+        if (nl)
+            *nl = '\0';
+        int n = snprintf(line, sizeof line, "%d%c%s%s%s\r\n", code, nl ? '-' : ' ', enh ? enh : "",
+                         enh ? " " : "", p);
+        if (n > 0)
+            conn_write(&s->conn, write_deadline(), line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+        if (log_enabled(LOG_DEBUG))
+            log_debug("smtp", &s->lf, "> %d%s%s %s", code, enh ? " " : "", enh ? enh : "", p);
+        if (!nl)
+            break;
+        p = nl + 1;
+    }
+}
+
+static void set_state(struct session *s, enum session_state next)
+{
+    if (s->state != next && log_enabled(LOG_DEBUG))
+        log_debug("state", &s->lf, "%s -> %s", state_names[s->state], state_names[next]);
+    s->state = next;
+}
+
+static void reset_transaction(struct session *s)
+{
+    for (size_t i = 0; i < s->rcpt_count; i++)
+        free(s->rcpts[i]);
+    free(s->rcpts);
+    s->rcpts = NULL;
+    s->rcpt_count = s->rcpt_cap = 0;
+    memset(&s->from, 0, sizeof s->from);
+    if (s->state > SESSION_STATE_GREETED)
+        set_state(s, SESSION_STATE_GREETED);
+}
+
+/* count_error — one more bad command; true when the session must end. */
+static bool count_error(struct session *s)
+{
+    int max = s->authenticated ? SESSION_MAX_ERRORS : SESSION_MAX_ERRORS_PREAUTH;
+    if (++s->errors < max)
+        return false;
+    reply(s, 421, "4.7.0", "%s Too many errors; closing the connection", config->hostname);
+    log_warn("session", &s->lf, "closed after %d bad commands", s->errors);
+    s->quit = true;
+    return true;
+}
+
+/* ---- simple commands ------------------------------------------------------- */
+
+static bool take_helo(struct session *s, const char *arg, size_t len)
+{
+    if (len == 0 || !smtp_valid_helo(arg, len)) {
+        reply(s, 501, "5.5.4", "Syntax: EHLO your.host.name (a domain or an address literal)");
+        count_error(s);
+        return false;
+    }
+    reset_transaction(s);
+    memcpy(s->helo, arg, len);
+    s->helo[len] = '\0';
+    set_state(s, SESSION_STATE_GREETED);
+    return true;
+}
+
+static void cmd_helo(struct session *s, const char *arg, size_t len)
+{
+    if (take_helo(s, arg, len))
+        reply(s, 250, NULL, "%s", config->hostname);
+}
+
+static void cmd_ehlo(struct session *s, const char *arg, size_t len)
+{
+    if (!take_helo(s, arg, len))
+        return;
+    reply(s, 250, NULL,
+          "%s Hello %s [%s]\nPIPELINING\nSIZE %lld\n8BITMIME\nENHANCEDSTATUSCODES\n%s",
+          config->hostname, s->helo, s->client, (long long)config->max_message_bytes,
+          s->tls ? "AUTH PLAIN LOGIN" : "STARTTLS");
+}
+
+static void cmd_rset(struct session *s, const char *arg, size_t len)
+{
+    reset_transaction(s);
+    reply(s, 250, "2.0.0", "Ok");
+}
+
+static void cmd_noop(struct session *s, const char *arg, size_t len)
+{
+    reply(s, 250, "2.0.0", "Ok");
+}
+
+static void cmd_quit(struct session *s, const char *arg, size_t len)
+{
+    reply(s, 221, "2.0.0", "%s closing connection", config->hostname);
+    s->quit = true;
+}
+
+static void cmd_vrfy(struct session *s, const char *arg, size_t len)
+{
+    reply(s, 252, "2.0.0", "Cannot VRFY user, but will accept the message and attempt delivery");
+}
+
+static void cmd_expn(struct session *s, const char *arg, size_t len)
+{
+    reply(s, 502, "5.5.1", "EXPN is not supported");
+}
+
+static void cmd_help(struct session *s, const char *arg, size_t len)
+{
+    reply(s, 214, "2.0.0",
+          "mrs submission relay: EHLO, STARTTLS, AUTH PLAIN|LOGIN, MAIL, RCPT, DATA, RSET, NOOP, QUIT");
+}
+
+/* ---- STARTTLS ------------------------------------------------------------- */
+
+static void cmd_starttls(struct session *s, const char *arg, size_t len)
+{
+    if (s->tls) {
+        reply(s, 503, "5.5.1", "TLS is already active");
+        count_error(s);
+        return;
+    }
+    if (len) {
+        reply(s, 501, "5.5.4", "STARTTLS takes no arguments");
+        count_error(s);
+        return;
+    }
+    reply(s, 220, "2.0.0", "Ready to start TLS");
+    if (conn_flush(&s->conn, write_deadline()) != CONN_OK) {
+        s->quit = true;
+        return;
+    }
+    /* RFC 3207 §4.2 and CVE-2011-0411: whatever the client pipelined after
+     * STARTTLS was sent in plaintext and must not be executed under TLS */
+    size_t junk = conn_discard_input(&s->conn);
+    if (junk)
+        log_warn("starttls", &s->lf, "discarded %zu plaintext bytes sent after STARTTLS", junk);
+    enum conn_status st = conn_tls_server(&s->conn, util_now_ms() + SESSION_TLS_HANDSHAKE_MS);
+    STATS_INC(tls_handshakes_total[s->listener]);
+    if (st != CONN_OK) {
+        STATS_INC(tls_failures_total[s->listener]);
+        log_warn("tls", &s->lf, "handshake failed: %s", s->conn.tls_error);
+        s->quit = true;
+        return;
+    }
+    s->tls = true;
+    snprintf(s->tls_info, sizeof s->tls_info, "%s with cipher %s", tls_version(s->conn.tls),
+             tls_cipher(s->conn.tls));
+    log_info("tls", &s->lf, "%s", s->tls_info);
+    reset_transaction(s);
+    s->helo[0] = '\0';
+    set_state(s, SESSION_STATE_CONNECTED); /* the client must EHLO again */
+}
+
+/* ---- AUTH ----------------------------------------------------------------- */
+
+/* read_sasl_line — one client response to a 334 challenge; "*" cancels. */
+static int read_sasl_line(struct session *s, const char *challenge, char **line, size_t *len)
+{
+    reply(s, 334, NULL, "%s", challenge);
+    if (conn_flush(&s->conn, write_deadline()) != CONN_OK)
+        return -1;
+    enum conn_status st = conn_read_line(&s->conn, util_now_ms() + config->preauth_timeout_ms,
+                                         SMTP_AUTH_LINE_MAX_BYTES - 2, line, len);
+    if (st == CONN_TOO_LONG || st == CONN_NUL) {
+        reply(s, 500, "5.5.6", "Authentication exchange line is too long or malformed");
+        return -2;
+    }
+    if (st != CONN_OK) {
+        s->quit = true;
+        return -1;
+    }
+    if (*len == 1 && (*line)[0] == '*') {
+        reply(s, 501, "5.7.0", "Authentication cancelled");
+        return -2;
+    }
+    return 0;
+}
+
+/* sasl_credentials — run PLAIN or LOGIN; 0 with user/pw filled, -1 when a
+ * reply was already given or the connection is gone. */
+static int sasl_credentials(struct session *s, const char *mech, size_t mlen, const char *ir,
+                            size_t irlen, bool has_ir, char *user, size_t *ulen, char *pw,
+                            size_t *plen)
+{
+    char *line;
+    size_t len;
+    if (util_ieq(mech, mlen, "PLAIN")) {
+        if (!has_ir) {
+            if (read_sasl_line(s, "", &line, &len) != 0)
+                return -1;
+            ir = line;
+            irlen = len;
+        }
+        if (auth_decode_plain(ir, irlen, user, ulen, pw, plen) == 0)
+            return 0;
+    } else if (util_ieq(mech, mlen, "LOGIN")) {
+        if (!has_ir) {
+            if (read_sasl_line(s, "VXNlcm5hbWU6", &line, &len) != 0) /* "Username:" */
+                return -1;
+            ir = line;
+            irlen = len;
+        }
+        if (auth_decode_line(ir, irlen, user, AUTH_USER_MAX_BYTES + 1, ulen) == 0 && *ulen > 0) {
+            if (read_sasl_line(s, "UGFzc3dvcmQ6", &line, &len) != 0) /* "Password:" */
+                return -1;
+            if (auth_decode_line(line, len, pw, AUTH_PASSWORD_MAX_BYTES + 1, plen) == 0)
+                return 0;
+        }
+    } else {
+        reply(s, 504, "5.5.4", "Unrecognized authentication mechanism; use PLAIN or LOGIN");
+        return -1;
+    }
+    reply(s, 501, "5.5.2", "Cannot decode the authentication response (base64)");
+    return -1;
+}
+
+static void auth_failed(struct session *s, const char *user)
+{
+    STATS_INC(auth_failures_total);
+    int64_t delay = auth_failure((const struct sockaddr *)&s->peer);
+    s->auth_failures++;
+    struct log_fields lf = s->lf;
+    lf.user = user;
+    lf.result = "fail";
+    log_warn("auth", &lf, "authentication failed (%d in this session), answering in %lld ms",
+             s->auth_failures, (long long)delay);
+    conn_flush(&s->conn, write_deadline());
+    util_sleep_ms(delay); /* growing delay: password guessing gets slow */
+    reply(s, 535, "5.7.8", "Authentication credentials invalid");
+    if (s->auth_failures >= config->auth_max_failures) {
+        reply(s, 421, "4.7.0", "%s Too many authentication failures; closing the connection",
+              config->hostname);
+        s->quit = true;
+    }
+}
+
+static void cmd_auth(struct session *s, const char *arg, size_t len)
+{
+    if (!s->tls) {
+        reply(s, 530, "5.7.0", "Must issue a STARTTLS command first");
+        count_error(s);
+        return;
+    }
+    if (s->authenticated) {
+        reply(s, 503, "5.5.1", "Already authenticated");
+        count_error(s);
+        return;
+    }
+    if (auth_blocked((const struct sockaddr *)&s->peer)) {
+        reply(s, 454, "4.7.0", "Too many authentication failures from your address; try again later");
+        s->quit = true;
+        return;
+    }
+    const char *sp = memchr(arg, ' ', len);
+    size_t mlen = sp ? (size_t)(sp - arg) : len;
+    const char *ir = sp ? sp + 1 : "";
+    size_t irlen = sp ? len - mlen - 1 : 0;
+    if (irlen == 1 && ir[0] == '=') /* RFC 4954 §4: "=" is an empty initial response */
+        irlen = 0;
+    char *user = malloc(AUTH_USER_MAX_BYTES + 2), *pw = malloc(AUTH_PASSWORD_MAX_BYTES + 2);
+    size_t ulen = 0, plen = 0;
+    if (!user || !pw) {
+        reply(s, 454, "4.7.0", "Temporary authentication failure");
+        goto done;
+    }
+    if (sasl_credentials(s, arg, mlen, ir, irlen, sp != NULL, user, &ulen, pw, &plen) != 0) {
+        count_error(s);
+        goto done;
+    }
+    enum auth_result r = auth_verify(user, ulen, pw, plen);
+    if (r == AUTH_OK) {
+        memcpy(s->user, user, ulen + 1);
+        s->authenticated = true;
+        s->lf.user = s->user;
+        auth_success((const struct sockaddr *)&s->peer);
+        STATS_INC(auth_successes_total);
+        log_info("auth", &(struct log_fields){.session = s->id, .client = s->client, .user = s->user,
+                                              .result = "ok"}, "authenticated");
+        reply(s, 235, "2.7.0", "Authentication successful");
+    } else if (r == AUTH_TEMPFAIL) {
+        reply(s, 454, "4.7.0", "Temporary authentication failure");
+    } else {
+        char clean[64];
+        auth_failed(s, log_sanitize(clean, sizeof clean, user, ulen));
+    }
+done:
+    if (pw)
+        crypto_wipe(pw, AUTH_PASSWORD_MAX_BYTES + 2);
+    free(user);
+    free(pw);
+}
+
+/* ---- MAIL / RCPT ------------------------------------------------------------ */
+
+static void refuse(struct session *s, enum stats_refusal why)
+{
+    STATS_INC(messages_refused_total[why]);
+}
+
+static enum stats_refusal verdict_refusal(const struct policy_verdict *v)
+{
+    static const struct {
+        const char *reason;
+        enum stats_refusal r;
+    } map[] = {{"spf", STATS_REFUSED_SPF}, {"spf_multiple", STATS_REFUSED_SPF_MULTIPLE},
+               {"token", STATS_REFUSED_TOKEN}, {"nxdomain", STATS_REFUSED_NXDOMAIN},
+               {"dns_temp", STATS_REFUSED_DNS_TEMP}, {"no_from", STATS_REFUSED_HEADER_FROM}};
+    for (size_t i = 0; v->reason && i < sizeof map / sizeof map[0]; i++)
+        if (strcmp(v->reason, map[i].reason) == 0)
+            return map[i].r;
+    return v->status == POLICY_TEMPFAIL ? STATS_REFUSED_DNS_TEMP : STATS_REFUSED_SYNTAX;
+}
+
+static void path_error(struct session *s, enum smtp_path_error e, bool mail)
+{
+    switch (e) {
+    case SMTP_PATH_PARAM_UNKNOWN:
+        reply(s, 555, "5.5.4", "Unsupported %s parameter", mail ? "MAIL" : "RCPT");
+        break;
+    case SMTP_PATH_PARAM_SYNTAX:
+        reply(s, 501, "5.5.4", "Malformed %s parameter", mail ? "MAIL" : "RCPT");
+        break;
+    case SMTP_PATH_NO_DOMAIN:
+        reply(s, 550, "5.1.3", "Recipient must be a full address, user@domain");
+        break;
+    case SMTP_PATH_LITERAL:
+        reply(s, 550, "5.1.3", "Address literals are not accepted as recipients");
+        break;
+    default:
+        if (mail)
+            reply(s, 501, "5.1.7", "Bad sender address syntax");
+        else
+            reply(s, 501, "5.1.3", "Bad recipient address syntax");
+    }
+    refuse(s, STATS_REFUSED_SYNTAX);
+    count_error(s);
+}
+
+static void cmd_mail(struct session *s, const char *arg, size_t len)
+{
+    if (!s->authenticated) {
+        reply(s, 530, "5.7.0", "Authentication required");
+        refuse(s, STATS_REFUSED_AUTH);
+        count_error(s);
+        return;
+    }
+    struct smtp_path p;
+    enum smtp_path_error e = smtp_parse_mail(arg, len, &p);
+    if (e != SMTP_PATH_OK) {
+        path_error(s, e, true);
+        return;
+    }
+    if (p.size > config->max_message_bytes) {
+        reply(s, 552, "5.3.4", "Message size exceeds the limit of %lld bytes",
+              (long long)config->max_message_bytes);
+        refuse(s, STATS_REFUSED_SIZE);
+        return;
+    }
+    char domain[POLICY_DOMAIN_MAX_BYTES];
+    if (p.null) {
+        reply(s, 550, "5.7.1", "The null sender <> cannot be used for submission");
+        refuse(s, STATS_REFUSED_SYNTAX);
+        return;
+    }
+    if (policy_sender_domain(p.addr, domain, sizeof domain) < 0) {
+        reply(s, 550, "5.7.1", "Sender address must be user@domain (no address literal)");
+        refuse(s, STATS_REFUSED_SYNTAX);
+        return;
+    }
+    if (!auth_rate_allow(s->user)) {
+        reply(s, 450, "4.7.1", "Sending rate limit exceeded for %s (%lld messages per %lld s); try again later",
+              s->user, (long long)config->rate_limit_count, (long long)(config->rate_limit_window_ms / 1000));
+        refuse(s, STATS_REFUSED_RATE_LIMIT);
+        return;
+    }
+    struct policy_verdict v;
+    policy_check_domain(s->user, domain, &v);
+    if (v.status != POLICY_PASS) {
+        reply(s, v.code, v.enhanced, "%s", v.text);
+        refuse(s, verdict_refusal(&v));
+        return;
+    }
+    s->from = p;
+    set_state(s, SESSION_STATE_MAIL);
+    reply(s, 250, "2.1.0", "Sender <%s> ok", p.addr);
+}
+
+static void cmd_rcpt(struct session *s, const char *arg, size_t len)
+{
+    struct smtp_path p;
+    enum smtp_path_error e = smtp_parse_rcpt(arg, len, &p);
+    if (e != SMTP_PATH_OK) {
+        path_error(s, e, false);
+        return;
+    }
+    if ((int64_t)s->rcpt_count >= config->max_recipients) {
+        reply(s, 452, "4.5.3", "Too many recipients (at most %lld per message)",
+              (long long)config->max_recipients);
+        refuse(s, STATS_REFUSED_RECIPIENTS);
+        return;
+    }
+    if (s->rcpt_count == s->rcpt_cap) {
+        size_t cap = s->rcpt_cap ? s->rcpt_cap * 2 : 8;
+        char **r = realloc(s->rcpts, cap * sizeof *r);
+        if (!r) {
+            reply(s, 452, "4.3.1", "Out of memory; try again later");
+            return;
+        }
+        s->rcpts = r;
+        s->rcpt_cap = cap;
+    }
+    if (!(s->rcpts[s->rcpt_count] = strdup(p.addr))) {
+        reply(s, 452, "4.3.1", "Out of memory; try again later");
+        return;
+    }
+    s->rcpt_count++;
+    set_state(s, SESSION_STATE_RCPT);
+    reply(s, 250, "2.1.5", "Recipient <%s> ok", p.addr);
+}
+
+/* ---- DATA ------------------------------------------------------------------- */
+
+/* The DATA reader: the bytes after 354 go through the smtp_dot decoder; the
+ * header section is held in memory (bounded) until its end so the relay can
+ * add Received:, Message-ID: and Date: and check From:, then everything is
+ * streamed to the spool.  The data is always read to its real end, even when
+ * the message is already refused, so the session stays in sync. */
+struct data_rx {
+    struct queue_msg *q;
+    char qid[QUEUE_ID_BYTES];
+    struct smtp_dot dot;
+    char *out, *hdr;
+    size_t hdr_len, hdr_cap, hdr_block; /* hdr_block: header bytes up to the empty line */
+    bool in_body, hdr_too_big, oversize, write_failed;
+    int64_t size;
+};
+
+/* header_present — whether the header block has a field `name` (with the
+ * colon), case-insensitively, at the start of a line; counts them. */
+static int header_count(const char *h, size_t len, const char *name)
+{
+    size_t n = strlen(name);
+    int count = 0;
+    for (size_t i = 0; i < len;) {
+        if (len - i >= n && util_ieq(h + i, n, name))
+            count++;
+        const char *nl = memchr(h + i, '\n', len - i);
+        if (!nl)
+            break;
+        i = (size_t)(nl - h) + 1;
+    }
+    return count;
+}
+
+/* write_prefix — our trace and missing fields, before the client's headers
+ * (RFC 5321 §4.4: Received at the top). */
+static void write_prefix(struct session *s, struct data_rx *d)
+{
+    char date[64], buf[2048];
+    util_rfc5322_date(util_wall_ms() / 1000, date, sizeof date);
+    int n = snprintf(buf, sizeof buf,
+                     "Received: from %s ([%s])\r\n\tby %s (mrs) with ESMTPSA id %s\r\n"
+                     "\t(%s)\r\n\t(authenticated user %s)\r\n\t%s%s%s%s; %s\r\n",
+                     s->helo[0] ? s->helo : "unknown", s->client, config->hostname, d->qid,
+                     s->tls_info, s->user, s->rcpt_count == 1 ? "for <" : "",
+                     s->rcpt_count == 1 ? s->rcpts[0] : "", s->rcpt_count == 1 ? ">" : "",
+                     s->rcpt_count == 1 ? "" : "", date);
+    if (n < 0 || (size_t)n >= sizeof buf)
+        n = 0;
+    size_t len = (size_t)n;
+    if (!header_count(d->hdr, d->hdr_block, "Message-ID:")) {
+        n = snprintf(buf + len, sizeof buf - len, "Message-ID: <%s@%s>\r\n", d->qid, config->hostname);
+        len += n > 0 && (size_t)n < sizeof buf - len ? (size_t)n : 0;
+    }
+    if (!header_count(d->hdr, d->hdr_block, "Date:")) {
+        n = snprintf(buf + len, sizeof buf - len, "Date: %s\r\n", date);
+        len += n > 0 && (size_t)n < sizeof buf - len ? (size_t)n : 0;
+    }
+    if (d->q && queue_write(d->q, buf, len) < 0)
+        d->write_failed = true;
+}
+
+static void end_headers(struct session *s, struct data_rx *d, size_t block)
+{
+    d->in_body = true;
+    d->hdr_block = block;
+    write_prefix(s, d);
+    if (d->q && queue_write(d->q, d->hdr, d->hdr_len) < 0)
+        d->write_failed = true;
+}
+
+/* take — decoded message bytes: into the header buffer until the empty
+ * line, then straight to the spool. */
+static void take(struct session *s, struct data_rx *d, const char *p, size_t n)
+{
+    d->size += (int64_t)n;
+    if (d->size > config->max_message_bytes && !d->oversize) {
+        d->oversize = true;
+        queue_abort(d->q); /* keep reading to the end, but store nothing */
+        d->q = NULL;
+    }
+    if (d->oversize || d->hdr_too_big)
+        return;
+    if (d->in_body) {
+        if (d->q && queue_write(d->q, p, n) < 0)
+            d->write_failed = true;
+        return;
+    }
+    if (d->hdr_len + n > SESSION_HEADER_MAX_BYTES) {
+        d->hdr_too_big = true;
+        return;
+    }
+    if (d->hdr_len + n > d->hdr_cap) {
+        size_t cap = d->hdr_cap * 2;
+        while (cap < d->hdr_len + n)
+            cap *= 2;
+        char *h = realloc(d->hdr, cap);
+        if (!h) {
+            d->write_failed = true;
+            return;
+        }
+        d->hdr = h;
+        d->hdr_cap = cap;
+    }
+    size_t from = d->hdr_len > 3 ? d->hdr_len - 3 : 0;
+    memcpy(d->hdr + d->hdr_len, p, n);
+    d->hdr_len += n;
+    if (d->hdr_len >= 2 && d->hdr[0] == '\r' && d->hdr[1] == '\n') {
+        end_headers(s, d, 0); /* no header section at all */
+        return;
+    }
+    for (size_t i = from; i + 4 <= d->hdr_len; i++) {
+        if (memcmp(d->hdr + i, "\r\n\r\n", 4) == 0) {
+            end_headers(s, d, i + 2);
+            return;
+        }
+    }
+}
+
+/* receive — read to the end of data; false when the session must end
+ * (timeout, too slow, connection lost). */
+static bool receive(struct session *s, struct data_rx *d)
+{
+    int64_t start = util_now_ms();
+    int64_t grace = config->idle_timeout_ms < 30000 ? config->idle_timeout_ms : 30000;
+    while (!d->dot.done) {
+        const char *in;
+        size_t got, used, out_len;
+        int64_t deadline = util_now_ms() + config->idle_timeout_ms;
+        enum conn_status st = conn_peek(&s->conn, deadline < s->deadline ? deadline : s->deadline,
+                                        &in, &got);
+        if (st == CONN_TIMEOUT) {
+            reply(s, 421, "4.4.2", "%s Error: timeout exceeded during DATA", config->hostname);
+            return false;
+        }
+        if (st != CONN_OK)
+            return false;
+        /* the decoder stops right after the final dot: what follows stays
+         * buffered for the next (pipelined) command */
+        used = smtp_dot_feed(&d->dot, in, got, d->out, &out_len);
+        conn_consume(&s->conn, used);
+        take(s, d, d->out, out_len);
+        int64_t elapsed = util_now_ms() - start;
+        if (config->data_min_rate > 0 && elapsed > grace &&
+            d->size * 1000 / elapsed < config->data_min_rate && !d->dot.done) {
+            reply(s, 421, "4.4.2", "%s Error: data arriving too slowly (under %lld bytes/s)",
+                  config->hostname, (long long)config->data_min_rate);
+            log_warn("data", &s->lf, "closed: %lld bytes in %lld ms", (long long)d->size, (long long)elapsed);
+            return false;
+        }
+    }
+    return true;
+}
+
+static void data_free(struct data_rx *d)
+{
+    if (d->q)
+        queue_abort(d->q);
+    free(d->out);
+    free(d->hdr);
+}
+
+/* data_verdict — after the real end of data: the reply for this message. */
+static void data_verdict(struct session *s, struct data_rx *d)
+{
+    struct policy_verdict v;
+    if (!d->in_body && !d->hdr_too_big && !d->oversize)
+        end_headers(s, d, d->hdr_len); /* a message without a body */
+    if (d->dot.bare) {
+        reply(s, 550, "5.6.0", "Message contains bare CR or LF characters; lines must end with CRLF");
+        refuse(s, STATS_REFUSED_SMUGGLING);
+        log_warn("data", &s->lf, "refused: bare CR or LF in message data");
+    } else if (d->oversize) {
+        reply(s, 552, "5.3.4", "Message size exceeds the limit of %lld bytes", (long long)config->max_message_bytes);
+        refuse(s, STATS_REFUSED_SIZE);
+    } else if (d->hdr_too_big) {
+        reply(s, 552, "5.3.4", "Header section too large (over %d bytes)", SESSION_HEADER_MAX_BYTES);
+        refuse(s, STATS_REFUSED_SIZE);
+    } else if (d->write_failed || !d->q) {
+        reply(s, 451, "4.3.0", "Cannot store the message now; try again later");
+        refuse(s, STATS_REFUSED_SPOOL);
+    } else if (header_count(d->hdr, d->hdr_block, "Received:") > SESSION_MAX_RECEIVED_HEADERS) {
+        reply(s, 554, "5.4.6", "Too many Received headers: mail loop detected");
+        refuse(s, STATS_REFUSED_SYNTAX);
+    } else if (config->check_header_from &&
+               (policy_check_header_from(s->user, d->hdr, d->hdr_block, &v), v.status != POLICY_PASS)) {
+        reply(s, v.code, v.enhanced, "%s", v.text);
+        refuse(s, v.status == POLICY_TEMPFAIL ? STATS_REFUSED_DNS_TEMP : STATS_REFUSED_HEADER_FROM);
+    } else {
+        struct queue_msg *q = d->q;
+        d->q = NULL;
+        if (queue_commit(q) != 0) {
+            reply(s, 451, "4.3.0", "Cannot store the message now; try again later");
+            refuse(s, STATS_REFUSED_SPOOL);
+            return;
+        }
+        STATS_INC(messages_accepted_total);
+        STATS_ADD(message_bytes_accepted_total, d->size);
+        auth_rate_count(s->user);
+        struct log_fields lf = s->lf;
+        lf.queue_id = d->qid;
+        lf.from = s->from.addr;
+        lf.result = "queued";
+        log_info("accepted", &lf, "%zu recipient(s), %lld bytes", s->rcpt_count, (long long)d->size);
+        reply(s, 250, "2.0.0", "Ok: queued as %s", d->qid);
+    }
+}
+
+static void cmd_data(struct session *s, const char *arg, size_t len)
+{
+    struct data_rx d;
+    memset(&d, 0, sizeof d);
+    if (len) {
+        reply(s, 501, "5.5.4", "DATA takes no arguments");
+        count_error(s);
+        return;
+    }
+    queue_new_id(d.qid);
+    struct queue_envelope env = {
+        .user = s->user, .client = s->client, .helo = s->helo, .from = s->from.addr,
+        .rcpts = (const char *const *)s->rcpts, .rcpt_count = s->rcpt_count,
+        .eightbit = s->from.body == SMTP_BODY_8BITMIME, .received_ms = util_wall_ms()};
+    d.hdr_cap = 4096;
+    d.out = malloc(SMTP_AUTH_LINE_MAX_BYTES + 2);
+    d.hdr = malloc(d.hdr_cap);
+    d.q = d.out && d.hdr ? queue_open(d.qid, &env) : NULL;
+    if (!d.q) {
+        log_error("spool", &s->lf, "cannot open a spool file");
+        reply(s, 451, "4.3.0", "Cannot store the message now; try again later");
+        refuse(s, STATS_REFUSED_SPOOL);
+        data_free(&d);
+        return;
+    }
+    smtp_dot_init(&d.dot);
+    reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+    if (conn_flush(&s->conn, write_deadline()) != CONN_OK) {
+        s->quit = true;
+    } else if (!receive(s, &d)) {
+        s->quit = true;
+    } else {
+        data_verdict(s, &d);
+    }
+    data_free(&d);
+    reset_transaction(s);
+}
+
+/* ---- the loop --------------------------------------------------------------- */
+
+static int64_t command_deadline(const struct session *s)
+{
+    int64_t d = util_now_ms() + (s->authenticated ? config->idle_timeout_ms : config->preauth_timeout_ms);
+    return d < s->deadline ? d : s->deadline;
+}
+
+static void dispatch(struct session *s, char *line, size_t len)
+{
+    struct smtp_command c;
+    smtp_parse_command(line, len, &c);
+    if (log_enabled(LOG_DEBUG))
+        log_debug("smtp", &s->lf, "< %.*s", c.verb == SMTP_VERB_AUTH ? 4 : (int)(len > 200 ? 200 : len), line);
+    if (c.verb == SMTP_VERB_HTTP) {
+        /* a browser or proxy talking to us: cross-protocol attack, hang up */
+        reply(s, 502, "5.7.0", "This is an SMTP server, not HTTP");
+        log_warn("session", &s->lf, "HTTP request on the SMTP port; closing");
+        s->quit = true;
+        return;
+    }
+    const struct command *cmd = &commands[c.verb];
+    if (c.verb == SMTP_VERB_UNKNOWN || !cmd->fn) {
+        reply(s, 500, "5.5.2", "Command not recognized");
+        count_error(s);
+        return;
+    }
+    if (len > cmd->max_line) {
+        reply(s, 500, "5.5.2", "Command line too long");
+        count_error(s);
+        return;
+    }
+    if (!(cmd->states & (1u << s->state))) {
+        reply(s, 503, "5.5.1", "Bad sequence of commands: %s", cmd->refusal);
+        count_error(s);
+        return;
+    }
+    cmd->fn(s, c.arg, c.arg_len);
+}
+
+static void session_loop(struct session *s)
+{
+    while (!s->quit) {
+        if (!conn_line_buffered(&s->conn) && conn_flush(&s->conn, write_deadline()) != CONN_OK)
+            return;
+        char *line;
+        size_t len;
+        s->conn.interruptible = true; /* a drain closes sessions waiting here */
+        enum conn_status st = conn_read_line(&s->conn, command_deadline(s), SMTP_AUTH_LINE_MAX_BYTES - 2,
+                                             &line, &len);
+        s->conn.interruptible = false;
+        switch (st) {
+        case CONN_OK:
+            dispatch(s, line, len);
+            break;
+        case CONN_TOO_LONG:
+            reply(s, 500, "5.5.2", "Line too long");
+            count_error(s);
+            break;
+        case CONN_NUL:
+            reply(s, 500, "5.5.2", "NUL characters are not allowed in commands");
+            count_error(s);
+            break;
+        case CONN_TIMEOUT:
+            reply(s, 421, "4.4.2", "%s Error: timeout exceeded", config->hostname);
+            log_info("session", &s->lf, "timed out in state %s", state_names[s->state]);
+            s->quit = true;
+            break;
+        case CONN_DRAIN:
+            reply(s, 421, "4.3.2", "%s Service shutting down; try again later", config->hostname);
+            s->quit = true;
+            break;
+        default:
+            return; /* peer gone or I/O error: nothing more to say */
+        }
+    }
+    conn_flush(&s->conn, write_deadline());
+}
+
+static void format_client(struct session *s)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)&s->peer;
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a))
+            inet_ntop(AF_INET, &a->s6_addr[12], s->client, sizeof s->client);
+        else
+            inet_ntop(AF_INET6, a, s->client, sizeof s->client);
+    } else if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, s->client,
+                  sizeof s->client);
+    } else {
+        snprintf(s->client, sizeof s->client, "unknown");
+    }
+}
+
+static struct session *session_new(const struct session_start *start)
+{
+    struct session *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    if (conn_init(&s->conn, start->fd, SMTP_AUTH_LINE_MAX_BYTES) < 0) {
+        free(s);
+        return NULL;
+    }
+    s->peer = start->peer;
+    s->listener = start->listener;
+    s->implicit_tls = start->implicit_tls;
+    s->deadline = util_now_ms() + config->session_timeout_ms;
+    uint8_t r[5];
+    crypto_random(r, sizeof r);
+    snprintf(s->id, sizeof s->id, "%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4]);
+    format_client(s);
+    s->lf.session = s->id;
+    s->lf.client = s->client;
+    return s;
+}
+
+void session_run(const struct session_start *start)
+{
+    struct session *s = session_new(start);
+    if (!s) {
+        close(start->fd);
+        return;
+    }
+    STATS_INC(sessions_total[s->listener]);
+    STATS_INC(sessions_open[s->listener]);
+    log_info("connect", &s->lf, "%s session", stats_listener_name(s->listener));
+    if (s->implicit_tls) {
+        STATS_INC(tls_handshakes_total[s->listener]);
+        if (conn_tls_server(&s->conn, util_now_ms() + SESSION_TLS_HANDSHAKE_MS) != CONN_OK) {
+            STATS_INC(tls_failures_total[s->listener]);
+            log_warn("tls", &s->lf, "handshake failed: %s", s->conn.tls_error);
+            goto out;
+        }
+        s->tls = true;
+        snprintf(s->tls_info, sizeof s->tls_info, "%s with cipher %s", tls_version(s->conn.tls),
+                 tls_cipher(s->conn.tls));
+        log_info("tls", &s->lf, "%s", s->tls_info);
+    }
+    reply(s, 220, NULL, "%s ESMTP mrs", config->hostname);
+    session_loop(s);
+out:
+    reset_transaction(s);
+    log_info("disconnect", &s->lf, "session ended");
+    STATS_DEC(sessions_open[s->listener]);
+    if (s->conn.tls)
+        tls_close_notify(s->conn.tls);
+    conn_close(&s->conn);
+    free(s);
+}
