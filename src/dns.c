@@ -731,8 +731,10 @@ static enum dns_status lookup_key(const struct key *k, const char *name, unsigne
         *out = r;
         return r->status;
     }
+    /* A lookup inside a CNAME chain does not wait for a flight: that flight
+     * may be this chain's own start (a loop), which only the hop cap ends. */
     struct flight *f = flight_find(k);
-    if (f) {
+    if (f && hops == 0) {
         r = flight_wait(f, deadline);
         pthread_mutex_unlock(&lock);
         atomic_fetch_add(&n_coalesced, 1);
@@ -741,7 +743,7 @@ static enum dns_status lookup_key(const struct key *k, const char *name, unsigne
         *out = r;
         return r ? r->status : DNS_ERROR;
     }
-    f = flight_start(k);
+    f = f ? NULL : flight_start(k);
     pthread_mutex_unlock(&lock);
     r = resolve(k, name, flags, hops, deadline);
     pthread_mutex_lock(&lock);
