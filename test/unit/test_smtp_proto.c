@@ -1,0 +1,210 @@
+/* Unit tests of smtp_proto (command lines, paths, parameters, replies, the
+ * DATA decoder and dot-stuffing) and of the SASL decoders in auth. */
+#include "auth.h"
+#include "crypto.h"
+#include "smtp_proto.h"
+#include "unit.h"
+
+static void test_command_verbs(void)
+{
+    struct smtp_command c;
+    smtp_parse_command("ehlo x.test", 11, &c);
+    CHECK(c.verb == SMTP_VERB_EHLO && c.arg_len == 6 && memcmp(c.arg, "x.test", 6) == 0);
+    smtp_parse_command("QUIT", 4, &c);
+    CHECK(c.verb == SMTP_VERB_QUIT && c.arg_len == 0);
+    smtp_parse_command("StartTLS", 8, &c);
+    CHECK(c.verb == SMTP_VERB_STARTTLS);
+    smtp_parse_command("QUITX", 5, &c);
+    CHECK(c.verb == SMTP_VERB_UNKNOWN);
+    smtp_parse_command("GET / HTTP/1.1", 14, &c);
+    CHECK(c.verb == SMTP_VERB_HTTP);
+    smtp_parse_command("CONNECT a:443 HTTP/1.1", 22, &c);
+    CHECK(c.verb == SMTP_VERB_HTTP);
+    smtp_parse_command("", 0, &c);
+    CHECK(c.verb == SMTP_VERB_UNKNOWN);
+    smtp_parse_command("MAIL\rFROM:<a@b>", 15, &c);
+    CHECK(c.verb == SMTP_VERB_UNKNOWN);
+}
+
+static enum smtp_path_error mail(const char *arg, struct smtp_path *p)
+{
+    return smtp_parse_mail(arg, strlen(arg), p);
+}
+
+static enum smtp_path_error rcpt(const char *arg, struct smtp_path *p)
+{
+    return smtp_parse_rcpt(arg, strlen(arg), p);
+}
+
+static void test_paths(void)
+{
+    struct smtp_path p;
+    CHECK(mail("FROM:<a@b.test>", &p) == SMTP_PATH_OK);
+    CHECK_STR(p.addr, "a@b.test");
+    CHECK(p.at == 1 && p.size == -1 && !p.null);
+    CHECK(mail("from: <a@b.test>", &p) == SMTP_PATH_OK);
+    CHECK(mail("FROM:a@b.test", &p) == SMTP_PATH_OK);
+    CHECK(mail("FROM:<>", &p) == SMTP_PATH_OK && p.null && p.addr_len == 0);
+    CHECK(mail("FROM:<@r1.test,@r2.test:a@b.test>", &p) == SMTP_PATH_OK);
+    CHECK_STR(p.addr, "a@b.test");
+    CHECK(mail("FROM:<\"john doe\"@b.test>", &p) == SMTP_PATH_OK);
+    CHECK_STR(p.addr, "\"john doe\"@b.test");
+    CHECK(mail("FROM:<\"a>b\"@b.test>", &p) == SMTP_PATH_OK);
+    CHECK(mail("FROM:<\"a\\\"b\"@b.test>", &p) == SMTP_PATH_OK);
+    CHECK(mail("FROM:<a@b.test.>", &p) == SMTP_PATH_OK);
+    CHECK(mail("FROM:<a@[127.0.0.1]>", &p) == SMTP_PATH_OK);
+    CHECK(mail("FROM:<a b@c.test>", &p) == SMTP_PATH_SYNTAX);
+    CHECK(mail("FROM:<a..b@c.test>", &p) == SMTP_PATH_SYNTAX);
+    CHECK(mail("FROM:<.a@c.test>", &p) == SMTP_PATH_SYNTAX);
+    CHECK(mail("FROM:<a@-c.test>", &p) == SMTP_PATH_SYNTAX);
+    CHECK(mail("FROM:<a@c..test>", &p) == SMTP_PATH_SYNTAX);
+    CHECK(mail("FROM:<a@c.test", &p) == SMTP_PATH_SYNTAX);
+    CHECK(mail("FROM <a@c.test>", &p) == SMTP_PATH_SYNTAX);
+    CHECK(mail("TO:<a@c.test>", &p) == SMTP_PATH_SYNTAX);
+    CHECK(mail("FROM:<a@c.test>\r", &p) == SMTP_PATH_SYNTAX);
+    CHECK(mail("FROM:<a@c\n.test>", &p) == SMTP_PATH_SYNTAX);
+    char big[400];
+    memset(big, 'a', sizeof big);
+    memcpy(big, "FROM:<", 6);
+    memcpy(big + 330, "@b.test>", 9);
+    CHECK(mail(big, &p) != SMTP_PATH_OK);
+    CHECK(rcpt("TO:<x@y.test>", &p) == SMTP_PATH_OK);
+    CHECK(rcpt("TO:<postmaster>", &p) == SMTP_PATH_NO_DOMAIN);
+    CHECK(rcpt("TO:<>", &p) == SMTP_PATH_NO_DOMAIN);
+    CHECK(rcpt("TO:<x@[1.2.3.4]>", &p) == SMTP_PATH_LITERAL);
+}
+
+static void test_parameters(void)
+{
+    struct smtp_path p;
+    CHECK(mail("FROM:<a@b.test> SIZE=1000", &p) == SMTP_PATH_OK && p.size == 1000);
+    CHECK(mail("FROM:<a@b.test> size=1000 body=8bitmime", &p) == SMTP_PATH_OK &&
+          p.body == SMTP_BODY_8BITMIME);
+    CHECK(mail("FROM:<a@b.test> BODY=7BIT", &p) == SMTP_PATH_OK && p.body == SMTP_BODY_7BIT);
+    CHECK(mail("FROM:<a@b.test> BODY=BINARYMIME", &p) == SMTP_PATH_PARAM_UNKNOWN);
+    CHECK(mail("FROM:<a@b.test> SIZE=abc", &p) == SMTP_PATH_PARAM_SYNTAX);
+    CHECK(mail("FROM:<a@b.test> SIZE=", &p) == SMTP_PATH_PARAM_SYNTAX);
+    CHECK(mail("FROM:<a@b.test> SIZE=99999999999999999999", &p) == SMTP_PATH_PARAM_SYNTAX);
+    CHECK(mail("FROM:<a@b.test> AUTH=<>", &p) == SMTP_PATH_OK);
+    CHECK(mail("FROM:<a@b.test> SMTPUTF8", &p) == SMTP_PATH_PARAM_UNKNOWN);
+    CHECK(mail("FROM:<a@b.test> =x", &p) == SMTP_PATH_PARAM_SYNTAX);
+    CHECK(mail("FROM:<a@b.test>SIZE=1", &p) == SMTP_PATH_SYNTAX);
+    CHECK(rcpt("TO:<a@b.test> SIZE=1", &p) == SMTP_PATH_PARAM_UNKNOWN);
+}
+
+static void test_reply_lines(void)
+{
+    int code;
+    bool last;
+    const char *text;
+    size_t tl;
+    CHECK(smtp_parse_reply_line("250-PIPELINING", 14, &code, &last, &text, &tl) == 0 && code == 250 &&
+          !last && tl == 10);
+    CHECK(smtp_parse_reply_line("250 ok", 6, &code, &last, &text, &tl) == 0 && last);
+    CHECK(smtp_parse_reply_line("354", 3, &code, &last, &text, &tl) == 0 && last && tl == 0);
+    CHECK(smtp_parse_reply_line("25x ok", 6, &code, &last, &text, &tl) < 0);
+    CHECK(smtp_parse_reply_line("250_ok", 6, &code, &last, &text, &tl) < 0);
+    CHECK(smtp_parse_reply_line("650 x", 5, &code, &last, &text, &tl) < 0);
+}
+
+/* decode — run the DATA decoder over in, split into chunks of `step` bytes. */
+static size_t decode(const char *in, size_t n, size_t step, char *out, struct smtp_dot *d)
+{
+    size_t o = 0, i = 0;
+    smtp_dot_init(d);
+    while (i < n && !d->done) {
+        size_t len = n - i < step ? n - i : step, got;
+        i += smtp_dot_feed(d, in + i, len, out + o, &got);
+        o += got;
+    }
+    out[o] = '\0';
+    return i;
+}
+
+static void test_data_decoder(void)
+{
+    char out[256];
+    struct smtp_dot d;
+    static const char msg[] = "Subject: x\r\n\r\n..dot\r\n.\r\nQUIT\r\n";
+    for (size_t step = 1; step <= sizeof msg; step++) {
+        size_t used = decode(msg, sizeof msg - 1, step, out, &d);
+        CHECK(d.done && !d.bare);
+        CHECK(used == sizeof msg - 1 - 6); /* "QUIT\r\n" stays for the next command */
+        CHECK_STR(out, "Subject: x\r\n\r\n.dot\r\n");
+    }
+    decode(".\r\n", 3, 3, out, &d);
+    CHECK(d.done && out[0] == '\0');
+    /* no smuggling: each of these does not end the data and marks it bare */
+    static const char *const tricks[] = {"a\n.\nb", "a\r\n.\nb", "a\n.\r\nb", "a\r.\rb", "a\r\n.\rb", "a\rb", "a\nb"};
+    for (size_t t = 0; t < sizeof tricks / sizeof tricks[0]; t++) {
+        char in[64];
+        int n = snprintf(in, sizeof in, "%s\r\n.\r\n", tricks[t]);
+        for (size_t step = 1; step < 6; step++) {
+            size_t used = decode(in, (size_t)n, step, out, &d);
+            CHECK(d.done && d.bare && used == (size_t)n);
+        }
+    }
+    decode("x\r\n", 3, 3, out, &d);
+    CHECK(!d.done);
+}
+
+static void test_dot_stuffing_round_trip(void)
+{
+    static const char msg[] = ".a\r\n..b\r\nc.\r\n.\r\n";
+    char stuffed[64], back[64];
+    bool sol = true;
+    size_t n = smtp_dot_stuff(msg, sizeof msg - 1, stuffed, &sol);
+    stuffed[n] = '\0';
+    CHECK_STR(stuffed, "..a\r\n...b\r\nc.\r\n..\r\n");
+    memcpy(stuffed + n, ".\r\n", 3);
+    struct smtp_dot d;
+    decode(stuffed, n + 3, 4, back, &d);
+    CHECK(d.done && !d.bare);
+    CHECK_STR(back, msg);
+}
+
+static void test_sasl_plain(void)
+{
+    char user[AUTH_USER_MAX_BYTES + 2], pw[AUTH_PASSWORD_MAX_BYTES + 2];
+    size_t ul, pl;
+    /* "\0alice\0secret" */
+    CHECK(auth_decode_plain("AGFsaWNlAHNlY3JldA==", 20, user, &ul, pw, &pl) == 0);
+    CHECK_STR(user, "alice");
+    CHECK_STR(pw, "secret");
+    /* "alice\0alice\0secret": authzid equal to authcid */
+    CHECK(auth_decode_plain("YWxpY2UAYWxpY2UAc2VjcmV0", 24, user, &ul, pw, &pl) == 0);
+    /* "bob\0alice\0secret": another authorization identity */
+    CHECK(auth_decode_plain("Ym9iAGFsaWNlAHNlY3JldA==", 24, user, &ul, pw, &pl) < 0);
+    /* "\0alice" (no password part) */
+    CHECK(auth_decode_plain("AGFsaWNl", 8, user, &ul, pw, &pl) < 0);
+    CHECK(auth_decode_plain("not base64!", 11, user, &ul, pw, &pl) < 0);
+    CHECK(auth_decode_plain("", 0, user, &ul, pw, &pl) < 0);
+    char line[64];
+    size_t n;
+    CHECK(auth_decode_line("YWxpY2U=", 8, line, sizeof line, &n) == 0 && n == 5);
+    CHECK(auth_decode_line("AGE=", 4, line, sizeof line, &n) < 0); /* NUL inside */
+    CHECK(auth_decode_line("YWxpY2U=", 8, line, 3, &n) < 0);       /* too long */
+}
+
+static void test_helo_and_domains(void)
+{
+    CHECK(smtp_valid_helo("client.example", 14));
+    CHECK(smtp_valid_helo("[192.0.2.1]", 11));
+    CHECK(smtp_valid_helo("[IPv6:2001:db8::1]", 18));
+    CHECK(!smtp_valid_helo("bad host", 8));
+    CHECK(!smtp_valid_helo("a\rb", 3));
+    CHECK(smtp_valid_domain("a.b.", 4));
+    CHECK(!smtp_valid_domain(".", 1));
+    CHECK(!smtp_valid_domain("a-.b", 4));
+}
+
+int main(void)
+{
+    if (crypto_init() < 0)
+        return 1;
+    static const struct unit_case cases[] = {
+        UNIT_CASE(test_command_verbs), UNIT_CASE(test_paths), UNIT_CASE(test_parameters),
+        UNIT_CASE(test_reply_lines), UNIT_CASE(test_data_decoder), UNIT_CASE(test_dot_stuffing_round_trip),
+        UNIT_CASE(test_sasl_plain), UNIT_CASE(test_helo_and_domains)};
+    return unit_run("smtp_proto", cases, sizeof cases / sizeof cases[0]);
+}
