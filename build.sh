@@ -199,6 +199,17 @@ run)
     export MRS_SUBMISSIONS_LISTEN=${MRS_SUBMISSIONS_LISTEN:-:2465}
     export MRS_HEALTH_LISTEN=${MRS_HEALTH_LISTEN:-:8080}
     export MRS_HOSTNAME=${MRS_HOSTNAME:-localhost}
+    if [ -z "${MRS_USERS:-}" ] && [ -z "${MRS_USERS_FILE:-}" ]; then
+        # a demo account, made once and kept under the git-ignored var/
+        if [ ! -s var/users ]; then
+            pw=$(head -c 12 /dev/urandom | base64 | tr -d '/+=')
+            echo "$pw" > var/demo-password
+            echo "demo@localhost:$(printf '%s\n' "$pw" | "$OUT/mrs" passwd)" > var/users
+        fi
+        export MRS_USERS_FILE=$TOP/var/users
+        say "demo account: demo@localhost, password $(cat var/demo-password) (var/users; set MRS_USERS or MRS_USERS_FILE for your own)"
+        say "it may send as a domain whose DNS has: TXT \"v=spf1 include:elastx.email -all\" and TXT \"$("$OUT/mrs" token demo@localhost)\""
+    fi
     say "starting mrs: submission :${MRS_SUBMISSION_LISTEN##*:}, submissions :${MRS_SUBMISSIONS_LISTEN##*:}, health :${MRS_HEALTH_LISTEN##*:}, spool $MRS_SPOOL_DIR"
     exec "$OUT/mrs" serve
     ;;
