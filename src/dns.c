@@ -109,6 +109,12 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* config_loaded — config_load() ran (its deadline is never 0 then). */
+static bool config_loaded(void)
+{
+    return config && config->dns_deadline_ms > 0;
+}
+
 /* ---- servers ------------------------------------------------------------ */
 
 /* parse_nameserver — one resolv.conf address ("192.0.2.1", "2001:db8::1",
@@ -192,7 +198,7 @@ static void choose_servers(void)
     socklen_t lens[DNS_SERVERS_MAX];
     int n = 0;
     st.server_count = 0;
-    if (config && config->dns_server_count > 0) {
+    if (config_loaded() && config->dns_server_count > 0) {
         for (int i = 0; i < config->dns_server_count && i < DNS_SERVERS_MAX; i++)
             add_server(&config->dns_servers[i], config->dns_server_lens[i]);
         return;
@@ -213,9 +219,10 @@ static void choose_servers(void)
 
 static void init_locked(void)
 {
-    int64_t entries = config ? config->dns_cache_entries : DEFAULT_CACHE_ENTRIES;
-    st.timeout_ms = config ? config->dns_timeout_ms : DEFAULT_TIMEOUT_MS;
-    st.deadline_ms = config ? config->dns_deadline_ms : DEFAULT_DEADLINE_MS;
+    bool loaded = config_loaded();
+    int64_t entries = loaded ? config->dns_cache_entries : DEFAULT_CACHE_ENTRIES;
+    st.timeout_ms = loaded ? config->dns_timeout_ms : DEFAULT_TIMEOUT_MS;
+    st.deadline_ms = loaded ? config->dns_deadline_ms : DEFAULT_DEADLINE_MS;
     choose_servers();
     crypto_random(st.hash_key, sizeof st.hash_key);
     st.max_entries = (size_t)entries;

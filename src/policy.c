@@ -77,12 +77,12 @@ __attribute__((format(printf, 2, 3))) static bool text_add(struct text *t, const
 
 const char *policy_spf_include(void)
 {
-    return config ? config->spf_include : "elastx.email";
+    return config && config->spf_include[0] ? config->spf_include : "elastx.email";
 }
 
 const char *policy_token_prefix(void)
 {
-    return config ? config->token_prefix : "elastx-mrs";
+    return config && config->token_prefix[0] ? config->token_prefix : "elastx-mrs";
 }
 
 /* token_text — "<prefix>=<sha256 hex of user>", the record to publish. */
@@ -412,7 +412,7 @@ void policy_check_domain(const char *user, const char *domain, struct policy_ver
         int64_t asked = dns_now_ms();
         dns_lookup(dom, DNS_TYPE_TXT, 0, &r);
         policy_decide(user, dom, r, v);
-        int64_t recheck = config ? config->dns_recheck_ms : 60000;
+        int64_t recheck = config && config->dns_deadline_ms > 0 ? config->dns_recheck_ms : 60000;
         /* SPEC §1: a record just published is honoured within about a
          * minute — a refusal resting on an older cached answer is re-asked. */
         if (v->status == POLICY_FAIL && r && r->received_ms < asked &&
