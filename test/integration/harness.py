@@ -446,6 +446,18 @@ class Harness:
             print(f"--- last lines of {p.name} (pid {p.pid}) ---")
             print("\n".join(out.splitlines()[-25:]))
 
+    def sanitizer_reports(self):
+        """Reports of AddressSanitizer / UBSan / LeakSanitizer in the logs of
+        the processes started since the last cleanup."""
+        found = []
+        for p in self.procs:
+            out = p.output()
+            for marker in ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer"):
+                i = out.find(marker)
+                if i >= 0:
+                    found.append(f"{p.name} pid {p.pid}: " + out[i:i + 2000])
+        return found
+
     def cleanup(self):
         for s in self.sinks:
             s.stop()

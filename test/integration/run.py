@@ -84,6 +84,14 @@ def main():
                 mod.teardown(ctx)
             except Exception:  # noqa: BLE001
                 traceback.print_exc()
+        # stop the servers first so exit-time reports are written too
+        for p in h.procs:
+            p.stop()
+        reports = h.sanitizer_reports()
+        if reports:
+            print(f"FAIL {name}/sanitizer-clean", flush=True)
+            print("\n".join(reports))
+            failed += 1
         h.cleanup()
         print(f"   ({name}: {time.time() - t0:.1f}s)", flush=True)
     print(f"integration: {passed} passed, {failed} failed", flush=True)
