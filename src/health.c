@@ -229,15 +229,17 @@ void health_set(enum health_cond c, int ok, const char *reason)
     copy_line(text, sizeof text, reason ? reason : "");
     pthread_mutex_lock(&H.lock);
     struct cond_state *s = &H.cond[c];
-    bool changed = !s->set || s->ok != (ok != 0) || strcmp(s->reason, text) != 0;
+    bool was_set = s->set;
+    bool changed = !was_set || s->ok != (ok != 0) || strcmp(s->reason, text) != 0;
     s->set = true;
     s->ok = ok != 0;
     memcpy(s->reason, text, sizeof text);
     pthread_mutex_unlock(&H.lock);
     if (!changed)
         return;
-    if (ok)
-        log_info("health", NULL, "readiness condition %s ok", cond_names[c]);
+    if (ok) /* the first "ok" is ordinary start-up: debug; a recovery: info */
+        log_event(was_set ? LOG_INFO : LOG_DEBUG, "health", NULL, "readiness condition %s ok",
+                  cond_names[c]);
     else
         log_warn("health", NULL, "readiness condition %s failing: %s", cond_names[c],
                  text[0] ? text : cond_defaults[c]);

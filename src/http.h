@@ -10,6 +10,9 @@
  *    unambiguous); a NUL or other control byte anywhere is a 400;
  *  - no leading empty lines, no obs-fold, no space before a field's colon;
  *  - request-target in origin-form only ("/path?query"), RFC 3986 bytes;
+ *    absolute-form, which RFC 9112 §3.2.2 says a server must accept, is a
+ *    400 here on purpose: only proxies send it, and no probe goes through
+ *    one;
  *  - HTTP/1.0 and HTTP/1.1 only (other HTTP/x.y: 505); HTTP/1.1 needs
  *    exactly one Host (RFC 9112 §3.2);
  *  - no request body: Content-Length > 0 is 413, Transfer-Encoding is 400;
