@@ -174,6 +174,10 @@ static int cmd_serve(void)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* every thread inherits it: main takes them */
     signal(SIGPIPE, SIG_IGN);
     STATS_SET(started_ms, util_wall_ms());
+    /* until start-up is complete only warnings print, so that a failure at
+     * start is exactly one stderr line (SPEC §2) */
+    int json = config->log_format == CONFIG_LOG_JSON;
+    log_init(json, config->log_level > LOG_WARN ? (enum log_level)config->log_level : LOG_WARN);
     if (util_drain_init() < 0 || tls_init(err, sizeof err) < 0)
         start_fail(1, util_drain_fd() < 0 ? "cannot create an eventfd" : err);
     if (health_start(&config->health, err, sizeof err) < 0)
@@ -202,6 +206,7 @@ static int cmd_serve(void)
     if (listener_start(err, sizeof err) < 0)
         start_fail(1, err);
     /* start-up complete: only now the warnings, then readiness */
+    log_init(json, (enum log_level)config->log_level);
     if (!config->tls_cert[0])
         log_warn("tls", NULL, "no MRS_TLS_CERT/MRS_TLS_KEY: using an ephemeral self-signed certificate for %s",
                  config->hostname);

@@ -1,0 +1,126 @@
+"""TLS on the submission ports: versions, suites, certificates from files
+(RSA and ECDSA), the ephemeral default, resumption, bad material at start."""
+import os
+import socket
+import subprocess
+
+from harness import free_port
+
+
+def s_client(port, *args, starttls=True, data="QUIT\r\n", timeout=20):
+    argv = ["openssl", "s_client", "-ign_eof", "-connect", f"127.0.0.1:{port}", "-servername", "mrs.test", *args]
+    if starttls:
+        argv[2:2] = ["-starttls", "smtp"]
+    return subprocess.run(argv, input=data, capture_output=True, text=True, timeout=timeout)
+
+
+def make_cert(h, kind):
+    d = os.path.join(h.tmp, f"cert-{kind}")
+    os.makedirs(d, exist_ok=True)
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    newkey = ["-newkey", "rsa:2048"] if kind == "rsa" else ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    subprocess.run(["openssl", "req", "-x509", *newkey, "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+                    "-subj", "/CN=relay.test", "-addext", "subjectAltName=DNS:relay.test"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def test_ephemeral_certificate_is_ecdsa_p256_for_hostname(h):
+    m = h.mrs()
+    r = s_client(m.submission_port, "-showcerts")
+    assert "CN = mrs.test" in r.stdout or "CN=mrs.test" in r.stdout, r.stdout[-2000:]
+    assert "prime256v1" in r.stdout or "P-256" in r.stdout or "ECDSA" in r.stdout.upper(), r.stdout[-3000:]
+    assert "ephemeral self-signed" in m.log()
+
+
+def test_tls_versions(h):
+    m = h.mrs()
+    r13 = s_client(m.submissions_port, "-tls1_3", starttls=False)
+    assert "TLSv1.3" in r13.stdout and "220 mrs.test" in r13.stdout, r13.stdout[-1500:]
+    r12 = s_client(m.submission_port, "-tls1_2")
+    assert "TLSv1.2" in r12.stdout, r12.stdout[-1500:]
+    assert "ECDHE" in r12.stdout and "GCM" in r12.stdout or "CHACHA20" in r12.stdout
+    old = s_client(m.submission_port, "-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0")
+    assert "Cipher is (NONE)" in old.stdout or old.returncode != 0, old.stdout[-1500:]
+    assert m.proc.alive()
+
+
+def test_no_cbc_or_static_rsa_suites(h):
+    m = h.mrs()
+    r = s_client(m.submission_port, "-tls1_2", "-cipher", "AES128-SHA:AES256-SHA256:ECDHE-ECDSA-AES128-SHA")
+    assert "Cipher is (NONE)" in r.stdout or r.returncode != 0, r.stdout[-1500:]
+
+
+def test_rsa_and_ecdsa_certificates_from_files(h):
+    for kind in ("rsa", "ec"):
+        cert, key = make_cert(h, kind)
+        m = h.mrs(env={"MRS_TLS_CERT": cert, "MRS_TLS_KEY": key})
+        r = s_client(m.submission_port)
+        assert "CN = relay.test" in r.stdout or "CN=relay.test" in r.stdout, (kind, r.stdout[-1500:])
+        assert "221 2.0.0" in r.stdout, (kind, r.stdout[-800:])
+        s = m.smtps(login=("alice@customer.test", "alice-secret"))
+        s.quit()
+        assert "ephemeral" not in m.log()
+        m.stop()
+
+
+def test_bad_certificate_material_fails_start_with_one_line(h):
+    cert, key = make_cert(h, "ec")
+    other_cert, other_key = make_cert(h, "rsa")
+    garbage = os.path.join(h.tmp, "garbage.pem")
+    with open(garbage, "w") as f:
+        f.write("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    cases = [
+        ({"MRS_TLS_CERT": "/nonexistent/cert.pem", "MRS_TLS_KEY": key}, "MRS_TLS_CERT"),
+        ({"MRS_TLS_CERT": garbage, "MRS_TLS_KEY": key}, "MRS_TLS_CERT"),
+        ({"MRS_TLS_CERT": cert, "MRS_TLS_KEY": garbage}, "MRS_TLS_KEY"),
+        ({"MRS_TLS_CERT": cert, "MRS_TLS_KEY": other_key}, "MRS_TLS_KEY"),
+    ]
+    for env, var in cases:
+        env = dict(env, MRS_SUBMISSION_LISTEN=f"127.0.0.1:{free_port()}",
+                   MRS_SUBMISSIONS_LISTEN=f"127.0.0.1:{free_port()}", MRS_HEALTH_LISTEN=f"127.0.0.1:{free_port()}",
+                   MRS_SPOOL_DIR=os.path.join(h.tmp, "spool-bad"))
+        r = h.run([h.mrs_bin, "serve"], env=env, timeout=20)
+        lines = r.stderr.splitlines()
+        assert r.returncode == 1, (env, r.returncode, r.stderr)
+        assert len(lines) == 1 and var in lines[0], (env, r.stderr)
+
+
+def test_port_in_use_fails_start(h):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    env = {"MRS_SUBMISSION_LISTEN": f"127.0.0.1:{port}", "MRS_SUBMISSIONS_LISTEN": "off",
+           "MRS_HEALTH_LISTEN": "off", "MRS_SPOOL_DIR": os.path.join(h.tmp, "spool-busy")}
+    r = h.run([h.mrs_bin, "serve"], env=env, timeout=20)
+    busy.close()
+    assert r.returncode == 1, r
+    err = r.stderr.splitlines()
+    assert len(err) == 1 and "MRS_SUBMISSION_LISTEN" in err[0] and "in use" in err[0], r.stderr
+
+
+def test_session_resumption_with_tickets(h):
+    m = h.mrs()
+    sess = os.path.join(h.tmp, "tls-session.pem")
+    first = s_client(m.submissions_port, "-tls1_2", "-sess_out", sess, starttls=False)
+    assert "New," in first.stdout, first.stdout[-1500:]
+    second = s_client(m.submissions_port, "-tls1_2", "-sess_in", sess, starttls=False)
+    assert "Reused," in second.stdout, second.stdout[-1500:]
+
+
+def test_failed_handshake_costs_nothing_else(h):
+    m = h.mrs()
+    raw = socket.create_connection(("127.0.0.1", m.submissions_port), timeout=5)
+    raw.sendall(b"EHLO this is not TLS\r\n")
+    raw.settimeout(5)
+    try:
+        raw.recv(100)
+    except OSError:
+        pass
+    raw.close()
+    s = m.smtps(login=("alice@customer.test", "alice-secret"))
+    assert s.noop()[0] == 250
+    s.quit()
+    code, text = m.http("GET", "/metrics")
+    assert 'mrs_tls_failures_total{listener="submissions"} 1' in text, text
