@@ -6,13 +6,14 @@ BUILD ?= build
 CC ?= musl-gcc
 DEPS ?= .deps/musl
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
-GIT_REV := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+GIT_REV ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla -Wstrict-prototypes \
         -Wmissing-prototypes -Wno-unused-parameter
 CPPFLAGS := -D_GNU_SOURCE -Isrc -I$(DEPS)/include \
             -DMBEDTLS_CONFIG_FILE='"$(CURDIR)/vendor/mbedtls_config.h"' \
             -DMRS_VERSION='"$(VERSION)"' -DMRS_GIT_REV='"$(GIT_REV)"'
+CPPFLAGS += $(EXTRA_CPPFLAGS)
 ifeq ($(SANITIZE),1)
 CFLAGS := -std=c11 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
           -fno-sanitize-recover=undefined $(WARN)

@@ -50,6 +50,12 @@ if [ -z "$FILTER" ] && [ -x test/fuzz/run.sh ] && command -v clang >/dev/null &&
     count "$out" fuzz
 fi
 
+if [ -z "$FILTER" ] && [ "$(id -u)" = 0 ] && [ "${DOCKER_TEST:-on}" != off ] && [[ "$BUILD" != */asan ]]; then
+    echo "== docker image test (buildah)"
+    out=$(test/docker/test.sh 2>&1); printf '%s\n' "$out" | grep -E '^(PASS|FAIL|SKIP) |^docker: '
+    count "$out" docker
+fi
+
 if [ ${#failures[@]} -gt 0 ]; then
     echo "== failed:"
     printf '  %s\n' "${failures[@]}"
