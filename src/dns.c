@@ -43,6 +43,8 @@
 #define PORT_TRIES 8          /* random source ports tried before letting the kernel pick */
 #define FIRST_PORT 1024
 
+_Static_assert(DNS_SERVERS_MAX >= CONFIG_DNS_SERVERS_MAX, "room for every MRS_DNS_SERVERS entry");
+
 struct server {
     struct sockaddr_storage addr;
     socklen_t len;

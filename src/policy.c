@@ -124,7 +124,7 @@ static char include_qualifier(const char *term, size_t n, const char *domain)
     static const char mech[] = "include:";
     char q = '+';
     size_t d = strlen(domain);
-    if (n > 0 && strchr("+-~?", term[0])) {
+    if (n > 0 && term[0] != '\0' && strchr("+-~?", term[0])) {
         q = term[0];
         term++;
         n--;
@@ -245,9 +245,9 @@ static size_t insert_point(const char *spf, size_t len, const char *domain, bool
             *replace = true;
             return start;
         }
-        size_t m = n, o = strchr("+-~?", t[0]) ? 1 : 0;
-        if ((m - o == 3 && strncasecmp(t + o, "all", 3) == 0) ||
-            (m >= 9 && strncasecmp(t, "redirect=", 9) == 0))
+        size_t o = t[0] != '\0' && strchr("+-~?", t[0]) ? 1 : 0;
+        if ((n - o == 3 && strncasecmp(t + o, "all", 3) == 0) ||
+            (n >= 9 && strncasecmp(t, "redirect=", 9) == 0))
             return start;
     }
     return len;
