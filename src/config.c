@@ -647,6 +647,38 @@ int config_load(char *err, size_t err_len)
     return 0;
 }
 
+extern char **environ;
+
+static bool known_var(const char *name, size_t n)
+{
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        size_t k = strlen(vars[i].name);
+        if ((n == k || (n == k + 5 && has_file_variant(vars[i].name) && memcmp(name + k, "_FILE", 5) == 0)) &&
+            memcmp(name, vars[i].name, k) == 0)
+            return true;
+    }
+    return n == 14 && memcmp(name, "MRS_USERS_FILE", 14) == 0;
+}
+
+int config_unknown_vars(char *out, size_t len)
+{
+    int count = 0;
+    size_t used = 0;
+    out[0] = '\0';
+    for (char **e = environ; *e; e++) {
+        const char *eq = strchr(*e, '=');
+        size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
+        if (n < 4 || strncmp(*e, "MRS_", 4) != 0 || known_var(*e, n) ||
+            strncmp(*e, "MRS_SERVICE_", 12) == 0 || strncmp(*e, "MRS_PORT", 8) == 0)
+            continue;
+        int w = snprintf(out + used, len - used, "%s%.*s", count ? ", " : "", (int)n, *e);
+        if (w > 0 && (size_t)w < len - used)
+            used += (size_t)w;
+        count++;
+    }
+    return count;
+}
+
 void config_free(void)
 {
     if (cfg.smarthost_password) {

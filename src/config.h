@@ -113,6 +113,11 @@ extern const struct config *config;
  */
 int config_load(char *err, size_t err_len);
 
+/* config_unknown_vars — the MRS_* variables in the environment that mrs
+ * does not know (typos), comma-separated into out; Kubernetes service links
+ * (MRS_SERVICE_*, MRS_PORT*) are left out.  Returns how many. */
+int config_unknown_vars(char *out, size_t len);
+
 /* config_free — wipe secrets and free what config_load() allocated. */
 void config_free(void);
 

@@ -212,6 +212,10 @@ static int cmd_serve(void)
                  config->hostname);
     if (!have_ca)
         log_warn("tls", NULL, "smarthost certificates cannot be verified: %s", ca_err);
+    char unknown[512];
+    if (config_unknown_vars(unknown, sizeof unknown) > 0)
+        log_warn("config", NULL, "ignoring unknown variable(s) %s: check the spelling (README lists every MRS_ variable)",
+                 unknown);
     if (auth_user_count() == 0)
         log_warn("auth", NULL, "no users configured (MRS_USERS / MRS_USERS_FILE): every AUTH will fail");
     log_info("start", NULL, "mrs %s ready as %s: submission %s, submissions %s, health %s, %zu user(s), "

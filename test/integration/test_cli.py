@@ -94,3 +94,10 @@ def test_runs_in_empty_root(h):
     assert r.returncode == 0 and r.stdout.startswith("mrs "), r
     r = subprocess.run(["/usr/sbin/chroot", root, "/mrs", "token", "x"], capture_output=True, text=True, env={})
     assert r.returncode == 0 and r.stdout.startswith("elastx-mrs="), r
+
+
+def test_unknown_variable_is_warned_about_but_service_links_are_not(h):
+    m = h.mrs(env={"MRS_IDEL_TIMEOUT": "5s", "MRS_SERVICE_HOST": "10.0.0.1", "MRS_PORT": "tcp://10.0.0.1:587"})
+    log = m.log()
+    assert "MRS_IDEL_TIMEOUT" in log and "unknown" in log
+    assert "MRS_SERVICE_HOST" not in log and "MRS_PORT" not in log
