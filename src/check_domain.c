@@ -126,7 +126,7 @@ static void report_token(const char *user, const char *domain, const struct poli
 static void diagnose(const char *user, const char *domain, const struct dns_result *r)
 {
     struct policy_findings f;
-    size_t n = r->status == DNS_OK ? r->count : 0;
+    size_t n = r->status == DNS_OK && r->txt ? r->count : 0;
     const char **txt = calloc(n + 1, sizeof *txt);
     size_t *len = calloc(n + 1, sizeof *len);
     if (!txt || !len) {

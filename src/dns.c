@@ -632,10 +632,11 @@ static struct dns_result *status_result(enum dns_status s, const struct exchange
     return dns_result_new(s, x->q.type, name);
 }
 
-/* ask_one — one try at server s: UDP, then TCP when truncated.  A new
- * result (NULL: out of memory). */
+/* ask_one — one try at server s: UDP until `end`, then TCP when truncated
+ * (a try of its own, within the deadline).  A new result (NULL: out of
+ * memory). */
 static struct dns_result *ask_one(const struct server *s, struct exchange *x, int hops,
-                                  int64_t end)
+                                  int64_t end, int64_t deadline)
 {
     struct dns_result *r = NULL;
     size_t len = 0;
@@ -648,6 +649,8 @@ static struct dns_result *ask_one(const struct server *s, struct exchange *x, in
     } else if (u == UDP_TRUNCATED) {
         uint8_t *big;
         int64_t tcp_end = now_ms() + st.timeout_ms;
+        if (tcp_end > deadline)
+            tcp_end = deadline;
         if (tcp_exchange(s, x, tcp_end, &big, &len) < 0)
             return status_result(DNS_TIMEOUT, x);
         if (dns_wire_check_reply(big, len, &x->q) == DNS_WIRE_MISMATCH)
@@ -680,7 +683,7 @@ static struct dns_result *ask_servers(const struct key *k, int hops, int64_t dea
         if (start >= deadline)
             break;
         int64_t end = start + st.timeout_ms < deadline ? start + st.timeout_ms : deadline;
-        struct dns_result *r = ask_one(s, x, hops, end);
+        struct dns_result *r = ask_one(s, x, hops, end, deadline);
         if (!r)
             break;
         r->received_ms = now_ms();

@@ -739,8 +739,9 @@ static enum dns_status parse_sections(const uint8_t *msg, size_t len, const stru
     bool has_soa;
     uint32_t neg = negative_ttl(msg, len, r, &has_soa);
     res->ttl = neg < ttl ? neg : ttl;
-    if (rcode == DNS_RCODE_NOERROR && res->cname_hops > 0 && !has_soa) {
-        /* The chain leaves the server's data: the caller asks the end. */
+    if (rcode == DNS_RCODE_NOERROR && res->cname_hops > 0 && !has_soa && end_len > 1) {
+        /* The chain leaves the server's data: the caller asks the end (not
+         * the root, which a CNAME may not usefully point to). */
         res->chase = true;
         res->chase_len = end_len;
         memcpy(res->chase_wire, end, end_len);

@@ -354,7 +354,7 @@ void policy_decide(const char *user, const char *domain, const struct dns_result
                  policy_spf_include(), token);
         return;
     }
-    size_t n = r->status == DNS_OK ? r->count : 0;
+    size_t n = r->status == DNS_OK && r->txt ? r->count : 0;
     const char **txt = calloc(n + 1, sizeof *txt);
     size_t *len = calloc(n + 1, sizeof *len);
     if (!txt || !len) {

@@ -349,6 +349,14 @@ static void test_cname_chain_is_followed(void)
     CHECK(r->chase_len == 19 && memcmp(r->chase_wire, "\11elsewhere\7example\0", 19) == 0);
     dns_result_free(r);
 
+    /* a CNAME to the root is not followed anywhere (found by fuzz_dns) */
+    p_reply(&P, QR_RD_RA, "alias.test", DNS_TYPE_TXT, 1, 0);
+    at = p_rr(&P, NULL, 12, DNS_TYPE_CNAME, 90);
+    p_u8(&P, 0);
+    p_end(&P, at);
+    CHECK(parse(&P, "alias.test", DNS_TYPE_TXT, &r) == DNS_NODATA && !r->chase);
+    dns_result_free(r);
+
     /* with an SOA it is NODATA at the end of the chain */
     p_reply(&P, QR_RD_RA, "alias.test", DNS_TYPE_TXT, 1, 1);
     at = p_rr(&P, NULL, 12, DNS_TYPE_CNAME, 90);
