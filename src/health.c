@@ -366,6 +366,13 @@ static void put_label_value(struct out *o, const char *v)
     }
 }
 
+/* A gauge family of one sample: milliseconds shown as seconds. */
+static void seconds_gauge(struct out *o, const char *name, const char *help, int64_t ms)
+{
+    family(o, name, "gauge", help);
+    out_printf(o, "%s %lld.%03lld\n", name, (long long)(ms / 1000), (long long)(ms % 1000));
+}
+
 static void render_process(struct out *o)
 {
     int64_t now = wall_ms();
@@ -378,12 +385,9 @@ static void render_process(struct out *o)
     out_printf(o, "\",revision=\"");
     put_label_value(o, MRS_GIT_REV);
     out_printf(o, "\"} 1\n");
-    family(o, "mrs_start_time_seconds", "gauge", "Unix time the process started, in seconds.");
-    out_printf(o, "mrs_start_time_seconds %lld.%03lld\n", (long long)(start / 1000),
-               (long long)(start % 1000));
-    family(o, "mrs_uptime_seconds", "gauge", "Seconds since the process started.");
-    int64_t up = now > start ? now - start : 0;
-    out_printf(o, "mrs_uptime_seconds %lld.%03lld\n", (long long)(up / 1000), (long long)(up % 1000));
+    seconds_gauge(o, "mrs_start_time_seconds", "Unix time the process started, in seconds.", start);
+    seconds_gauge(o, "mrs_uptime_seconds", "Seconds since the process started.",
+                  now > start ? now - start : 0);
 }
 
 static void render_sessions(struct out *o)
@@ -402,17 +406,18 @@ static void render_sessions(struct out *o)
     render_by_listener(o, "mrs_sessions_total", "counter", "SMTP sessions started, by listener.",
                        stats.sessions_total);
     render_by_listener(o, "mrs_tls_handshakes_total", "counter",
-                       "TLS handshakes completed, by listener.", stats.tls_handshakes_total);
-    render_by_listener(o, "mrs_tls_failures_total", "counter", "TLS handshakes failed, by listener.",
-                       stats.tls_failures_total);
+                       "TLS handshakes attempted, by listener (failures included).",
+                       stats.tls_handshakes_total);
+    render_by_listener(o, "mrs_tls_failures_total", "counter",
+                       "TLS handshakes failed, by listener.", stats.tls_failures_total);
     render_scalars(o, scalars, sizeof scalars / sizeof scalars[0]);
 }
 
 static void render_messages(struct out *o)
 {
     static const struct scalar scalars[] = {
-        {"mrs_messages_accepted_total", "counter", "Messages accepted into the spool (250 after DATA).",
-         &stats.messages_accepted_total},
+        {"mrs_messages_accepted_total", "counter",
+         "Messages accepted into the spool (250 after DATA).", &stats.messages_accepted_total},
         {"mrs_message_bytes_accepted_total", "counter", "Bytes of the messages accepted.",
          &stats.message_bytes_accepted_total},
     };
@@ -421,7 +426,8 @@ static void render_messages(struct out *o)
            "Messages or envelope steps refused, by reason.");
     for (int r = 0; r < STATS_REFUSED_COUNT; r++)
         out_printf(o, "mrs_messages_refused_total{reason=\"%s\"} %lld\n",
-                   stats_refusal_name((enum stats_refusal)r), LOAD(stats.messages_refused_total[r]));
+                   stats_refusal_name((enum stats_refusal)r),
+                   LOAD(stats.messages_refused_total[r]));
 }
 
 static void render_queue(struct out *o)
@@ -436,10 +442,8 @@ static void render_queue(struct out *o)
     render_scalars(o, scalars, sizeof scalars / sizeof scalars[0]);
     int64_t oldest = LOAD(stats.queue_oldest_ms), now = wall_ms();
     int64_t age = oldest > 0 && now > oldest ? now - oldest : 0;
-    family(o, "mrs_queue_oldest_age_seconds", "gauge",
-           "Age of the oldest message in the spool; 0 when it is empty.");
-    out_printf(o, "mrs_queue_oldest_age_seconds %lld.%03lld\n", (long long)(age / 1000),
-               (long long)(age % 1000));
+    seconds_gauge(o, "mrs_queue_oldest_age_seconds",
+                  "Age of the oldest message in the spool; 0 when it is empty.", age);
     family(o, "mrs_deliveries_total", "counter", "Delivery attempts per recipient, by outcome.");
     for (int d = 0; d < STATS_DELIVERY_COUNT; d++)
         out_printf(o, "mrs_deliveries_total{outcome=\"%s\"} %lld\n",
@@ -454,8 +458,8 @@ static void render_dns(struct out *o)
          &stats.dns_queries_total},
         {"mrs_dns_cache_hits_total", "counter", "DNS lookups answered from the cache.",
          &stats.dns_cache_hits_total},
-        {"mrs_dns_failures_total", "counter", "DNS lookups that timed out or failed (SERVFAIL, malformed).",
-         &stats.dns_failures_total},
+        {"mrs_dns_failures_total", "counter",
+         "DNS lookups that timed out or failed (SERVFAIL, malformed).", &stats.dns_failures_total},
     };
     render_scalars(o, scalars, sizeof scalars / sizeof scalars[0]);
 }
@@ -625,7 +629,8 @@ static void serve_conn(struct health_conn *c)
     }
     bool head_only = pr == HTTP_PARSE_DONE && req.method == HTTP_METHOD_HEAD;
     if (respond(c, status, &o, ctype, extra, head_only) < 0)
-        log_debug("http_error", &(struct log_fields){.client = c->peer}, "sending the response: %m");
+        log_debug("http_error", &(struct log_fields){.client = c->peer},
+                  "sending the response: %m");
     free(o.buf);
 }
 
