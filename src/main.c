@@ -8,12 +8,14 @@
 #include "auth.h"
 #include "config.h"
 #include "crypto.h"
+#include "delivery.h"
 #include "dns.h"
 #include "health.h"
 #include "listener.h"
 #include "log.h"
 #include "policy.h"
 #include "queue.h"
+#include "spool.h"
 #include "stats.h"
 #include "tls.h"
 #include "util.h"
@@ -157,6 +159,7 @@ static int drain(int sig)
     if (!listener_wait_idle(util_now_ms() + config->shutdown_grace_ms))
         log_warn("shutdown", NULL, "%lld session(s) still open after the grace; closing them "
                  "(none of them got a 250 for an unsaved message)", (long long)listener_sessions());
+    delivery_stop(util_now_ms() + config->shutdown_grace_ms);
     health_stop();
     log_info("shutdown", NULL, "stopped");
     return 0;
@@ -205,6 +208,8 @@ static int cmd_serve(void)
     health_set(HEALTH_RESOLVER, nservers > 0, "no DNS server: set MRS_DNS_SERVERS or /etc/resolv.conf");
     if (listener_start(err, sizeof err) < 0)
         start_fail(1, err);
+    if (delivery_start(err, sizeof err) < 0)
+        start_fail(1, err);
     /* start-up complete: only now the warnings, then readiness */
     log_init(json, (enum log_level)config->log_level);
     if (!config->tls_cert[0])
@@ -231,12 +236,6 @@ static int cmd_serve(void)
         else
             return drain(sig);
     }
-}
-
-static int not_yet(const char *what)
-{
-    fprintf(stderr, "mrs %s: not available in this build yet\n", what);
-    return 1;
 }
 
 int main(int argc, char **argv)
@@ -269,11 +268,18 @@ int main(int argc, char **argv)
         return policy_cli_check_domain(argc, argv);
     }
     if (!strcmp(cmd, "healthcheck")) {
-        load_config_or_exit();
+        /* Docker reserves exit code 2 for HEALTHCHECK: a bad variable is 1 here */
+        char err[CONFIG_ERROR_MAX_BYTES];
+        if (config_load(err, sizeof err) < 0) {
+            fprintf(stderr, "mrs healthcheck: %s\n", err);
+            return 1;
+        }
         return health_cli(argc, argv);
     }
-    if (!strcmp(cmd, "queue"))
-        return not_yet(cmd);
+    if (!strcmp(cmd, "queue")) {
+        load_config_or_exit();
+        return spool_cli_list(stdout);
+    }
     fprintf(stderr, "mrs: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

@@ -60,7 +60,7 @@ def test_rsa_and_ecdsa_certificates_from_files(h):
         assert "221 2.0.0" in r.stdout, (kind, r.stdout[-800:])
         s = m.smtps(login=("alice@customer.test", "alice-secret"))
         s.quit()
-        assert "ephemeral" not in m.log()
+        assert "ephemeral self-signed" not in m.log()
         m.stop()
 
 
