@@ -69,9 +69,12 @@ def insecure_tls():
 class Proc:
     """A process the harness started; its stdout+stderr go to a log file."""
 
+    counter = 0
+
     def __init__(self, h, name, argv, env=None, cwd=None):
         self.name = name
-        self.log_path = os.path.join(h.tmp, f"{name}-{len(h.procs)}.log")
+        Proc.counter += 1  # unique for the whole run: a log never mixes two processes
+        self.log_path = os.path.join(h.tmp, f"{name}-{Proc.counter}.log")
         self.log = open(self.log_path, "ab")
         self.p = subprocess.Popen(argv, env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL)
