@@ -297,7 +297,8 @@ static void cache_add(struct users *t, const uint8_t tag[CRYPTO_SHA256_BYTES])
     pthread_mutex_unlock(&t->cache_mu);
 }
 
-enum auth_result auth_verify(const char *user, size_t user_len, const char *pw, size_t pw_len)
+enum auth_result auth_verify(const char *user, size_t user_len, const char *pw, size_t pw_len,
+                             const struct sockaddr *client)
 {
     struct users *t = users_get();
     if (!t)
@@ -312,6 +313,12 @@ enum auth_result auth_verify(const char *user, size_t user_len, const char *pw, 
     const char *hash = u ? u->hash : dummy_hash;
     while (sem_wait(&argon) != 0 && errno == EINTR)
         ;
+    if (client && auth_blocked(client)) {
+        sem_post(&argon);
+        crypto_wipe(tag, sizeof tag);
+        users_put(t);
+        return AUTH_BLOCKED;
+    }
     int rc = hash[0] ? crypto_password_verify(hash, pw, pw_len) : -1;
     sem_post(&argon);
     if (rc == 0 && u)

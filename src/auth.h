@@ -28,14 +28,18 @@
 int auth_load(char *err, size_t err_len, bool *malformed);
 size_t auth_user_count(void);
 
-enum auth_result { AUTH_OK = 0, AUTH_FAIL, AUTH_TEMPFAIL };
+enum auth_result { AUTH_OK = 0, AUTH_FAIL, AUTH_TEMPFAIL, AUTH_BLOCKED };
 
 /*
- * auth_verify — check a username and password.  A cached success costs a
- * keyed hash; otherwise Argon2id runs (at most MRS_AUTH_CONCURRENCY at
- * once).  An unknown user costs the same as a wrong password.
+ * auth_verify — check a username and password for a client.  A cached
+ * success costs a keyed hash; otherwise Argon2id runs (at most
+ * MRS_AUTH_CONCURRENCY at once).  An unknown user costs the same as a wrong
+ * password.  AUTH_BLOCKED: the client's address failed too often lately —
+ * checked again after waiting for an Argon2id slot, so a burst of parallel
+ * guesses stops at the threshold instead of queueing behind it.
  */
-enum auth_result auth_verify(const char *user, size_t user_len, const char *pw, size_t pw_len);
+enum auth_result auth_verify(const char *user, size_t user_len, const char *pw, size_t pw_len,
+                             const struct sockaddr *client);
 
 /*
  * SASL decoders (RFC 4616, and the LOGIN mechanism's base64 lines).  Pure.

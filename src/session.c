@@ -406,7 +406,7 @@ static void cmd_auth(struct session *s, const char *arg, size_t len)
         count_error(s);
         goto done;
     }
-    enum auth_result r = auth_verify(user, ulen, pw, plen);
+    enum auth_result r = auth_verify(user, ulen, pw, plen, (const struct sockaddr *)&s->peer);
     if (r == AUTH_OK) {
         memcpy(s->user, user, ulen + 1);
         s->authenticated = true;
@@ -418,6 +418,10 @@ static void cmd_auth(struct session *s, const char *arg, size_t len)
         reply(s, 235, "2.7.0", "Authentication successful");
     } else if (r == AUTH_TEMPFAIL) {
         reply(s, 454, "4.7.0", "Temporary authentication failure");
+    } else if (r == AUTH_BLOCKED) {
+        STATS_INC(auth_failures_total);
+        reply(s, 454, "4.7.0", "Too many authentication failures from your address; try again later");
+        s->quit = true;
     } else {
         char clean[64];
         auth_failed(s, log_sanitize(clean, sizeof clean, user, ulen));
