@@ -178,6 +178,14 @@ asan_build() {
     make -s -j"$JOBS" BUILD="$OUT/asan" CC=clang DEPS="$DEPS/host" SANITIZE=1 all
 }
 
+# valgrind_build — a plain glibc build of the same sources for memcheck
+# (valgrind cannot follow malloc inside a static musl binary).
+valgrind_build() {
+    need_pkgs valgrind
+    deps host cc
+    make -s -j"$JOBS" BUILD="$OUT/valgrind" CC=cc DEPS="$DEPS/host" "$OUT/valgrind/mrs.debug"
+}
+
 test_pkgs() {
     need_pkgs dnsmasq-base python3 swaks curl openssl procps iproute2 python3-aiosmtpd python3-yaml
 }
@@ -213,7 +221,7 @@ run)
     say "starting mrs: submission :${MRS_SUBMISSION_LISTEN##*:}, submissions :${MRS_SUBMISSIONS_LISTEN##*:}, health :${MRS_HEALTH_LISTEN##*:}, spool $MRS_SPOOL_DIR"
     exec "$OUT/mrs" serve
     ;;
-test) release; shift; run_tests "$OUT" "$@" ;;
+test) release; valgrind_build; shift; run_tests "$OUT" "$@" ;;
 asan) asan_build; shift; run_tests "$OUT/asan" "$@" ;;
 fuzz) shift; need_pkgs clang libclang-rt-14-dev; deps host cc; exec test/fuzz/run.sh "${1:-60}" ;;
 docker-test) exec test/docker/test.sh ;;

@@ -188,9 +188,8 @@ static int cmd_serve(void)
     if (tls_server_load(config->tls_cert, config->tls_key, config->hostname, err, sizeof err) < 0)
         start_fail(1, err);
     health_set(HEALTH_TLS, 1, NULL);
-    bool have_ca = tls_client_init(config->smarthost_ca_file, err, sizeof err) == 0;
-    char ca_err[CONFIG_ERROR_MAX_BYTES];
-    snprintf(ca_err, sizeof ca_err, "%s", err);
+    char ca_err[CONFIG_ERROR_MAX_BYTES] = "";
+    bool have_ca = tls_client_init(config->smarthost_ca_file, ca_err, sizeof ca_err) == 0;
     if (auth_load(err, sizeof err, &malformed) < 0)
         start_fail(malformed ? 2 : 1, err);
     health_set(HEALTH_USERS, 1, NULL);
