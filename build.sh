@@ -222,7 +222,7 @@ run)
     exec "$OUT/mrs" serve
     ;;
 test) release; valgrind_build; shift; run_tests "$OUT" "$@" ;;
-asan) asan_build; shift; run_tests "$OUT/asan" "$@" ;;
+asan) asan_build; valgrind_build; shift; run_tests "$OUT/asan" "$@" ;;
 fuzz) shift; need_pkgs clang libclang-rt-14-dev; deps host cc; exec test/fuzz/run.sh "${1:-60}" ;;
 docker-test) exec test/docker/test.sh ;;
 bench) release; exec test/bench/run.sh ;;
