@@ -187,7 +187,8 @@ valgrind_build() {
 }
 
 test_pkgs() {
-    need_pkgs dnsmasq-base python3 swaks curl openssl procps iproute2 python3-aiosmtpd python3-yaml
+    need_pkgs dnsmasq-base unbound python3 swaks curl openssl procps iproute2 python3-aiosmtpd python3-yaml \
+        clang libclang-rt-14-dev valgrind
 }
 
 run_tests() {
