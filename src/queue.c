@@ -1,16 +1,26 @@
 /*
- * queue — durable submission into the spool (see queue.h, docs/spool.md).
+ * queue — durable submission into the spool, the delivery schedule, state
+ * writes and removal (see queue.h, docs/spool.md).
  *
  * The queue directory is fsynced by whichever committing thread finds no
  * sync in flight; threads whose rename happened before a sync started wait
  * for it, later ones for the next (group commit): N concurrent commits cost
- * about two directory fsyncs, not N.
+ * about two directory fsyncs, not N.  State files use the same sync.
+ *
+ * The schedule: one item per committed message, kept in a list ordered by
+ * arrival (its head is the oldest message, for the gauge) and, while not
+ * claimed, in a binary min-heap ordered by due time (monotonic clock) then
+ * by a sequence number (first in, first out among equals).  The heap's
+ * capacity is reserved when an item is created (queue_open, recovery), so
+ * queue_commit and queue_release never allocate and cannot fail.  One
+ * mutex (sched_mu) guards all of it; no file I/O happens under it.
  */
 #include "queue.h"
 
 #include "config.h"
 #include "crypto.h"
 #include "log.h"
+#include "spool.h"
 #include "stats.h"
 #include "util.h"
 
@@ -22,15 +32,29 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define QUEUE_WRITE_BUFFER_BYTES (64 * 1024)
 #define QUEUE_PATH_MAX_BYTES (CONFIG_PATH_MAX_BYTES + 64)
+#define QUEUE_NOT_IN_HEAP SIZE_MAX
+#define QUEUE_ITEMS_MAX 10000000 /* a spool larger than this is not indexed further */
+
+struct queue_item {
+    char id[QUEUE_ID_BYTES];
+    int64_t due_ms;            /* monotonic clock */
+    uint64_t seq;              /* FIFO among equal due times */
+    int64_t received_ms;       /* wall clock, from the id */
+    size_t heap_pos;           /* QUEUE_NOT_IN_HEAP while claimed or not committed */
+    bool listed;               /* in the arrival list (committed) */
+    struct queue_item *older, *newer;
+};
 
 struct queue_msg {
     int fd;
     bool failed;
     size_t len;
+    struct queue_item *item;   /* reserved at open, scheduled at commit */
     char id[QUEUE_ID_BYTES];
     char buf[QUEUE_WRITE_BUFFER_BYTES];
 };
@@ -41,6 +65,22 @@ static pthread_cond_t sync_cv = PTHREAD_COND_INITIALIZER;
 static uint64_t sync_requested, sync_done;
 static int sync_error;
 static bool syncing;
+
+/* the schedule (see the top) */
+static pthread_mutex_t sched_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sched_cv;            /* CLOCK_MONOTONIC, set up in queue_init */
+static pthread_once_t sched_once = PTHREAD_ONCE_INIT;
+static struct queue_item **heap;
+static size_t heap_len, heap_cap, items_live, items_listed;
+static struct queue_item *oldest, *newest;
+static uint64_t next_seq;
+static bool stopping, indexed;
+
+static void sched_setup(void);
+static int recover(void);
+static struct queue_item *item_new(const char *id);
+static void item_free(struct queue_item *it);
+static void sched_add(struct queue_item *it, int64_t due_ms);
 
 void queue_dir(const char *sub, char *buf, size_t len)
 {
@@ -80,20 +120,6 @@ static void remove_tmp_leftovers(void)
     closedir(d);
 }
 
-static int64_t count_queue(void)
-{
-    char dir[QUEUE_PATH_MAX_BYTES];
-    queue_dir("queue", dir, sizeof dir);
-    DIR *d = opendir(dir);
-    int64_t n = 0;
-    if (!d)
-        return 0;
-    for (struct dirent *e; (e = readdir(d));)
-        n += e->d_name[0] != '.' && strchr(e->d_name, '.') == NULL;
-    closedir(d);
-    return n;
-}
-
 int queue_init(char *err, size_t err_len)
 {
     static const char *const subs[] = {"tmp", "queue"};
@@ -119,7 +145,12 @@ int queue_init(char *err, size_t err_len)
         return -1;
     }
     remove_tmp_leftovers();
-    STATS_SET(queue_depth, count_queue());
+    pthread_once(&sched_once, sched_setup);
+    if (!indexed && recover() < 0) {
+        snprintf(err, err_len, "MRS_SPOOL_DIR: cannot read %s (errno %d)", path, errno);
+        return -1;
+    }
+    indexed = true;
     return 0;
 }
 
@@ -187,8 +218,11 @@ struct queue_msg *queue_open(const char *id, const struct queue_envelope *env)
 {
     char path[QUEUE_PATH_MAX_BYTES], when[32];
     struct queue_msg *m = malloc(sizeof *m);
-    if (!m)
+    if (!m || !(m->item = item_new(id))) {
+        free(m);
+        errno = ENOMEM;
         return NULL;
+    }
     m->len = 0;
     m->failed = false;
     snprintf(m->id, sizeof m->id, "%s", id);
@@ -196,6 +230,7 @@ struct queue_msg *queue_open(const char *id, const struct queue_envelope *env)
     m->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
     if (m->fd < 0) {
         int e = errno;
+        item_free(m->item);
         free(m);
         errno = e;
         return NULL;
@@ -264,8 +299,9 @@ int queue_commit(struct queue_msg *m)
     if (rc != 0) {
         log_error("spool", &(struct log_fields){.queue_id = m->id}, "committing the message failed (errno %d)", errno);
         unlink(from);
+        item_free(m->item);
     } else {
-        STATS_INC(queue_depth);
+        sched_add(m->item, util_now_ms()); /* due at once: a worker wakes now */
     }
     free(m);
     return rc;
@@ -280,5 +316,360 @@ void queue_abort(struct queue_msg *m)
     if (m->fd >= 0)
         close(m->fd);
     unlink(path);
+    item_free(m->item);
     free(m);
+}
+
+/* ---- the schedule ---------------------------------------------------------- */
+
+static void sched_setup(void)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&sched_cv, &a);
+    pthread_condattr_destroy(&a);
+}
+
+static bool item_before(const struct queue_item *a, const struct queue_item *b)
+{
+    return a->due_ms < b->due_ms || (a->due_ms == b->due_ms && a->seq < b->seq);
+}
+
+static void heap_set(size_t i, struct queue_item *it)
+{
+    heap[i] = it;
+    it->heap_pos = i;
+}
+
+static void heap_up(size_t i)
+{
+    struct queue_item *it = heap[i];
+    while (i > 0 && item_before(it, heap[(i - 1) / 2])) {
+        heap_set(i, heap[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    heap_set(i, it);
+}
+
+static void heap_down(size_t i)
+{
+    struct queue_item *it = heap[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= heap_len)
+            break;
+        if (c + 1 < heap_len && item_before(heap[c + 1], heap[c]))
+            c++;
+        if (!item_before(heap[c], it))
+            break;
+        heap_set(i, heap[c]);
+        i = c;
+    }
+    heap_set(i, it);
+}
+
+/* heap_push — capacity is reserved (item_new), so this cannot fail. */
+static void heap_push(struct queue_item *it, int64_t due_ms)
+{
+    if (heap_len >= heap_cap)
+        log_panic("queue: schedule heap over its reserved capacity");
+    it->due_ms = due_ms;
+    it->seq = next_seq++;
+    heap_set(heap_len++, it);
+    heap_up(heap_len - 1);
+}
+
+static struct queue_item *heap_pop(void)
+{
+    struct queue_item *top = heap[0];
+    if (--heap_len > 0) {
+        heap_set(0, heap[heap_len]);
+        heap_down(0);
+    }
+    top->heap_pos = QUEUE_NOT_IN_HEAP;
+    return top;
+}
+
+/* item_new — an item for id, with a heap slot reserved for it.  NULL when
+ * out of memory. */
+static struct queue_item *item_new(const char *id)
+{
+    struct queue_item *it = calloc(1, sizeof *it);
+    if (!it)
+        return NULL;
+    snprintf(it->id, sizeof it->id, "%s", id);
+    it->received_ms = spool_id_ms(id);
+    it->heap_pos = QUEUE_NOT_IN_HEAP;
+    pthread_mutex_lock(&sched_mu);
+    if (items_live >= heap_cap) {
+        size_t cap = heap_cap ? heap_cap * 2 : 256;
+        struct queue_item **h = items_live < QUEUE_ITEMS_MAX ? realloc(heap, cap * sizeof *h) : NULL;
+        if (!h) {
+            pthread_mutex_unlock(&sched_mu);
+            free(it);
+            return NULL;
+        }
+        heap = h;
+        heap_cap = cap;
+    }
+    items_live++;
+    pthread_mutex_unlock(&sched_mu);
+    return it;
+}
+
+/* set_oldest_gauge — under sched_mu. */
+static void set_oldest_gauge(void)
+{
+    STATS_SET(queue_oldest_ms, oldest ? oldest->received_ms : 0);
+    STATS_SET(queue_depth, (int64_t)items_listed);
+}
+
+/* item_free — unlist (when listed) and free an item not in the heap. */
+static void item_free(struct queue_item *it)
+{
+    pthread_mutex_lock(&sched_mu);
+    if (it->listed) {
+        *(it->older ? &it->older->newer : &oldest) = it->newer;
+        *(it->newer ? &it->newer->older : &newest) = it->older;
+        items_listed--;
+        set_oldest_gauge();
+    }
+    items_live--;
+    pthread_mutex_unlock(&sched_mu);
+    free(it);
+}
+
+/* sched_add — list a committed message by arrival (almost always at the
+ * newest end) and make it due at due_ms; wake one waiting worker. */
+static void sched_add(struct queue_item *it, int64_t due_ms)
+{
+    pthread_mutex_lock(&sched_mu);
+    struct queue_item *after = newest;
+    while (after && after->received_ms > it->received_ms)
+        after = after->older;
+    it->older = after;
+    it->newer = after ? after->newer : oldest;
+    *(it->newer ? &it->newer->older : &newest) = it;
+    *(after ? &after->newer : &oldest) = it;
+    it->listed = true;
+    items_listed++;
+    set_oldest_gauge();
+    heap_push(it, due_ms);
+    pthread_cond_signal(&sched_cv);
+    pthread_mutex_unlock(&sched_mu);
+}
+
+struct queue_item *queue_claim(void)
+{
+    pthread_mutex_lock(&sched_mu);
+    for (;;) {
+        if (stopping) {
+            pthread_mutex_unlock(&sched_mu);
+            return NULL;
+        }
+        int64_t now = util_now_ms();
+        if (heap_len > 0 && heap[0]->due_ms <= now) {
+            struct queue_item *it = heap_pop();
+            pthread_mutex_unlock(&sched_mu);
+            return it;
+        }
+        if (heap_len == 0) {
+            pthread_cond_wait(&sched_cv, &sched_mu);
+            continue;
+        }
+        struct timespec ts = {.tv_sec = heap[0]->due_ms / 1000, .tv_nsec = heap[0]->due_ms % 1000 * 1000000};
+        pthread_cond_timedwait(&sched_cv, &sched_mu, &ts);
+    }
+}
+
+const char *queue_item_id(const struct queue_item *it)
+{
+    return it->id;
+}
+
+/* mono_from_wall — a wall-clock time as the monotonic clock's value. */
+static int64_t mono_from_wall(int64_t wall_ms)
+{
+    int64_t now = util_now_ms(), delta = wall_ms - util_wall_ms();
+    return delta > 0 ? now + delta : now;
+}
+
+void queue_release(struct queue_item *it, int64_t due_wall_ms)
+{
+    int64_t due = mono_from_wall(due_wall_ms);
+    pthread_mutex_lock(&sched_mu);
+    heap_push(it, due);
+    pthread_cond_signal(&sched_cv);
+    pthread_mutex_unlock(&sched_mu);
+}
+
+void queue_stop(void)
+{
+    pthread_mutex_lock(&sched_mu);
+    stopping = true;
+    pthread_cond_broadcast(&sched_cv);
+    pthread_mutex_unlock(&sched_mu);
+}
+
+/* ---- recovery -------------------------------------------------------------- */
+
+/* recovered_due — when a message found at start is due: at once when it
+ * has recipients never attempted (it was in flight when the process died)
+ * or nothing left to try (only its bounce or removal was missing), else at
+ * its next attempt.  A message we cannot read is due at once too: the
+ * delivery thread decides what to do with it. */
+static int64_t recovered_due(const char *id)
+{
+    struct spool_message m;
+    char err[256];
+    if (spool_load(id, &m, false, err, sizeof err) < 0)
+        return util_now_ms();
+    bool now = !m.has_state || m.next_ms == 0;
+    size_t open = 0;
+    for (size_t i = 0; i < m.rcpt_count; i++) {
+        now |= m.rcpts[i].status == SPOOL_PENDING;
+        open += m.rcpts[i].status == SPOOL_PENDING || m.rcpts[i].status == SPOOL_DEFERRED;
+    }
+    int64_t due = now || open == 0 ? util_now_ms() : mono_from_wall(m.next_ms);
+    spool_free(&m);
+    return due;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool has_name(char **names, size_t n, const char *want)
+{
+    return bsearch(&want, names, n, sizeof *names, cmp_names) != NULL;
+}
+
+/* read_names — the entries of queue/ (heap strings), sorted. */
+static char **read_names(DIR *d, size_t *count)
+{
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    for (struct dirent *e; (e = readdir(d)) && n < QUEUE_ITEMS_MAX;) {
+        if (e->d_name[0] == '.')
+            continue;
+        if (n == cap) {
+            char **p = realloc(names, (cap ? cap * 2 : 256) * sizeof *p);
+            if (!p)
+                break;
+            names = p;
+            cap = cap ? cap * 2 : 256;
+        }
+        if (!(names[n] = strdup(e->d_name)))
+            break;
+        n++;
+    }
+    if (n)
+        qsort(names, n, sizeof *names, cmp_names);
+    *count = n;
+    return names;
+}
+
+/* recover — index every message of queue/ (oldest first) and remove state
+ * files whose message is gone (a crash between the two unlinks). */
+static int recover(void)
+{
+    char dir[QUEUE_PATH_MAX_BYTES], id[QUEUE_ID_BYTES + 8];
+    queue_dir("queue", dir, sizeof dir);
+    DIR *d = opendir(dir);
+    size_t n = 0, count = 0;
+    if (!d)
+        return -1;
+    char **names = read_names(d, &n);
+    for (size_t i = 0; i < n; i++) {
+        const char *dot = strchr(names[i], '.');
+        if (dot && !strcmp(dot, ".state") && (size_t)(dot - names[i]) < sizeof id) {
+            snprintf(id, sizeof id, "%.*s", (int)(dot - names[i]), names[i]);
+            if (!has_name(names, n, id) && unlinkat(dirfd(d), names[i], 0) == 0)
+                log_info("spool", &(struct log_fields){.queue_id = id}, "removed the state file of a finished message");
+        } else if (spool_valid_id(names[i])) {
+            struct queue_item *it = item_new(names[i]);
+            if (!it) {
+                log_error("spool", NULL, "out of memory indexing the spool: %zu message(s) left for the next start", n - i);
+                break;
+            }
+            sched_add(it, recovered_due(names[i]));
+            count++;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    closedir(d);
+    if (count)
+        log_info("spool", NULL, "recovered %zu message(s) from the spool", count);
+    return 0;
+}
+
+/* ---- removal and state ----------------------------------------------------- */
+
+void queue_done(struct queue_item *it)
+{
+    char msg[QUEUE_PATH_MAX_BYTES], state[QUEUE_PATH_MAX_BYTES + 8];
+    msg_path("queue", it->id, msg, sizeof msg);
+    snprintf(state, sizeof state, "%s.state", msg);
+    bool had_state = access(state, F_OK) == 0;
+    if (unlink(msg) != 0 && errno != ENOENT)
+        log_error("spool", &(struct log_fields){.queue_id = it->id},
+                  "cannot remove the delivered message (errno %d): it may be delivered again after a restart", errno);
+    /* the message must be gone for good before its state: a message that
+     * came back without its state would be delivered to everyone again */
+    if (had_state && (sync_queue_dir() != 0 || unlink(state) != 0))
+        log_warn("spool", &(struct log_fields){.queue_id = it->id}, "state file left behind (errno %d); "
+                 "it is removed at the next start", errno);
+    item_free(it);
+}
+
+void queue_quarantine(struct queue_item *it)
+{
+    char from[QUEUE_PATH_MAX_BYTES], to[QUEUE_PATH_MAX_BYTES + 8];
+    msg_path("queue", it->id, from, sizeof from);
+    snprintf(to, sizeof to, "%s.bad", from);
+    if (rename(from, to) == 0)
+        log_error("spool", &(struct log_fields){.queue_id = it->id}, "malformed message moved to queue/%s.bad", it->id);
+    else if (errno != ENOENT)
+        log_error("spool", &(struct log_fields){.queue_id = it->id}, "malformed message cannot be moved aside (errno %d); "
+                  "it stays out of delivery until the next start", errno);
+    item_free(it);
+}
+
+static int write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int queue_save_state(const char *id, const char *data, size_t len)
+{
+    char tmp[QUEUE_PATH_MAX_BYTES + 8], dst[QUEUE_PATH_MAX_BYTES + 8];
+    snprintf(tmp, sizeof tmp, "%s/tmp/%s.state", config->spool_dir, id);
+    snprintf(dst, sizeof dst, "%s/queue/%s.state", config->spool_dir, id);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return -1;
+    int rc = write_all(fd, data, len) == 0 && fsync(fd) == 0 ? 0 : -1;
+    if (close(fd) != 0)
+        rc = -1;
+    if (rc == 0 && rename(tmp, dst) != 0)
+        rc = -1;
+    if (rc == 0)
+        return sync_queue_dir();
+    int e = errno;
+    unlink(tmp);
+    errno = e;
+    return -1;
 }

@@ -5,11 +5,21 @@
  *   tmp/<id>      a message being written; removed at start
  *   queue/<id>    a committed message: an envelope block, an empty line,
  *                 then the message bytes (CRLF line ends, not dot-stuffed)
+ *   queue/<id>.state  per-recipient delivery state (written by delivery
+ *                 through queue_save_state; read by spool.c)
  * A message is committed by write → fsync → rename(tmp → queue) → fsync of
  * the queue directory; only then does the client get its 250.  Directory
  * fsyncs of concurrent sessions are batched (group commit).
  *
- * Calls config, crypto, log, stats, util.  Thread-safe.
+ * It also owns the in-memory schedule of the spool: every committed message
+ * is an item, due now (new, or in flight before a crash) or at its next
+ * attempt (deferred).  Delivery threads wait in queue_claim(); a commit
+ * wakes one at once.  A claimed item belongs to one thread until it hands it
+ * back (queue_release) or removes it (queue_done): one worker per message.
+ * The queue never calls delivery.
+ *
+ * Calls config, crypto, log, spool (reading state at recovery), stats, util.
+ * Thread-safe.
  */
 #ifndef MRS_QUEUE_H
 #define MRS_QUEUE_H
@@ -53,6 +63,39 @@ int queue_write(struct queue_msg *m, const void *data, size_t len);
 int queue_commit(struct queue_msg *m);
 /* queue_abort — drop an unfinished message and free m. */
 void queue_abort(struct queue_msg *m);
+
+/* ---- the delivery side ------------------------------------------------------ */
+
+struct queue_item; /* one committed message in the schedule */
+
+/*
+ * queue_claim — wait until a message is due and hand it to the caller
+ * alone; it stays out of every other thread's reach until the caller
+ * passes it to queue_release() or queue_done().  NULL once queue_stop()
+ * was called.
+ */
+struct queue_item *queue_claim(void);
+/* queue_item_id — the message id of a claimed item (valid while claimed). */
+const char *queue_item_id(const struct queue_item *it);
+/* queue_release — hand a claimed item back, due again at due_wall_ms
+ * (wall clock; in the past or 0: at once). */
+void queue_release(struct queue_item *it, int64_t due_wall_ms);
+/* queue_done — every recipient is settled: remove the message and its
+ * state file from the spool and the item from the schedule (freeing it). */
+void queue_done(struct queue_item *it);
+/* queue_quarantine — a message that cannot be parsed: rename it to
+ * queue/<id>.bad (out of the schedule, kept for the operator). */
+void queue_quarantine(struct queue_item *it);
+/* queue_stop — wake every waiting queue_claim(): from now on they return
+ * NULL.  Claimed items stay valid for their holders. */
+void queue_stop(void);
+
+/*
+ * queue_save_state — replace queue/<id>.state with data (len bytes):
+ * tmp/<id>.state written, fsynced, renamed over it, the directory fsynced
+ * (group commit).  0 only when durable.
+ */
+int queue_save_state(const char *id, const char *data, size_t len);
 
 /* queue_writable — whether a file can be created in the spool right now. */
 bool queue_writable(void);

@@ -1,0 +1,513 @@
+/*
+ * delivery — delivery threads and the life of one message in them (see
+ * delivery.h).
+ *
+ * Threads are detached, created with an explicit DELIVERY_STACK_BYTES
+ * stack; everything large (the message's recipients, the route, the
+ * replies, the SMTP session) is on the heap.  A thread owns the message it
+ * claimed until queue_release / queue_done / queue_quarantine, so nothing
+ * per message is shared and no lock is held while delivering.
+ */
+#include "delivery.h"
+
+#include "bounce.h"
+#include "config.h"
+#include "crypto.h"
+#include "log.h"
+#include "queue.h"
+#include "route.h"
+#include "smtp_client.h"
+#include "spool.h"
+#include "stats.h"
+#include "util.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static pthread_mutex_t run_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t run_cv; /* CLOCK_MONOTONIC, set up in delivery_start */
+static int64_t running;
+
+/* One recipient still to try, and its domain (for grouping). */
+struct open_rcpt {
+    const char *domain;
+    size_t index;
+};
+
+/* One message in the hands of one thread. */
+struct job {
+    struct queue_item *it;
+    struct spool_message m;
+    char *headers;                      /* the header section, for loops and the bounce */
+    size_t headers_len;
+    struct open_rcpt *open;             /* the recipients to try, grouped by domain */
+    const char **rcpts;                 /* one transaction's addresses */
+    struct smtp_client_reply *replies;  /* and their replies */
+    struct route *route;
+    bool stopped;                       /* draining: the rest waits for the next start */
+};
+
+/* ---- pure helpers ---------------------------------------------------------- */
+
+int64_t delivery_backoff_ms(int attempts, int64_t min_ms, int64_t max_ms, uint32_t random)
+{
+    int64_t d = min_ms;
+    for (int i = 1; i < attempts && d < max_ms; i++)
+        d = d > INT64_MAX / 2 ? max_ms : d * 2;
+    if (d > max_ms)
+        d = max_ms;
+    /* ±10 %: messages deferred together do not come back together */
+    int64_t spread = d / 5;
+    d = d - d / 10 + (int64_t)((double)spread * ((double)random / 4294967296.0));
+    return d > 0 ? d : 1;
+}
+
+int delivery_received_count(const char *h, size_t len)
+{
+    int count = 0;
+    for (size_t i = 0; i < len;) {
+        if (len - i >= 9 && util_ieq(h + i, 9, "Received:"))
+            count++;
+        const char *nl = memchr(h + i, '\n', len - i);
+        if (!nl)
+            break;
+        i = (size_t)(nl - h) + 1;
+    }
+    return count;
+}
+
+static const char *domain_of(const char *addr)
+{
+    const char *at = strrchr(addr, '@');
+    return at ? at + 1 : addr;
+}
+
+static int ascii_casecmp(const char *a, const char *b)
+{
+    for (;; a++, b++) {
+        int d = (unsigned char)util_lower(*a) - (unsigned char)util_lower(*b);
+        if (d || !*a)
+            return d;
+    }
+}
+
+static int cmp_open(const void *a, const void *b)
+{
+    const struct open_rcpt *x = a, *y = b;
+    int d = ascii_casecmp(x->domain, y->domain);
+    return d ? d : (x->index > y->index) - (x->index < y->index);
+}
+
+/* ---- recording outcomes ------------------------------------------------------ */
+
+static enum spool_rcpt_status status_of(int code)
+{
+    return code / 100 == 2 ? SPOOL_DELIVERED : code / 100 == 5 ? SPOOL_FAILED : SPOOL_DEFERRED;
+}
+
+/* settle — one recipient's outcome of this attempt: state, log, counters. */
+static void settle(struct job *j, size_t i, enum spool_rcpt_status st, const char *remote, const char *reply,
+                   const struct smtp_client_outcome *tls)
+{
+    static const enum stats_delivery counter[] = {
+        [SPOOL_DELIVERED] = STATS_DELIVERED, [SPOOL_DEFERRED] = STATS_DEFERRED, [SPOOL_FAILED] = STATS_BOUNCED};
+    struct spool_rcpt *r = &j->m.rcpts[i];
+    r->status = st;
+    r->when_ms = util_wall_ms();
+    spool_set_reply(r, remote ? remote : "", reply, strlen(reply));
+    if (st != SPOOL_PENDING)
+        STATS_INC(deliveries_total[counter[st]]);
+    log_event(st == SPOOL_DELIVERED ? LOG_INFO : LOG_WARN, "delivery",
+              &(struct log_fields){.queue_id = j->m.id, .from = j->m.from, .rcpt = r->addr,
+                                   .remote = remote && remote[0] ? remote : NULL, .result = spool_status_name(st),
+                                   .reason = r->reply},
+              "%s%s%s", tls && tls->tls ? tls->tls_version : "no TLS",
+              tls && tls->tls ? (tls->tls_verified ? ", certificate verified" : ", certificate not verified") : "",
+              st == SPOOL_DEFERRED ? "; will retry" : "");
+}
+
+/* ---- one transaction ------------------------------------------------------------ */
+
+static enum smtp_client_tls tls_mode(const struct route *r)
+{
+    if (!r->smarthost)
+        return SMTP_CLIENT_TLS_OPPORTUNISTIC;
+    switch (config->smarthost_tls) {
+    case CONFIG_TLS_IMPLICIT: return SMTP_CLIENT_TLS_IMPLICIT;
+    case CONFIG_TLS_NONE: return SMTP_CLIENT_TLS_OFF;
+    case CONFIG_TLS_STARTTLS: break;
+    }
+    return SMTP_CLIENT_TLS_STARTTLS;
+}
+
+/* try_target — one address: a session, and once more in plaintext when an
+ * opportunistic STARTTLS handshake failed (RFC 7435 §3: better plaintext
+ * than no delivery). */
+static enum smtp_client_result try_target(struct job *j, struct smtp_client_job *cj, struct smtp_client_outcome *out)
+{
+    enum smtp_client_result res = smtp_client_deliver(cj, out);
+    if (res == SMTP_CLIENT_TLS_FAILED && cj->tls == SMTP_CLIENT_TLS_OPPORTUNISTIC) {
+        log_warn("delivery", &(struct log_fields){.queue_id = j->m.id, .remote = cj->target->label,
+                                                  .result = "tls-failed", .reason = out->reply.text},
+                 "STARTTLS handshake failed: retrying once in plaintext on a new connection");
+        cj->tls = SMTP_CLIENT_TLS_OFF;
+        res = smtp_client_deliver(cj, out);
+        cj->tls = SMTP_CLIENT_TLS_OPPORTUNISTIC;
+    }
+    return res;
+}
+
+/* transaction — recipients open[0..n) (one domain) through j->route. */
+static void transaction(struct job *j, const struct open_rcpt *open, size_t n)
+{
+    struct smtp_client_outcome out;
+    struct smtp_client_reply last = {.code = 451, .text = "451 4.4.1 no address to try"};
+    for (size_t i = 0; i < n; i++)
+        j->rcpts[i] = j->m.rcpts[open[i].index].addr;
+    struct smtp_client_job cj = {
+        .tls = tls_mode(j->route), .user = j->route->smarthost ? config->smarthost_user : NULL,
+        .password = config->smarthost_password, .queue_id = j->m.id, .from = j->m.from,
+        .eightbit = j->m.eightbit, .fd = j->m.fd, .offset = j->m.body_offset,
+        .length = j->m.file_size - j->m.body_offset, .rcpt_count = n, .rcpts = j->rcpts, .rcpt_replies = j->replies};
+    for (size_t t = 0; t < j->route->count; t++) {
+        cj.target = &j->route->targets[t];
+        enum smtp_client_result res = try_target(j, &cj, &out);
+        if (res == SMTP_CLIENT_SENT || res == SMTP_CLIENT_REFUSED) {
+            for (size_t i = 0; i < n; i++) {
+                const struct smtp_client_reply *r = res == SMTP_CLIENT_SENT ? &j->replies[i] : &out.reply;
+                settle(j, open[i].index, status_of(r->code), r->remote ? cj.target->label : NULL, r->text, &out);
+            }
+            return;
+        }
+        last = out.reply;
+        log_info("delivery", &(struct log_fields){.queue_id = j->m.id, .remote = cj.target->label,
+                                                  .result = "next", .reason = out.reply.text},
+                 "no delivery at this address; %zu more to try", j->route->count - t - 1);
+    }
+    /* no address took it: whatever the last one said, this is temporary */
+    for (size_t i = 0; i < n; i++)
+        settle(j, open[i].index, SPOOL_DEFERRED, last.remote ? j->route->targets[j->route->count - 1].label : NULL,
+               last.text, NULL);
+}
+
+/* group — route the domain of open[0] and carry open[0..n). */
+static void group(struct job *j, const struct open_rcpt *open, size_t n, bool route_again)
+{
+    if (route_again)
+        route_lookup(open[0].domain, j->route);
+    if (j->route->status == ROUTE_OK) {
+        transaction(j, open, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        settle(j, open[i].index, j->route->status == ROUTE_PERMFAIL ? SPOOL_FAILED : SPOOL_DEFERRED, NULL,
+               j->route->error, NULL);
+}
+
+/* ---- one message ------------------------------------------------------------------ */
+
+static int save_state(struct job *j)
+{
+    size_t cap = spool_state_max_bytes(&j->m);
+    char *buf = malloc(cap);
+    size_t len = buf ? spool_format_state(&j->m, buf, cap) : 0;
+    int rc = len ? queue_save_state(j->m.id, buf, len) : -1;
+    free(buf);
+    if (rc < 0)
+        log_error("spool", &(struct log_fields){.queue_id = j->m.id},
+                  "cannot save the delivery state (errno %d): a crash now would deliver again", errno);
+    return rc;
+}
+
+/* collect_open — the recipients not settled yet, grouped by domain. */
+static size_t collect_open(struct job *j)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < j->m.rcpt_count; i++) {
+        enum spool_rcpt_status st = j->m.rcpts[i].status;
+        if (st == SPOOL_PENDING || st == SPOOL_DEFERRED)
+            j->open[n++] = (struct open_rcpt){.domain = domain_of(j->m.rcpts[i].addr), .index = i};
+    }
+    if (!config->smarthost_set && n > 1)
+        qsort(j->open, n, sizeof *j->open, cmp_open);
+    return n;
+}
+
+static bool same_domain(const struct open_rcpt *a, const struct open_rcpt *b)
+{
+    return config->smarthost_set || ascii_casecmp(a->domain, b->domain) == 0;
+}
+
+/* attempt — every open recipient: one transaction per domain (per
+ * DELIVERY_RCPTS_PER_TRANSACTION), the state saved in between so that a
+ * crash does not deliver a finished domain again. */
+static void attempt(struct job *j)
+{
+    size_t n = collect_open(j);
+    for (size_t i = 0; i < n;) {
+        size_t end = i + 1;
+        while (end < n && end - i < DELIVERY_RCPTS_PER_TRANSACTION && same_domain(&j->open[i], &j->open[end]))
+            end++;
+        group(j, &j->open[i], end - i, i == 0 || !same_domain(&j->open[i - 1], &j->open[i]));
+        i = end;
+        if (i < n && util_draining()) {
+            j->stopped = true;
+            break;
+        }
+        if (i < n)
+            save_state(j);
+    }
+}
+
+/* read_headers — the header section (up to the empty line), for the loop
+ * check and the bounce. */
+static void read_headers(struct job *j)
+{
+    size_t cap = 16 * 1024, len = 0;
+    int64_t avail = j->m.file_size - j->m.body_offset;
+    for (char *p; (p = realloc(j->headers, cap)) != NULL;) {
+        j->headers = p;
+        size_t want = avail - (int64_t)len < (int64_t)(cap - len) ? (size_t)(avail - (int64_t)len) : cap - len;
+        ssize_t got = want ? pread(j->m.fd, j->headers + len, want, (off_t)(j->m.body_offset + (int64_t)len)) : 0;
+        if (got < 0 && errno == EINTR)
+            continue;
+        len += got > 0 ? (size_t)got : 0;
+        for (size_t i = len >= 4 ? 0 : len; i + 4 <= len; i++)
+            if (!memcmp(j->headers + i, "\r\n\r\n", 4)) {
+                j->headers_len = i + 2;
+                return;
+            }
+        if (len >= 2 && !memcmp(j->headers, "\r\n", 2)) {
+            j->headers_len = 0; /* no header section at all */
+            return;
+        }
+        if (got <= 0 || len < cap || cap >= DELIVERY_HEADERS_MAX_BYTES)
+            break;
+        cap *= 2;
+    }
+    j->headers_len = len; /* no empty line within the limit: all we have */
+}
+
+static bool job_init(struct job *j, struct queue_item *it)
+{
+    char err[256];
+    j->it = it;
+    if (spool_load(queue_item_id(it), &j->m, true, err, sizeof err) < 0) {
+        int e = errno;
+        struct log_fields lf = {.queue_id = queue_item_id(it)};
+        if (e == ENOENT) {
+            log_warn("delivery", &lf, "message vanished from the spool: %s", err);
+            queue_done(it);
+        } else if (e == EINVAL) {
+            log_error("delivery", &lf, "%s", err);
+            queue_quarantine(it);
+        } else {
+            log_error("delivery", &lf, "%s; retrying later", err);
+            queue_release(it, util_wall_ms() + config->retry_min_ms);
+        }
+        return false;
+    }
+    size_t per = j->m.rcpt_count < DELIVERY_RCPTS_PER_TRANSACTION ? j->m.rcpt_count : DELIVERY_RCPTS_PER_TRANSACTION;
+    j->open = calloc(j->m.rcpt_count, sizeof *j->open);
+    j->rcpts = calloc(per, sizeof *j->rcpts);
+    j->replies = calloc(per, sizeof *j->replies);
+    j->route = calloc(1, sizeof *j->route);
+    if (!j->open || !j->rcpts || !j->replies || !j->route) {
+        log_error("delivery", &(struct log_fields){.queue_id = j->m.id}, "out of memory; retrying later");
+        queue_release(it, util_wall_ms() + config->retry_min_ms);
+        return false;
+    }
+    read_headers(j);
+    return true;
+}
+
+static void job_free(struct job *j)
+{
+    spool_free(&j->m);
+    free(j->headers);
+    free(j->open);
+    free(j->rcpts);
+    free(j->replies);
+    free(j->route);
+}
+
+/* expire_or_schedule — after an attempt that left recipients deferred:
+ * fail them when the lifetime is over, else pick the next attempt. */
+static void expire_or_schedule(struct job *j)
+{
+    int64_t now = util_wall_ms(), end = j->m.received_ms + config->queue_lifetime_ms;
+    if (now >= end) {
+        for (size_t i = 0; i < j->m.rcpt_count; i++) {
+            struct spool_rcpt *r = &j->m.rcpts[i];
+            if (r->status != SPOOL_DEFERRED && r->status != SPOOL_PENDING)
+                continue;
+            r->status = SPOOL_FAILED;
+            STATS_INC(deliveries_total[STATS_BOUNCED]);
+            log_warn("delivery", &(struct log_fields){.queue_id = j->m.id, .rcpt = r->addr, .result = "failed",
+                                                      .reason = r->reply},
+                     "gave up: MRS_QUEUE_LIFETIME (%lld s) is over", (long long)(config->queue_lifetime_ms / 1000));
+        }
+        return;
+    }
+    j->m.attempts++;
+    int64_t next = now + delivery_backoff_ms(j->m.attempts, config->retry_min_ms, config->retry_max_ms,
+                                             crypto_random_uniform(UINT32_MAX));
+    j->m.next_ms = next < end ? next : end; /* one last try when the lifetime ends */
+    for (size_t i = 0; i < j->m.rcpt_count; i++)
+        if (j->m.rcpts[i].status == SPOOL_DEFERRED)
+            j->m.rcpts[i].when_ms = j->m.next_ms;
+}
+
+/* finish_message — every recipient settled: the bounce, then removal. */
+static void finish_message(struct job *j, size_t failed, size_t delivered)
+{
+    char bid[QUEUE_ID_BYTES];
+    struct log_fields lf = {.queue_id = j->m.id, .from = j->m.from};
+    if (failed && j->m.from[0]) {
+        if (bounce_send(&j->m, j->headers, j->headers_len, bid) < 0) {
+            log_error("bounce", &lf, "cannot store the bounce (errno %d); retrying later", errno);
+            j->m.next_ms = util_wall_ms() + config->retry_min_ms;
+            save_state(j);
+            queue_release(j->it, j->m.next_ms);
+            return;
+        }
+        log_info("bounce", &lf, "bounce %s sent to <%s> for %zu failed recipient(s)", bid, j->m.from, failed);
+    } else if (failed) {
+        log_warn("bounce", &lf, "%zu recipient(s) of a bounce failed: a bounce is never bounced, dropped", failed);
+    }
+    log_info("delivery", &(struct log_fields){.queue_id = j->m.id, .result = "done"},
+             "removed from the spool: %zu delivered, %zu failed", delivered, failed);
+    queue_done(j->it);
+}
+
+/* conclude — after the attempt: finish, or save the state and hand the
+ * message back for its next attempt. */
+static void conclude(struct job *j)
+{
+    size_t open = 0, failed = 0, delivered = 0;
+    bool pending = false;
+    for (size_t i = 0; i < j->m.rcpt_count; i++) {
+        enum spool_rcpt_status st = j->m.rcpts[i].status;
+        open += st == SPOOL_DEFERRED || st == SPOOL_PENDING;
+        pending |= st == SPOOL_PENDING;
+    }
+    if (open && !pending)
+        expire_or_schedule(j);
+    else if (pending)
+        j->m.next_ms = 0; /* cut short by the drain: due at the next start */
+    open = 0;
+    for (size_t i = 0; i < j->m.rcpt_count; i++) {
+        enum spool_rcpt_status st = j->m.rcpts[i].status;
+        open += st == SPOOL_DEFERRED || st == SPOOL_PENDING;
+        failed += st == SPOOL_FAILED;
+        delivered += st == SPOOL_DELIVERED;
+    }
+    if (open == 0) {
+        finish_message(j, failed, delivered);
+        return;
+    }
+    save_state(j);
+    queue_release(j->it, j->m.next_ms);
+}
+
+static void deliver(struct queue_item *it)
+{
+    struct job j;
+    memset(&j, 0, sizeof j);
+    j.m.fd = -1;
+    if (job_init(&j, it)) {
+        int received = delivery_received_count(j.headers, j.headers_len);
+        if (received > DELIVERY_MAX_RECEIVED) {
+            char why[96];
+            snprintf(why, sizeof why, "554 5.4.6 mail loop: %d Received: header fields", received);
+            for (size_t i = 0; i < j.m.rcpt_count; i++)
+                if (j.m.rcpts[i].status == SPOOL_PENDING || j.m.rcpts[i].status == SPOOL_DEFERRED)
+                    settle(&j, i, SPOOL_FAILED, NULL, why, NULL);
+        } else {
+            attempt(&j);
+        }
+        conclude(&j);
+    }
+    job_free(&j);
+}
+
+/* ---- threads ---------------------------------------------------------------------- */
+
+static void *worker(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        struct queue_item *it = queue_claim();
+        if (!it)
+            break;
+        deliver(it);
+        if (util_draining())
+            break; /* the drain: the rest waits in the spool for the next start */
+    }
+    pthread_mutex_lock(&run_mu);
+    running--;
+    pthread_cond_broadcast(&run_cv);
+    pthread_mutex_unlock(&run_mu);
+    return NULL;
+}
+
+int delivery_start(char *err, size_t err_len)
+{
+    pthread_condattr_t ca;
+    pthread_attr_t a;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&run_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_attr_init(&a);
+    pthread_attr_setstacksize(&a, DELIVERY_STACK_BYTES);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    for (int64_t i = 0; i < config->delivery_threads; i++) {
+        pthread_t t;
+        pthread_mutex_lock(&run_mu);
+        running++;
+        pthread_mutex_unlock(&run_mu);
+        int e = pthread_create(&t, &a, worker, NULL);
+        if (e != 0) {
+            pthread_mutex_lock(&run_mu);
+            running--;
+            pthread_mutex_unlock(&run_mu);
+            pthread_attr_destroy(&a);
+            snprintf(err, err_len, "MRS_DELIVERY_THREADS: cannot start delivery thread %lld (error %d)", (long long)i + 1, e);
+            return -1;
+        }
+    }
+    pthread_attr_destroy(&a);
+    if (config->smarthost_set)
+        log_info("delivery", NULL, "%lld delivery thread(s), everything via smarthost %s:%u (tls %s%s)",
+                 (long long)config->delivery_threads, config->smarthost.host, (unsigned)config->smarthost.port,
+                 config->smarthost_tls == CONFIG_TLS_NONE ? "none" : config->smarthost_tls == CONFIG_TLS_IMPLICIT ? "implicit" : "starttls",
+                 config->smarthost_user[0] ? ", AUTH" : "");
+    else
+        log_info("delivery", NULL, "%lld delivery thread(s), MX delivery to port %u",
+                 (long long)config->delivery_threads, (unsigned)config->delivery_port);
+    return 0;
+}
+
+void delivery_stop(int64_t deadline)
+{
+    queue_stop();
+    pthread_mutex_lock(&run_mu);
+    while (running > 0) {
+        struct timespec ts = {.tv_sec = deadline / 1000, .tv_nsec = deadline % 1000 * 1000000};
+        if (pthread_cond_timedwait(&run_cv, &run_mu, &ts) == ETIMEDOUT)
+            break;
+    }
+    int64_t left = running;
+    pthread_mutex_unlock(&run_mu);
+    if (left > 0)
+        log_warn("shutdown", NULL, "%lld delivery thread(s) still in a transaction; their messages stay in the "
+                 "spool and may be delivered again after the restart", (long long)left);
+    else
+        log_info("shutdown", NULL, "delivery threads stopped");
+}

@@ -1,0 +1,590 @@
+/*
+ * smtp_client — the outbound SMTP state machine (see smtp_client.h).
+ *
+ * Shape: one loop, "enter state → send its command", "reply → switch on
+ * state", and set_state() as the only way to change state (logged at
+ * debug).  The session struct lives on the heap (it holds the connection
+ * and its buffers); nothing large is on the thread's stack.
+ *
+ * Until MAIL FROM is accepted nothing is settled and any failure sends the
+ * caller to the next address.  After that every recipient ends with a
+ * reply: the server's, or our own 451 when the connection broke (after the
+ * end of data too: we cannot know whether the server kept the message, so
+ * it is retried — at-least-once, SPEC §5).
+ */
+#include "smtp_client.h"
+
+#include "config.h"
+#include "conn.h"
+#include "crypto.h"
+#include "log.h"
+#include "smtp_proto.h"
+#include "tls.h"
+#include "util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CLIENT_LINE_BYTES 2048 /* a command line: AUTH PLAIN with the longest credentials fits */
+
+enum client_state {
+    CS_GREETING = 0,
+    CS_EHLO,
+    CS_HELO,
+    CS_STARTTLS,
+    CS_AUTH,
+    CS_MAIL,
+    CS_RCPT,
+    CS_DATA,
+    CS_DOT,
+    CS_QUIT,
+    CS_DONE,
+};
+
+static const char *const state_names[] = {"greeting", "EHLO", "HELO", "STARTTLS", "AUTH", "MAIL FROM",
+                                          "RCPT TO", "DATA", "end of data", "QUIT", "done"};
+
+struct client {
+    struct conn conn;
+    bool connected;
+    bool tls_up;                    /* a handshake completed */
+    enum client_state state;
+    const struct smtp_client_job *job;
+    struct smtp_client_outcome *out;
+    struct smtp_client_caps caps;
+    struct smtp_client_reply r;     /* the reply just read */
+    bool result_set;                /* out->result is decided */
+    bool starttls_refused;          /* opportunistic: the server said no; go on in plaintext */
+    bool authed;
+    int auth_step;
+    size_t rcpt_index, accepted;
+    bool settled;                   /* every recipient reply is final */
+    char line[CLIENT_LINE_BYTES];
+    unsigned char secret[2 * SMTP_CLIENT_PASSWORD_MAX_BYTES]; /* wiped after use */
+    char in[SMTP_CLIENT_CHUNK_BYTES];
+    char stuffed[2 * SMTP_CLIENT_CHUNK_BYTES];
+};
+
+/* ---- small pure helpers --------------------------------------------------- */
+
+size_t smtp_client_base64(const unsigned char *in, size_t n, char *out)
+{
+    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) | (i + 2 < n ? in[i + 2] : 0);
+        out[o++] = a[v >> 18 & 63];
+        out[o++] = a[v >> 12 & 63];
+        out[o++] = i + 1 < n ? a[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < n ? a[v & 63] : '=';
+    }
+    out[o] = '\0';
+    return o;
+}
+
+/* word_is — the token at p (up to a space, '=' or the end) equals w. */
+static bool word_is(const char *p, size_t len, const char *w)
+{
+    size_t n = 0;
+    while (n < len && p[n] != ' ' && p[n] != '=')
+        n++;
+    return util_ieq(p, n, w);
+}
+
+void smtp_client_parse_ehlo_line(const char *text, size_t len, struct smtp_client_caps *caps)
+{
+    if (word_is(text, len, "STARTTLS")) {
+        caps->starttls = true;
+    } else if (word_is(text, len, "PIPELINING")) {
+        caps->pipelining = true;
+    } else if (word_is(text, len, "8BITMIME")) {
+        caps->eightbitmime = true;
+    } else if (word_is(text, len, "SIZE")) {
+        caps->size = true;
+        int64_t v = 0;
+        for (size_t i = 5; i < len && text[i] >= '0' && text[i] <= '9' && v < INT64_MAX / 10 - 9; i++)
+            v = v * 10 + (text[i] - '0');
+        caps->size_max = v;
+    } else if (word_is(text, len, "AUTH")) {
+        /* "AUTH PLAIN LOGIN" or the old "AUTH=PLAIN LOGIN" */
+        for (size_t i = 4; i < len;) {
+            while (i < len && (text[i] == ' ' || text[i] == '='))
+                i++;
+            caps->auth_plain |= word_is(text + i, len - i, "PLAIN");
+            caps->auth_login |= word_is(text + i, len - i, "LOGIN");
+            while (i < len && text[i] != ' ')
+                i++;
+        }
+    }
+}
+
+static const char *errno_text(int e)
+{
+    switch (e) {
+    case ECONNREFUSED: return "connection refused";
+    case ETIMEDOUT: return "timed out";
+    case ENETUNREACH: return "network unreachable";
+    case EHOSTUNREACH: return "host unreachable";
+    case ECONNRESET: return "connection reset";
+    case EADDRNOTAVAIL: return "address not available";
+    case EAFNOSUPPORT: return "address family not supported";
+    default: return "connect failed";
+    }
+}
+
+/* ---- state, results, logging ----------------------------------------------- */
+
+static void set_state(struct client *cl, enum client_state s)
+{
+    if (log_enabled(LOG_DEBUG))
+        log_debug("smtp-out", &(struct log_fields){.queue_id = cl->job->queue_id, .remote = cl->job->target->label},
+                  "state %s -> %s", state_names[cl->state], state_names[s]);
+    cl->state = s;
+}
+
+static void set_reply(struct smtp_client_reply *r, int code, bool remote, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void set_reply(struct smtp_client_reply *r, int code, bool remote, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->text, sizeof r->text, fmt, ap);
+    va_end(ap);
+    r->code = code;
+    r->remote = remote;
+}
+
+/* finish — decide the outcome (first decision wins) and say goodbye when
+ * the connection is still in step. */
+static void finish(struct client *cl, enum smtp_client_result res, const struct smtp_client_reply *why, bool quit)
+{
+    if (!cl->result_set) {
+        cl->out->result = res;
+        if (why)
+            cl->out->reply = *why;
+        cl->result_set = true;
+    }
+    set_state(cl, quit ? CS_QUIT : CS_DONE);
+}
+
+/* lost — the connection failed (st) in the current state. */
+static void lost(struct client *cl, enum conn_status st)
+{
+    const struct smtp_client_job *j = cl->job;
+    struct smtp_client_reply why;
+    set_reply(&why, 451, false, "451 4.4.2 %s: %s during %s", j->target->label, conn_status_name(st),
+              state_names[cl->state]);
+    if (cl->state >= CS_RCPT && cl->state <= CS_DOT && !cl->settled) {
+        /* in a transaction: what the server refused stays refused, the rest
+         * is retried; after the end of data it may have been delivered */
+        for (size_t i = 0; i < j->rcpt_count; i++)
+            if (j->rcpt_replies[i].code == 0 || j->rcpt_replies[i].code / 100 == 2)
+                j->rcpt_replies[i] = why;
+        cl->settled = true;
+        finish(cl, SMTP_CLIENT_SENT, NULL, false);
+    } else {
+        finish(cl, SMTP_CLIENT_NEXT, &why, false);
+    }
+}
+
+/* ---- I/O ---------------------------------------------------------------------------- */
+
+static int64_t reply_deadline(const struct client *cl)
+{
+    if (cl->state == CS_DOT)
+        return util_now_ms() + config->delivery_data_timeout_ms;
+    if (cl->state == CS_QUIT)
+        return util_now_ms() + SMTP_CLIENT_QUIT_TIMEOUT_MS;
+    return util_now_ms() + config->delivery_command_timeout_ms;
+}
+
+/* send_line — cl->line plus CRLF; `shown` replaces it in the log (secrets). */
+static enum conn_status send_line(struct client *cl, const char *shown)
+{
+    int64_t deadline = util_now_ms() + config->delivery_command_timeout_ms;
+    if (log_enabled(LOG_DEBUG))
+        log_debug("smtp-out", &(struct log_fields){.queue_id = cl->job->queue_id, .remote = cl->job->target->label},
+                  "> %s", shown ? shown : cl->line);
+    enum conn_status st = conn_write(&cl->conn, deadline, cl->line, strlen(cl->line));
+    if (st == CONN_OK)
+        st = conn_write(&cl->conn, deadline, "\r\n", 2);
+    if (st == CONN_OK)
+        st = conn_flush(&cl->conn, deadline);
+    return st;
+}
+
+static enum conn_status send_cmd(struct client *cl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static enum conn_status send_cmd(struct client *cl, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(cl->line, sizeof cl->line, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof cl->line)
+        return CONN_TOO_LONG;
+    return send_line(cl, NULL);
+}
+
+/* append_text — add a reply line's text to r->text, bounded. */
+static void append_text(struct smtp_client_reply *r, const char *p, size_t n)
+{
+    size_t used = strlen(r->text);
+    if (used + 2 >= sizeof r->text)
+        return;
+    if (used)
+        r->text[used++] = ' ';
+    log_sanitize(r->text + used, sizeof r->text - used, p, n);
+}
+
+/* read_reply — one whole reply into cl->r (EHLO lines also into caps). */
+static enum conn_status read_reply(struct client *cl)
+{
+    struct smtp_client_reply *r = &cl->r;
+    int64_t deadline = reply_deadline(cl);
+    bool ehlo = cl->state == CS_EHLO;
+    memset(r, 0, sizeof *r);
+    r->remote = true;
+    for (size_t n = 0; n < SMTP_CLIENT_REPLY_LINES_MAX; n++) {
+        char *line;
+        size_t len, text_len;
+        int code;
+        bool last;
+        const char *text;
+        enum conn_status st = conn_read_line(&cl->conn, deadline, SMTP_CLIENT_LINE_MAX_BYTES, &line, &len);
+        if (st != CONN_OK)
+            return st;
+        if (smtp_parse_reply_line(line, len, &code, &last, &text, &text_len) < 0 || (n > 0 && code != r->code))
+            return CONN_ERROR; /* not SMTP: a protocol error ends the session */
+        if (log_enabled(LOG_DEBUG))
+            log_debug("smtp-out", &(struct log_fields){.queue_id = cl->job->queue_id, .remote = cl->job->target->label},
+                      "< %.*s", (int)(len > 300 ? 300 : len), line);
+        if (n == 0) {
+            r->code = code;
+            snprintf(r->text, sizeof r->text, "%d", code);
+        }
+        if (ehlo && n > 0)
+            smtp_client_parse_ehlo_line(text, text_len, &cl->caps);
+        else if (!ehlo || n == 0)
+            append_text(r, text, text_len);
+        if (last)
+            return CONN_OK;
+    }
+    return CONN_ERROR;
+}
+
+/* send_body — the message bytes, dot-stuffed, then the end of data. */
+static enum conn_status send_body(struct client *cl)
+{
+    const struct smtp_client_job *j = cl->job;
+    bool sol = true;
+    char tail[2] = {'\r', '\n'}; /* the last two bytes sent: an empty message needs no CRLF */
+    for (int64_t off = j->offset, end = j->offset + j->length; off < end;) {
+        size_t want = end - off < (int64_t)sizeof cl->in ? (size_t)(end - off) : sizeof cl->in;
+        ssize_t n = pread(j->fd, cl->in, want, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return CONN_ERROR; /* the spool file: never end the data early with a dot */
+        size_t o = smtp_dot_stuff(cl->in, (size_t)n, cl->stuffed, &sol);
+        enum conn_status st = conn_write(&cl->conn, util_now_ms() + config->delivery_command_timeout_ms, cl->stuffed, o);
+        if (st != CONN_OK)
+            return st;
+        tail[0] = n >= 2 ? cl->in[n - 2] : tail[1];
+        tail[1] = cl->in[n - 1];
+        off += n;
+    }
+    snprintf(cl->line, sizeof cl->line, "%s.", tail[0] == '\r' && tail[1] == '\n' ? "" : "\r\n");
+    return send_line(cl, ".");
+}
+
+/* ---- entering a state: its command ------------------------------------------- */
+
+static enum conn_status send_auth(struct client *cl)
+{
+    const char *user = cl->job->user, *pw = cl->job->password ? cl->job->password : "";
+    size_t ul = strlen(user), pl = strlen(pw);
+    size_t n = 0;
+    bool plain = cl->caps.auth_plain;
+    if (pl > SMTP_CLIENT_PASSWORD_MAX_BYTES || ul > 255)
+        return CONN_TOO_LONG;
+    if (plain && cl->auth_step == 0) {
+        /* RFC 4616: authzid (empty) NUL authcid NUL passwd, as an initial response (RFC 4954 §4) */
+        cl->secret[n++] = '\0';
+        memcpy(cl->secret + n, user, ul);
+        n += ul;
+        cl->secret[n++] = '\0';
+        memcpy(cl->secret + n, pw, pl);
+        n += pl;
+        memcpy(cl->line, "AUTH PLAIN ", 11);
+        smtp_client_base64(cl->secret, n, cl->line + 11);
+    } else if (cl->auth_step == 0) {
+        snprintf(cl->line, sizeof cl->line, "AUTH LOGIN");
+    } else {
+        const char *v = cl->auth_step == 1 ? user : pw;
+        smtp_client_base64((const unsigned char *)v, cl->auth_step == 1 ? ul : pl, cl->line);
+    }
+    enum conn_status st = send_line(cl, cl->auth_step == 0 ? (plain ? "AUTH PLAIN (credentials not logged)" : "AUTH LOGIN")
+                                                           : "(credentials not logged)");
+    crypto_wipe(cl->secret, sizeof cl->secret);
+    crypto_wipe(cl->line, sizeof cl->line);
+    return st;
+}
+
+static enum conn_status send_mail(struct client *cl)
+{
+    const struct smtp_client_job *j = cl->job;
+    char size[40] = "";
+    if (cl->caps.size)
+        snprintf(size, sizeof size, " SIZE=%lld", (long long)j->length);
+    return send_cmd(cl, "MAIL FROM:<%s>%s%s", j->from, size,
+                    j->eightbit && cl->caps.eightbitmime ? " BODY=8BITMIME" : "");
+}
+
+static enum conn_status enter(struct client *cl)
+{
+    switch (cl->state) {
+    case CS_GREETING: return CONN_OK;
+    case CS_EHLO: return send_cmd(cl, "EHLO %s", config->hostname);
+    case CS_HELO: return send_cmd(cl, "HELO %s", config->hostname);
+    case CS_STARTTLS: return send_cmd(cl, "STARTTLS");
+    case CS_AUTH: return send_auth(cl);
+    case CS_MAIL: return send_mail(cl);
+    case CS_RCPT: return send_cmd(cl, "RCPT TO:<%s>", cl->job->rcpts[cl->rcpt_index]);
+    case CS_DATA: return send_cmd(cl, "DATA");
+    case CS_DOT: return send_body(cl);
+    case CS_QUIT: return send_cmd(cl, "QUIT");
+    case CS_DONE: break;
+    }
+    return CONN_ERROR;
+}
+
+/* ---- reacting to a reply ------------------------------------------------------ */
+
+static bool tls_on(const struct client *cl)
+{
+    return cl->conn.tls != NULL;
+}
+
+/* after_ehlo — what follows a successful EHLO/HELO (or AUTH): STARTTLS,
+ * AUTH or the transaction. */
+static void after_ehlo(struct client *cl)
+{
+    const struct smtp_client_job *j = cl->job;
+    struct smtp_client_reply why;
+    if (!tls_on(cl) && j->tls == SMTP_CLIENT_TLS_STARTTLS && !cl->caps.starttls) {
+        set_reply(&why, 451, false, "451 4.7.4 %s does not offer STARTTLS, which MRS_SMARTHOST_TLS=starttls requires: "
+                  "nothing is sent in plaintext", j->target->label);
+        finish(cl, SMTP_CLIENT_NEXT, &why, true);
+    } else if (!tls_on(cl) && cl->caps.starttls && !cl->starttls_refused &&
+               (j->tls == SMTP_CLIENT_TLS_STARTTLS || j->tls == SMTP_CLIENT_TLS_OPPORTUNISTIC)) {
+        set_state(cl, CS_STARTTLS);
+    } else if (j->user && j->user[0] && !cl->authed) {
+        if (cl->caps.auth_plain || cl->caps.auth_login) {
+            cl->auth_step = 0;
+            set_state(cl, CS_AUTH);
+        } else {
+            set_reply(&why, 451, false, "451 4.7.0 %s offers neither AUTH PLAIN nor AUTH LOGIN", j->target->label);
+            finish(cl, SMTP_CLIENT_NEXT, &why, true);
+        }
+    } else if (cl->caps.size && cl->caps.size_max > 0 && j->length > cl->caps.size_max) {
+        set_reply(&why, 552, false, "552 5.3.4 the message (%lld bytes) is larger than %s accepts (SIZE %lld)",
+                  (long long)j->length, j->target->label, (long long)cl->caps.size_max);
+        finish(cl, SMTP_CLIENT_REFUSED, &why, true);
+    } else {
+        set_state(cl, CS_MAIL);
+    }
+}
+
+/* on_starttls — 220: drop whatever was sent along (RFC 3207 §4.2), shake
+ * hands, and start over with EHLO. */
+static void on_starttls(struct client *cl)
+{
+    const struct smtp_client_job *j = cl->job;
+    struct smtp_client_reply why;
+    if (cl->r.code != 220) {
+        if (j->tls == SMTP_CLIENT_TLS_STARTTLS) {
+            finish(cl, SMTP_CLIENT_NEXT, &cl->r, true);
+            return;
+        }
+        cl->starttls_refused = true; /* opportunistic: go on in plaintext */
+        after_ehlo(cl);
+        return;
+    }
+    conn_discard_input(&cl->conn);
+    int64_t deadline = util_now_ms() + config->delivery_command_timeout_ms;
+    if (conn_tls_client(&cl->conn, deadline, j->target->host, j->tls == SMTP_CLIENT_TLS_STARTTLS) != CONN_OK) {
+        set_reply(&why, 451, false, "451 4.7.5 TLS handshake with %s failed: %s", j->target->label, cl->conn.tls_error);
+        finish(cl, SMTP_CLIENT_TLS_FAILED, &why, false);
+        return;
+    }
+    cl->tls_up = true;
+    memset(&cl->caps, 0, sizeof cl->caps);
+    set_state(cl, CS_EHLO);
+}
+
+static void on_rcpt(struct client *cl)
+{
+    const struct smtp_client_job *j = cl->job;
+    j->rcpt_replies[cl->rcpt_index] = cl->r;
+    cl->accepted += cl->r.code / 100 == 2;
+    if (cl->r.code == 421) { /* the server is closing: the rest waits for another time */
+        for (size_t i = cl->rcpt_index + 1; i < j->rcpt_count; i++)
+            j->rcpt_replies[i] = cl->r;
+        lost(cl, CONN_EOF);
+        return;
+    }
+    if (++cl->rcpt_index < j->rcpt_count) {
+        set_state(cl, CS_RCPT);
+    } else if (cl->accepted > 0) {
+        set_state(cl, CS_DATA);
+    } else {
+        cl->settled = true;
+        finish(cl, SMTP_CLIENT_SENT, NULL, true);
+    }
+}
+
+/* settle_accepted — the reply to DATA or to the end of data decides every
+ * recipient the server had accepted. */
+static void settle_accepted(struct client *cl)
+{
+    const struct smtp_client_job *j = cl->job;
+    for (size_t i = 0; i < j->rcpt_count; i++)
+        if (j->rcpt_replies[i].code / 100 == 2)
+            j->rcpt_replies[i] = cl->r;
+    cl->settled = true;
+    finish(cl, SMTP_CLIENT_SENT, NULL, true);
+}
+
+static void on_reply(struct client *cl)
+{
+    int code = cl->r.code, cls = code / 100;
+    switch (cl->state) {
+    case CS_GREETING:
+        if (code == 220)
+            set_state(cl, CS_EHLO);
+        else
+            finish(cl, SMTP_CLIENT_NEXT, &cl->r, true);
+        break;
+    case CS_EHLO:
+    case CS_HELO:
+        if (code == 250)
+            after_ehlo(cl);
+        else if (cl->state == CS_EHLO && cls == 5) /* RFC 5321 §3.2: fall back to HELO */
+            set_state(cl, CS_HELO);
+        else
+            finish(cl, SMTP_CLIENT_NEXT, &cl->r, true);
+        break;
+    case CS_STARTTLS:
+        on_starttls(cl);
+        break;
+    case CS_AUTH:
+        if (code == 235) {
+            cl->authed = true;
+            after_ehlo(cl);
+        } else if (code == 334 && cl->auth_step < (cl->caps.auth_plain ? 0 : 2)) {
+            cl->auth_step++;
+            set_state(cl, CS_AUTH);
+        } else {
+            finish(cl, SMTP_CLIENT_NEXT, &cl->r, true); /* a credentials problem is ours: defer */
+        }
+        break;
+    case CS_MAIL:
+        if (cls == 2)
+            set_state(cl, CS_RCPT);
+        else
+            finish(cl, cls == 5 ? SMTP_CLIENT_REFUSED : SMTP_CLIENT_NEXT, &cl->r, true);
+        break;
+    case CS_RCPT:
+        on_rcpt(cl);
+        break;
+    case CS_DATA:
+        if (code == 354)
+            set_state(cl, CS_DOT);
+        else
+            settle_accepted(cl);
+        break;
+    case CS_DOT:
+        settle_accepted(cl);
+        break;
+    case CS_QUIT:
+    case CS_DONE:
+        set_state(cl, CS_DONE);
+        break;
+    }
+}
+
+/* ---- the session ------------------------------------------------------------------ */
+
+/* start — connect (and for implicit TLS, shake hands). */
+static bool start(struct client *cl)
+{
+    const struct smtp_client_job *j = cl->job;
+    struct smtp_client_reply why;
+    int fd = conn_connect(&j->target->addr.u.sa, (unsigned)j->target->addr.len,
+                          util_now_ms() + config->delivery_connect_timeout_ms);
+    if (fd < 0) {
+        set_reply(&why, 451, false, "451 4.4.1 connect to %s: %s", j->target->label, errno_text(errno));
+        finish(cl, SMTP_CLIENT_NEXT, &why, false);
+        return false;
+    }
+    if (conn_init(&cl->conn, fd, SMTP_CLIENT_IN_MAX_BYTES) < 0) {
+        close(fd);
+        set_reply(&why, 451, false, "451 4.3.0 out of memory");
+        finish(cl, SMTP_CLIENT_NEXT, &why, false);
+        return false;
+    }
+    cl->connected = true;
+    if (j->tls == SMTP_CLIENT_TLS_IMPLICIT &&
+        conn_tls_client(&cl->conn, util_now_ms() + config->delivery_command_timeout_ms, j->target->host, true) != CONN_OK) {
+        set_reply(&why, 451, false, "451 4.7.5 TLS handshake with %s failed: %s", j->target->label, cl->conn.tls_error);
+        finish(cl, SMTP_CLIENT_TLS_FAILED, &why, false);
+        return false;
+    }
+    cl->tls_up = j->tls == SMTP_CLIENT_TLS_IMPLICIT;
+    return true;
+}
+
+enum smtp_client_result smtp_client_deliver(const struct smtp_client_job *job, struct smtp_client_outcome *out)
+{
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < job->rcpt_count; i++)
+        memset(&job->rcpt_replies[i], 0, sizeof job->rcpt_replies[i]);
+    struct client *cl = calloc(1, sizeof *cl);
+    if (!cl) {
+        out->result = SMTP_CLIENT_NEXT;
+        set_reply(&out->reply, 451, false, "451 4.3.0 out of memory");
+        return out->result;
+    }
+    cl->job = job;
+    cl->out = out;
+    size_t steps_max = 16 + job->rcpt_count;
+    if (start(cl)) {
+        for (size_t steps = 0; cl->state != CS_DONE && steps < steps_max; steps++) {
+            enum conn_status st = enter(cl);
+            if (st == CONN_OK)
+                st = read_reply(cl);
+            if (st != CONN_OK)
+                lost(cl, st);
+            else
+                on_reply(cl);
+        }
+    }
+    if (!cl->result_set)
+        lost(cl, CONN_ERROR); /* the step limit: cannot happen with a sane server */
+    if (cl->tls_up) {
+        out->tls = true;
+        out->tls_verified = tls_peer_verified(cl->conn.tls);
+        snprintf(out->tls_version, sizeof out->tls_version, "%s", tls_version(cl->conn.tls));
+    }
+    if (cl->connected)
+        conn_close(&cl->conn);
+    enum smtp_client_result res = out->result;
+    free(cl);
+    return res;
+}
