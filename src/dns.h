@@ -51,8 +51,9 @@ void dns_shutdown(void);
  * those at the end of the chain.  Answers come from the cache while their
  * TTL lasts (positive ones at most DNS_TTL_MAX_S, negative ones as RFC 2308
  * §5 says, at most DNS_NEG_TTL_MAX_S); temporary failures are not cached.
- * With DNS_FRESH the cache is not read.  The whole lookup, queries, TCP
- * fallback and failover included, ends by MRS_DNS_DEADLINE.
+ * With DNS_FRESH the cache is not read (an identical query already in
+ * flight is still joined: its answer is as fresh).  The whole lookup,
+ * queries, TCP fallback and failover included, ends by MRS_DNS_DEADLINE.
  *
  * Returns the status.  *out receives a result (one reference: release it
  * with dns_result_free()) whose status is the same; it is NULL only with

@@ -685,8 +685,9 @@ static int follow_cnames(const uint8_t *msg, size_t len, const struct reply *r,
         iter_answers(&it, msg, len, r);
         if (!find_rr(&it, end, *end_len, DNS_TYPE_CNAME, &rr))
             return 0;
-        if (++*hops > budget)
+        if (*hops >= budget)
             return -1;
+        ++*hops;
         struct cursor c;
         rdata_cursor(&c, msg, len, &rr);
         *end_len = get_name(&c, end);
