@@ -57,7 +57,7 @@ ZONE = [
     "tls.test. MX 10 mx.tls.test.", "mx.tls.test. A 127.0.0.13",
     "badtls.test. MX 10 mx.badtls.test.", "mx.badtls.test. A 127.0.0.16",
     "crash.test. MX 10 mx.crash.test.", "mx.crash.test. A 127.0.0.20",
-    "smarthost.test. A 127.0.0.14", "plainhost.test. A 127.0.0.15",
+    "smarthost.test. A 127.0.0.14", "plainhost.test. A 127.0.0.15", "tlshost.test. A 127.0.0.17",
 ]
 
 
@@ -83,6 +83,41 @@ def common_port(addrs):
 
 class Ctx:
     pass
+
+
+class ImplicitTlsSink:
+    """An SMTP server that speaks TLS from the first byte (a smarthost on
+    port 465) and requires AUTH; harness.Sink only does STARTTLS."""
+
+    def __init__(self, h, addr, port, cert, user, pw):
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult
+        self.addr, self.messages, self.cond = addr, [], threading.Condition()
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                with sink.cond:
+                    sink.messages.append({"mail_from": envelope.mail_from, "rcpt_tos": list(envelope.rcpt_tos),
+                                          "data": envelope.original_content or envelope.content,
+                                          "auth": session.authenticated})
+                    sink.cond.notify_all()
+                return "250 2.0.0 OK"
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            ok = auth_data.login == user.encode() and auth_data.password == pw.encode()
+            return AuthResult(success=ok, auth_data=auth_data if ok else None)
+
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(cert[0], cert[1])
+        self.controller = Controller(Handler(), hostname=addr, port=port, ssl_context=tls,
+                                     server_hostname="tlshost.test", authenticator=authenticator,
+                                     auth_required=True, auth_require_tls=False)
+        self.controller.start()
+        h.sinks.append(self)
+
+    def stop(self):
+        self.controller.stop()
 
 
 def record_login(sink):
@@ -120,6 +155,9 @@ def setup(h):
     ctx.smarthost = h.sink(addr="127.0.0.14", port=ctx.smarthost_port, tls_cert=ctx.smarthost_cert,
                            require_auth=("relay-user", "relay-secret-pw"))
     record_login(ctx.smarthost)
+    ctx.tlshost_port = free_port("127.0.0.17")
+    ctx.tlshost_cert = h.self_signed("tlshost.test")
+    ctx.tlshost = ImplicitTlsSink(h, "127.0.0.17", ctx.tlshost_port, ctx.tlshost_cert, "relay-user", "tls-pw")
     # an openssl-made certificate for the relay's own listeners: the built-in
     # ephemeral one is not what these tests are about
     ctx.relay_cert = h.self_signed("mrs.test")
@@ -465,6 +503,73 @@ def test_smarthost_without_starttls_defers_and_never_sends_auth(ctx):
         assert "> AUTH" not in m.log() and "> MAIL FROM" not in m.log()
         out = subprocess.run([ctx.h.mrs_bin, "queue"], env=m.env, capture_output=True, text=True)
         assert out.returncode == 0 and "deferred" in out.stdout and "4.7.4" in out.stdout, out.stdout
+    finally:
+        m.stop()
+
+
+def test_smarthost_auth_login_when_plain_is_not_offered(ctx):
+    ctx.smarthost.controller.SMTP_kwargs["auth_exclude_mechanism"] = ["PLAIN"]
+    m = relay(ctx, MRS_SMARTHOST=f"smarthost.test:{ctx.smarthost_port}", MRS_SMARTHOST_USER="relay-user",
+              MRS_SMARTHOST_PASSWORD="relay-secret-pw", MRS_SMARTHOST_CA_FILE=ctx.smarthost_cert[0])
+    try:
+        tok = new_token()
+        submit(m, ["x@intact.test"], tok)
+        got = wait_msgs(ctx.smarthost, tok)
+        assert got[0]["auth"] in ("relay-user", b"relay-user"), got[0]
+        assert "> AUTH LOGIN" in m.log() and "relay-secret-pw" not in m.log()
+    finally:
+        ctx.smarthost.controller.SMTP_kwargs.pop("auth_exclude_mechanism", None)
+        m.stop()
+
+
+def test_smarthost_implicit_tls_verified(ctx):
+    m = relay(ctx, MRS_SMARTHOST=f"tlshost.test:{ctx.tlshost_port}", MRS_SMARTHOST_TLS="tls",
+              MRS_SMARTHOST_USER="relay-user", MRS_SMARTHOST_PASSWORD="tls-pw",
+              MRS_SMARTHOST_CA_FILE=ctx.tlshost_cert[0])
+    try:
+        tok = new_token()
+        submit(m, ["x@intact.test"], tok)
+        got = wait_msgs(ctx.tlshost, tok)  # it speaks nothing but TLS
+        assert got[0]["auth"] is True
+        wait_log(m, "result=done")
+        assert "certificate verified" in m.log()
+    finally:
+        m.stop()
+
+
+def test_smarthost_certificate_that_does_not_verify_defers(ctx):
+    """MRS_SMARTHOST_CA_FILE does not vouch for the smarthost's certificate:
+    nothing is sent (no AUTH, no mail), the message waits."""
+    m = relay(ctx, MRS_SMARTHOST=f"smarthost.test:{ctx.smarthost_port}", MRS_SMARTHOST_USER="relay-user",
+              MRS_SMARTHOST_PASSWORD="relay-secret-pw", MRS_SMARTHOST_CA_FILE=ctx.relay_cert[0])
+    try:
+        tok = new_token()
+        submit(m, ["x@intact.test"], tok)
+        wait_log(m, "result=deferred")
+        log = m.log()
+        assert "4.7.5 TLS handshake with smarthost.test" in log, log[-2000:]
+        assert "> AUTH" not in log and "> MAIL FROM" not in log
+        assert count_msgs(ctx.smarthost, tok) == 0
+        assert "retrying once in plaintext" not in log  # only MX delivery falls back
+    finally:
+        m.stop()
+
+
+def test_dns_failure_defers_and_never_bounces(ctx):
+    spool = os.path.join(ctx.h.tmp, "dns-" + uuid.uuid4().hex[:8])
+    dead = f"127.0.0.1:{free_port()}"  # no DNS server there
+    m = relay(ctx, spool=spool, start=False, MRS_DNS_SERVERS=dead, MRS_DNS_TIMEOUT="200ms",
+              MRS_DNS_DEADLINE="1s")
+    qid = spool_file(m, ["x@intact.test"], message(new_token(), "x@intact.test"), sender=SENDER)
+    m.start()
+    try:
+        wait_log(m, "451 4.4.3 MX lookup for intact.test failed")
+        wait_log(m, "result=deferred")
+        time.sleep(2.5)  # at least one retry (back-off 1s..2s)
+        assert m.log().count("MX lookup for intact.test failed") >= 2
+        assert m.spool_files() == [qid, qid + ".state"]  # still queued, and no bounce was made
+        out = subprocess.run([ctx.h.mrs_bin, "queue"], env=m.env, capture_output=True, text=True).stdout
+        assert "deferred" in out and "4.4.3" in out, out
     finally:
         m.stop()
 
