@@ -49,6 +49,7 @@ struct job {
     const char **rcpts;                 /* one transaction's addresses */
     struct smtp_client_reply *replies;  /* and their replies */
     struct route *route;
+    bool settled_final;                 /* a recipient became delivered or failed since the last save */
     bool stopped;                       /* draining: the rest waits for the next start */
 };
 
@@ -119,6 +120,7 @@ static void settle(struct job *j, size_t i, enum spool_rcpt_status st, const cha
     struct spool_rcpt *r = &j->m.rcpts[i];
     r->status = st;
     r->when_ms = util_wall_ms();
+    j->settled_final |= st == SPOOL_DELIVERED || st == SPOOL_FAILED;
     spool_set_reply(r, remote ? remote : "", reply, strlen(reply));
     if (st != SPOOL_PENDING)
         STATS_INC(deliveries_total[counter[st]]);
@@ -244,8 +246,9 @@ static bool same_domain(const struct open_rcpt *a, const struct open_rcpt *b)
 }
 
 /* attempt — every open recipient: one transaction per domain (per
- * DELIVERY_RCPTS_PER_TRANSACTION), the state saved in between so that a
- * crash does not deliver a finished domain again. */
+ * DELIVERY_RCPTS_PER_TRANSACTION), the state saved in between when a
+ * recipient became final, so that a crash does not deliver a finished
+ * domain again (a deferred one is tried again anyway). */
 static void attempt(struct job *j)
 {
     size_t n = collect_open(j);
@@ -259,8 +262,8 @@ static void attempt(struct job *j)
             j->stopped = true;
             break;
         }
-        if (i < n)
-            save_state(j);
+        if (i < n && j->settled_final && save_state(j) == 0)
+            j->settled_final = false;
     }
 }
 
@@ -347,6 +350,7 @@ static void expire_or_schedule(struct job *j)
             if (r->status != SPOOL_DEFERRED && r->status != SPOOL_PENDING)
                 continue;
             r->status = SPOOL_FAILED;
+            r->when_ms = now;
             STATS_INC(deliveries_total[STATS_BOUNCED]);
             log_warn("delivery", &(struct log_fields){.queue_id = j->m.id, .rcpt = r->addr, .result = "failed",
                                                       .reason = r->reply},
