@@ -95,7 +95,8 @@ def test_connection_flood_5000_against_1000(h):
     time.sleep(0.5)
     after = rss_kb(m.proc.pid)
     print(f"flood: RSS baseline {baseline} KB, with 1000 sessions {peak} KB, after {after} KB")
-    assert after < baseline + (peak - baseline) / 2 + 2048, (baseline, peak, after)
+    # (AddressSanitizer keeps freed memory in quarantine: no return to check there)
+    assert h.build.endswith("/asan") or after < baseline + (peak - baseline) / 2 + 2048, (baseline, peak, after)
     r = m.raw()
     assert r.reply()[0] == 220
     r.close()
