@@ -14,13 +14,15 @@
  * state, and is never held during I/O.  Results are immutable and
  * reference-counted, so a cached answer is handed out without a copy.
  *
- * Calls: dns_wire, crypto, config, log.
+ * Calls: dns_wire, crypto, config, log, stats (the /metrics counters
+ * mrs_dns_queries_total, _cache_hits_total, _failures_total).
  */
 #include "dns.h"
 
 #include "config.h"
 #include "crypto.h"
 #include "log.h"
+#include "stats.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -534,6 +536,7 @@ static enum udp_outcome udp_exchange(const struct server *s, struct exchange *x,
         return UDP_UNREACHABLE;
     bind_random_port(fd, s->addr.ss_family);
     atomic_fetch_add(&n_sent, 1);
+    STATS_INC(dns_queries_total);
     if (connect(fd, (const struct sockaddr *)&s->addr, s->len) < 0 ||
         send(fd, x->query + 2, x->query_len, 0) < 0) {
         close(fd);
@@ -599,6 +602,7 @@ static int tcp_exchange(const struct server *s, struct exchange *x, int64_t end,
         return -1;
     atomic_fetch_add(&n_sent, 1);
     atomic_fetch_add(&n_tcp, 1);
+    STATS_INC(dns_queries_total);
     if (connect(fd, (const struct sockaddr *)&s->addr, s->len) < 0 && errno != EINPROGRESS)
         goto fail;
     if (wait_fd(fd, POLLOUT, end) <= 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &err_len) < 0 ||
@@ -740,6 +744,7 @@ static enum dns_status lookup_key(const struct key *k, const char *name, unsigne
     if (!(flags & DNS_FRESH) && (r = dns_result_ref(cache_get(k, now_ms()))) != NULL) {
         pthread_mutex_unlock(&lock);
         atomic_fetch_add(&n_hits, 1);
+        STATS_INC(dns_cache_hits_total);
         *out = r;
         return r->status;
     }
@@ -786,8 +791,10 @@ enum dns_status dns_lookup(const char *name, uint16_t type, unsigned flags,
         key_make(&k, type);
         s = lookup_key(&k, text, flags, 0, now_ms() + st.deadline_ms, out);
     }
-    if (!dns_status_permanent(s))
+    if (!dns_status_permanent(s)) {
         atomic_fetch_add(&n_failures, 1);
+        STATS_INC(dns_failures_total);
+    }
     return s;
 }
 

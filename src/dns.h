@@ -8,7 +8,7 @@
  * Servers come from MRS_DNS_SERVERS, else the nameserver lines of
  * /etc/resolv.conf (IPv4 and IPv6), else 127.0.0.1 and ::1.
  *
- * Calls: dns_wire, crypto, config, log.  Thread-safe: lookups run
+ * Calls: dns_wire, crypto, config, log, stats.  Thread-safe: lookups run
  * concurrently; identical misses in flight at the same time share one query.
  * Packet building and parsing live in dns_wire.h (included here: the result
  * type is defined there).
@@ -83,7 +83,10 @@ int dns_servers(char out[][DNS_SERVER_TEXT_BYTES], int max);
 int dns_parse_resolv_conf(const char *text, size_t len, struct sockaddr_storage *out,
                           socklen_t *lens, int max);
 
-/* Counters for metrics (monotonic since start; read without locks). */
+/* Counters (monotonic since start; read without locks).  The /metrics
+ * counters mrs_dns_queries_total (= queries_sent), mrs_dns_cache_hits_total
+ * (= cache_hits) and mrs_dns_failures_total (= failures) of stats.h are
+ * incremented alongside. */
 struct dns_stats {
     uint64_t lookups;       /* dns_lookup() calls */
     uint64_t cache_hits;    /* answered from the cache */

@@ -267,3 +267,49 @@ def test_ipv6_server(h):
     t.join(5)
     s.close()
     assert 'txt "v6"' in out and f"server=[::1]:{port}" in out, out
+
+
+# --- the cache as the relay uses it ---------------------------------------------------
+
+def metric(m, name):
+    code, body = m.http("GET", "/metrics")
+    assert code == 200, code
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return int(float(line.split()[1]))
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_32_concurrent_sessions_share_one_query(h):
+    """32 sessions give MAIL FROM the same new domain at the same moment: one
+    DNS query (the others join it), every session gets its verdict, and the
+    counters of /metrics say so."""
+    user, pw = "alice@customer.test", "alice-secret"
+    fake = FakeDns(h, txt={"burst.test": ["v=spf1 include:elastx.email -all", token_for(user)]},
+                   delay=0.3)
+    m = h.mrs(env={"MRS_DNS_SERVERS": fake.server})
+    clients = [m.smtps(login=(user, pw)) for _ in range(32)]
+    queries0 = metric(m, "mrs_dns_queries_total")
+    barrier = threading.Barrier(len(clients))
+    codes = []
+
+    def mail(c):
+        barrier.wait()
+        codes.append(c.mail("news@burst.test")[0])
+
+    threads = [threading.Thread(target=mail, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert codes == [250] * 32, codes
+    assert fake.count("burst.test") == 1, fake.names()
+    assert metric(m, "mrs_dns_queries_total") - queries0 == 1
+    # a later session is answered from the cache
+    hits = metric(m, "mrs_dns_cache_hits_total")
+    c = m.smtps(login=(user, pw))
+    assert c.mail("other@burst.test")[0] == 250
+    assert fake.count("burst.test") == 1
+    assert metric(m, "mrs_dns_cache_hits_total") == hits + 1
+    for c2 in clients + [c]:
+        c2.close()
