@@ -156,10 +156,13 @@ static int drain(int sig)
     util_drain_start();
     health_set_draining();
     listener_stop();
-    if (!listener_wait_idle(util_now_ms() + config->shutdown_grace_ms))
+    /* one grace for both, so the whole drain fits in MRS_SHUTDOWN_GRACE
+     * (Kubernetes kills at terminationGracePeriodSeconds) */
+    int64_t deadline = util_now_ms() + config->shutdown_grace_ms;
+    if (!listener_wait_idle(deadline))
         log_warn("shutdown", NULL, "%lld session(s) still open after the grace; closing them "
                  "(none of them got a 250 for an unsaved message)", (long long)listener_sessions());
-    delivery_stop(util_now_ms() + config->shutdown_grace_ms);
+    delivery_stop(deadline);
     health_stop();
     log_info("shutdown", NULL, "stopped");
     return 0;
@@ -223,8 +226,12 @@ static int cmd_serve(void)
     if (auth_user_count() == 0)
         log_warn("auth", NULL, "no users configured (MRS_USERS / MRS_USERS_FILE): every AUTH will fail");
     log_info("start", NULL, "mrs %s ready as %s: submission %s, submissions %s, health %s, %zu user(s), "
-             "%d DNS server(s), spool %s", MRS_VERSION, config->hostname, config->submission.text,
-             config->submissions.text, config->health.text, auth_user_count(), nservers, config->spool_dir);
+             "%d DNS server(s), spool %s with %lld queued message(s), %lld delivery thread(s) %s%s",
+             MRS_VERSION, config->hostname, config->submission.text, config->submissions.text,
+             config->health.text, auth_user_count(), nservers, config->spool_dir,
+             (long long)STATS_GET(queue_depth), (long long)config->delivery_threads,
+             config->smarthost_set ? "via smarthost " : "to MX hosts",
+             config->smarthost_set ? config->smarthost.host : "");
     health_set(HEALTH_STARTED, 1, NULL);
     for (;;) {
         int sig;

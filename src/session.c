@@ -601,13 +601,15 @@ static void write_prefix(struct session *s, struct data_rx *d)
 {
     char date[64], buf[2048];
     util_rfc5322_date(util_wall_ms() / 1000, date, sizeof date);
+    /* RFC 5321 §4.4; "for" only with a single recipient, so a Bcc list is
+     * never revealed to the others */
+    bool one = s->rcpt_count == 1;
     int n = snprintf(buf, sizeof buf,
                      "Received: from %s ([%s])\r\n\tby %s (mrs) with ESMTPSA id %s\r\n"
-                     "\t(%s)\r\n\t(authenticated user %s)\r\n\t%s%s%s%s; %s\r\n",
+                     "\t(%s)\r\n\t(authenticated user %s)%s%s%s; %s\r\n",
                      s->helo[0] ? s->helo : "unknown", s->client, config->hostname, d->qid,
-                     s->tls_info, s->user, s->rcpt_count == 1 ? "for <" : "",
-                     s->rcpt_count == 1 ? s->rcpts[0] : "", s->rcpt_count == 1 ? ">" : "",
-                     s->rcpt_count == 1 ? "" : "", date);
+                     s->tls_info, s->user, one ? "\r\n\tfor <" : "", one ? s->rcpts[0] : "",
+                     one ? ">" : "", date);
     if (n < 0 || (size_t)n >= sizeof buf)
         n = 0;
     size_t len = (size_t)n;

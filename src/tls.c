@@ -139,7 +139,7 @@ static int make_ephemeral(struct server_conf *sc, const char *hostname, char *er
     strftime(to, sizeof to, "%Y%m%d%H%M%S", &tb);
     snprintf(name, sizeof name, "CN=%s", hostname);
     mbedtls_ctr_drbg_random(&drbg, serial, sizeof serial);
-    serial[0] &= 0x7f;
+    serial[0] = (serial[0] & 0x7f) | 0x40; /* positive, and no leading zero byte (DER) */
     mbedtls_x509_san_list san = {.next = NULL};
     san.node.type = MBEDTLS_X509_SAN_DNS_NAME;
     san.node.san.unstructured_name.p = (unsigned char *)(uintptr_t)hostname;

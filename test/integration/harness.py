@@ -218,7 +218,7 @@ class Sink:
                 ok = auth_data.login == user.encode() and auth_data.password == pw.encode()
                 if ok:
                     session.login_data = user
-                return AuthResult(success=ok)
+                return AuthResult(success=ok, auth_data=auth_data if ok else None)
 
             kwargs["authenticator"] = authenticator
             kwargs["auth_required"] = True
