@@ -584,10 +584,16 @@ def test_mrs_queue_lists_spool_while_relay_runs(ctx):
         wait_msgs(ctx.sinks["retry"], tok)  # fine@ is delivered, stuck@ deferred
         wait_log(m, "result=deferred")
         qid = m.spool_files()[0]
-        out = subprocess.run([ctx.h.mrs_bin, "queue"], env=m.env, capture_output=True, text=True, timeout=10)
-        assert out.returncode == 0, out.stderr
-        lines = out.stdout.splitlines()
-        head = next(line for line in lines if line.startswith(qid))
+        # the log line comes before the state file is written: poll the listing
+        deadline = time.time() + 15
+        while True:
+            out = subprocess.run([ctx.h.mrs_bin, "queue"], env=m.env, capture_output=True, text=True, timeout=10)
+            assert out.returncode == 0, out.stderr
+            lines = out.stdout.splitlines()
+            head = next(line for line in lines if line.startswith(qid))
+            if "1 of 2 recipient(s) left" in head or time.time() > deadline:
+                break
+            time.sleep(0.1)
         assert f"from <{SENDER}>" in head and "1 of 2 recipient(s) left" in head and "next attempt" in head, head
         assert "age " in head
         detail = [line for line in lines if "stuck@retry.test" in line]
