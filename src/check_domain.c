@@ -68,12 +68,11 @@ static void print_answer(const char *domain, const struct dns_result *r)
 
 /* spf_notes — why a present SPF record does not count, when it is a
  * common mistake. */
-static void spf_notes(const char *spf, size_t len, const char *inc)
+static void spf_notes(const char *spf, const char *inc)
 {
     if (strstr(spf, "include:") || strstr(spf, "redirect="))
         printf("    (includes and redirect= are not followed: include:%s must be a term of "
                "this record itself)\n", inc);
-    (void)len;
 }
 
 static void report_spf(const char *domain, const struct dns_result *r,
@@ -103,7 +102,7 @@ static void report_spf(const char *domain, const struct dns_result *r,
         printf("    Change the TXT record\n      %s\n    to\n      %s\n", t->data, fixed);
     else
         printf("    Add the term include:%s to it, before its all term\n", inc);
-    spf_notes(t->data, t->len, inc);
+    spf_notes(t->data, inc);
 }
 
 static void report_token(const char *user, const char *domain, const struct policy_findings *f)
