@@ -84,7 +84,8 @@ fetch_source() {
                 -o "Dir::State::Lists=$apt_dir/lists" -o "APT::Sandbox::User=root")
     if [ ! -f "$apt_dir/updated" ]; then
         say "reading Debian trixie source index from $mirror"
-        apt-get "${opts[@]}" update -qq >&2 || die "apt-get update of the private trixie source list failed"
+        apt-get "${opts[@]}" update -qq >&2 ||
+            die "cannot read Debian trixie sources from $mirror (the pins are Debian source packages: on a machine whose apt mirror is not a Debian archive, build with the Dockerfile, whose builder is debian:trixie-slim)"
         touch "$apt_dir/updated"
     fi
     say "fetching source package $pkg"
