@@ -41,7 +41,7 @@ if [ -z "$FILTER" ]; then
 fi
 
 echo "== integration tests ($BUILD)"
-out=$(/usr/bin/python3 test/integration/run.py --build "$BUILD" ${FILTER:+--filter "$FILTER"} 2>&1 | tee /dev/stderr)
+out=$(/usr/bin/python3 test/integration/run.py --build "$BUILD" ${FILTER:+--filter "$FILTER"} 2>&1 | tee >(cat >&2))
 count "$out" integration
 
 if [ -z "$FILTER" ] && [ -x test/fuzz/run.sh ] && command -v clang >/dev/null && [[ "$BUILD" != */asan ]]; then
