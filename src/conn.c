@@ -8,6 +8,7 @@
  */
 #include "conn.h"
 
+#include "config.h"
 #include "tls.h"
 #include "util.h"
 
@@ -359,4 +360,40 @@ fail:;
     close(fd);
     errno = e;
     return -1;
+}
+
+/* listen_on — a non-blocking listening socket bound to sa; dual turns
+ * IPV6_V6ONLY off.  -1 with errno on failure. */
+static int listen_on(const struct sockaddr *sa, socklen_t len, bool dual, int backlog)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1, v6only = !dual;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+        goto fail;
+    if (sa->sa_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) < 0)
+        goto fail;
+    if (bind(fd, sa, len) < 0 || listen(fd, backlog) < 0)
+        goto fail;
+    return fd;
+fail:;
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+}
+
+int conn_listen(const struct config_listen *l, int backlog)
+{
+    if (!l->any)
+        return listen_on((const struct sockaddr *)&l->addr, l->addr_len, false, backlog);
+    struct sockaddr_in6 v6 = {.sin6_family = AF_INET6, .sin6_port = htons(l->port)};
+    v6.sin6_addr = in6addr_any;
+    int fd = listen_on((const struct sockaddr *)&v6, sizeof v6, true, backlog);
+    if (fd >= 0 || (errno != EAFNOSUPPORT && errno != EADDRNOTAVAIL && errno != EPROTONOSUPPORT))
+        return fd;
+    struct sockaddr_in v4 = {.sin_family = AF_INET, .sin_port = htons(l->port)};
+    v4.sin_addr.s_addr = htonl(INADDR_ANY);
+    return listen_on((const struct sockaddr *)&v4, sizeof v4, false, backlog);
 }

@@ -88,6 +88,12 @@ enum conn_status conn_tls_client(struct conn *c, int64_t deadline, const char *s
 struct sockaddr;
 int conn_connect(const struct sockaddr *addr, unsigned addr_len, int64_t deadline);
 
+/* conn_listen — a non-blocking listening socket for l: `:PORT` binds
+ * [::]:PORT dual stack (IPV6_V6ONLY off), or 0.0.0.0:PORT where the host
+ * has no IPv6; otherwise the address given.  -1 with errno on failure. */
+struct config_listen;
+int conn_listen(const struct config_listen *l, int backlog);
+
 const char *conn_status_name(enum conn_status s);
 
 #endif

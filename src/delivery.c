@@ -17,6 +17,7 @@
 #include "queue.h"
 #include "route.h"
 #include "smtp_client.h"
+#include "smtp_proto.h"
 #include "spool.h"
 #include "stats.h"
 #include "util.h"
@@ -70,16 +71,7 @@ int64_t delivery_backoff_ms(int attempts, int64_t min_ms, int64_t max_ms, uint32
 
 int delivery_received_count(const char *h, size_t len)
 {
-    int count = 0;
-    for (size_t i = 0; i < len;) {
-        if (len - i >= 9 && util_ieq(h + i, 9, "Received:"))
-            count++;
-        const char *nl = memchr(h + i, '\n', len - i);
-        if (!nl)
-            break;
-        i = (size_t)(nl - h) + 1;
-    }
-    return count;
+    return smtp_header_count(h, len, "Received:");
 }
 
 static const char *domain_of(const char *addr)

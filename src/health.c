@@ -18,6 +18,8 @@
  */
 #include "health.h"
 
+#include "conn.h"
+
 #include "http.h"
 #include "log.h"
 #include "stats.h"
@@ -729,44 +731,6 @@ static void *acceptor_main(void *arg)
     }
 }
 
-/* listen_on — a non-blocking listening socket bound to sa; dual turns
- * IPV6_V6ONLY off.  -1 with errno on failure. */
-static int listen_on(const struct sockaddr *sa, socklen_t len, bool dual)
-{
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return -1;
-    int one = 1, zero = 0;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
-        goto fail;
-    if (dual && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) < 0)
-        goto fail;
-    if (bind(fd, sa, len) < 0 || listen(fd, HEALTH_BACKLOG) < 0)
-        goto fail;
-    return fd;
-fail:;
-    int e = errno;
-    close(fd);
-    errno = e;
-    return -1;
-}
-
-/* bind_listener — `:PORT`: [::]:PORT dual stack, or 0.0.0.0:PORT when the
- * host has no IPv6; otherwise the address given. */
-static int bind_listener(const struct config_listen *l)
-{
-    if (!l->any)
-        return listen_on((const struct sockaddr *)&l->addr, l->addr_len, false);
-    struct sockaddr_in6 v6 = {.sin6_family = AF_INET6, .sin6_port = htons(l->port)};
-    v6.sin6_addr = in6addr_any;
-    int fd = listen_on((const struct sockaddr *)&v6, sizeof v6, true);
-    if (fd >= 0 || (errno != EAFNOSUPPORT && errno != EADDRNOTAVAIL && errno != EPROTONOSUPPORT))
-        return fd;
-    struct sockaddr_in v4 = {.sin_family = AF_INET, .sin_port = htons(l->port)};
-    v4.sin_addr.s_addr = htonl(INADDR_ANY);
-    return listen_on((const struct sockaddr *)&v4, sizeof v4, false);
-}
-
 int health_start(const struct config_listen *listen, char *err, size_t err_len)
 {
     if (listen->off)
@@ -778,7 +742,7 @@ int health_start(const struct config_listen *listen, char *err, size_t err_len)
     H.started_ms = wall_ms();
     int_fast64_t zero = 0;
     atomic_compare_exchange_strong(&stats.started_ms, &zero, (int_fast64_t)H.started_ms);
-    H.listen_fd = bind_listener(listen);
+    H.listen_fd = conn_listen(listen, HEALTH_BACKLOG);
     if (H.listen_fd < 0) {
         snprintf(err, err_len, "cannot listen on MRS_HEALTH_LISTEN=%s: %m", listen->text);
         return -1;

@@ -7,6 +7,7 @@
  */
 #include "listener.h"
 
+#include "conn.h"
 #include "log.h"
 #include "session.h"
 #include "util.h"
@@ -39,24 +40,6 @@ static bool accept_running;
 static pthread_mutex_t idle_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t idle_cv = PTHREAD_COND_INITIALIZER;
 
-static int bind_one(const struct sockaddr *sa, socklen_t len, bool v6only)
-{
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    int one = 1, v6 = v6only;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (sa->sa_family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6, sizeof v6);
-    if (bind(fd, sa, len) < 0 || listen(fd, LISTENER_BACKLOG) < 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    return fd;
-}
-
 int listener_open(const struct config_listen *l, const char *var, bool implicit_tls,
                   enum stats_listener kind, char *err, size_t err_len)
 {
@@ -66,17 +49,7 @@ int listener_open(const struct config_listen *l, const char *var, bool implicit_
         snprintf(err, err_len, "%s: too many listeners", var);
         return -1;
     }
-    int fd;
-    if (l->any) {
-        struct sockaddr_in6 v6 = {.sin6_family = AF_INET6, .sin6_port = htons(l->port)};
-        fd = bind_one((struct sockaddr *)&v6, sizeof v6, false);
-        if (fd < 0 && (errno == EAFNOSUPPORT || errno == EADDRNOTAVAIL)) {
-            struct sockaddr_in v4 = {.sin_family = AF_INET, .sin_port = htons(l->port)};
-            fd = bind_one((struct sockaddr *)&v4, sizeof v4, false);
-        }
-    } else {
-        fd = bind_one((const struct sockaddr *)&l->addr, l->addr_len, true);
-    }
+    int fd = conn_listen(l, LISTENER_BACKLOG);
     if (fd < 0) {
         snprintf(err, err_len, "%s: cannot listen on %s: %s", var, l->text,
                  errno == EADDRINUSE ? "address already in use"

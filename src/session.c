@@ -578,23 +578,6 @@ struct data_rx {
     int64_t size;
 };
 
-/* header_present — whether the header block has a field `name` (with the
- * colon), case-insensitively, at the start of a line; counts them. */
-static int header_count(const char *h, size_t len, const char *name)
-{
-    size_t n = strlen(name);
-    int count = 0;
-    for (size_t i = 0; i < len;) {
-        if (len - i >= n && util_ieq(h + i, n, name))
-            count++;
-        const char *nl = memchr(h + i, '\n', len - i);
-        if (!nl)
-            break;
-        i = (size_t)(nl - h) + 1;
-    }
-    return count;
-}
-
 /* write_prefix — our trace and missing fields, before the client's headers
  * (RFC 5321 §4.4: Received at the top). */
 static void write_prefix(struct session *s, struct data_rx *d)
@@ -613,11 +596,11 @@ static void write_prefix(struct session *s, struct data_rx *d)
     if (n < 0 || (size_t)n >= sizeof buf)
         n = 0;
     size_t len = (size_t)n;
-    if (!header_count(d->hdr, d->hdr_block, "Message-ID:")) {
+    if (!smtp_header_count(d->hdr, d->hdr_block, "Message-ID:")) {
         n = snprintf(buf + len, sizeof buf - len, "Message-ID: <%s@%s>\r\n", d->qid, config->hostname);
         len += n > 0 && (size_t)n < sizeof buf - len ? (size_t)n : 0;
     }
-    if (!header_count(d->hdr, d->hdr_block, "Date:")) {
+    if (!smtp_header_count(d->hdr, d->hdr_block, "Date:")) {
         n = snprintf(buf + len, sizeof buf - len, "Date: %s\r\n", date);
         len += n > 0 && (size_t)n < sizeof buf - len ? (size_t)n : 0;
     }
@@ -744,7 +727,7 @@ static void data_verdict(struct session *s, struct data_rx *d)
     } else if (d->write_failed || !d->q) {
         reply(s, 451, "4.3.0", "Cannot store the message now; try again later");
         refuse(s, STATS_REFUSED_SPOOL);
-    } else if (header_count(d->hdr, d->hdr_block, "Received:") > SESSION_MAX_RECEIVED_HEADERS) {
+    } else if (smtp_header_count(d->hdr, d->hdr_block, "Received:") > SESSION_MAX_RECEIVED_HEADERS) {
         reply(s, 554, "5.4.6", "Too many Received headers: mail loop detected");
         refuse(s, STATS_REFUSED_SYNTAX);
     } else if (config->check_header_from &&

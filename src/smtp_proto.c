@@ -300,6 +300,21 @@ enum smtp_path_error smtp_parse_rcpt(const char *arg, size_t len, struct smtp_pa
     return SMTP_PATH_OK;
 }
 
+int smtp_header_count(const char *h, size_t len, const char *name)
+{
+    size_t n = strlen(name);
+    int count = 0;
+    for (size_t i = 0; i < len;) {
+        if (len - i >= n && util_ieq(h + i, n, name))
+            count++;
+        const char *nl = memchr(h + i, '\n', len - i);
+        if (!nl)
+            break;
+        i = (size_t)(nl - h) + 1;
+    }
+    return count;
+}
+
 int smtp_parse_reply_line(const char *line, size_t len, int *code, bool *last, const char **text,
                           size_t *text_len)
 {

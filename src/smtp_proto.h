@@ -87,6 +87,11 @@ enum smtp_path_error smtp_parse_rcpt(const char *arg, size_t len, struct smtp_pa
  * labels 1..63; a trailing dot tolerated). */
 bool smtp_valid_domain(const char *s, size_t len);
 
+/* smtp_header_count — how many header fields of a header block (CRLF or LF
+ * line ends) start with `name` (give the colon: "Received:"),
+ * case-insensitively.  Continuation lines never match. */
+int smtp_header_count(const char *headers, size_t len, const char *name);
+
 /* smtp_valid_helo — an EHLO/HELO argument: a domain or an address literal. */
 bool smtp_valid_helo(const char *s, size_t len);
 
