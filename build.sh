@@ -121,8 +121,10 @@ build_dep() {
             CFLAGS="-O2 -fPIC -DMBEDTLS_CONFIG_FILE='\"$TOP/vendor/mbedtls_config.h\"'" \
             libmbedcrypto.a libmbedx509.a libmbedtls.a >&2
         cp "$work/$name"/library/libmbed{crypto,x509,tls}.a "$prefix/lib/"
-        rm -rf "$prefix/include/mbedtls" "$prefix/include/psa"
+        rm -rf "$prefix/include/mbedtls" "$prefix/include/psa" "$prefix/include/everest"
         cp -r "$work/$name/include/mbedtls" "$work/$name/include/psa" "$prefix/include/"
+        # mbedtls/ecdh.h includes everest/everest.h (MBEDTLS_ECDH_VARIANT_EVEREST_ENABLED)
+        cp -r "$work/$name/3rdparty/everest/include/everest" "$prefix/include/"
         ;;
     libsodium)
         (cd "$work/$name" && ./autogen.sh -s >/dev/null 2>&1 &&

@@ -202,6 +202,18 @@ static int load_files(struct server_conf *sc, const char *cert_path, const char 
     return 0;
 }
 
+/* chain_bytes — the size of the TLS 1.3 Certificate handshake message for
+ * this chain (RFC 8446 §4.4.2: header, context, list, per entry a length,
+ * the DER and an empty extension list); TLS 1.2's is smaller.  It must fit
+ * in one outgoing record buffer (MBEDTLS_SSL_OUT_CONTENT_LEN). */
+static size_t chain_bytes(const mbedtls_x509_crt *chain)
+{
+    size_t n = 4 + 1 + 3;
+    for (const mbedtls_x509_crt *c = chain; c && c->raw.len; c = c->next)
+        n += 3 + c->raw.len + 2;
+    return n;
+}
+
 int tls_server_load(const char *cert_path, const char *key_path, const char *hostname,
                     char *err, size_t err_len)
 {
@@ -219,6 +231,13 @@ int tls_server_load(const char *cert_path, const char *key_path, const char *hos
                         : load_files(sc, cert_path, key_path, err, err_len);
     if (ret != 0)
         goto fail;
+    if (chain_bytes(&sc->chain) > MBEDTLS_SSL_OUT_CONTENT_LEN) {
+        snprintf(err, err_len, "MRS_TLS_CERT %s: the certificate chain needs %zu bytes in the "
+                 "handshake, more than the %d this build sends in one message; leave out the root "
+                 "and unneeded intermediates", ephemeral ? "(ephemeral)" : cert_path,
+                 chain_bytes(&sc->chain), MBEDTLS_SSL_OUT_CONTENT_LEN);
+        goto fail;
+    }
     if ((ret = common_conf(&sc->conf, MBEDTLS_SSL_IS_SERVER)) != 0 ||
         (ret = mbedtls_ssl_conf_own_cert(&sc->conf, &sc->chain, &sc->key)) != 0) {
         describe(ret, err, err_len, "TLS server configuration");
