@@ -72,6 +72,11 @@
 #define MBEDTLS_PK_PARSE_EC_COMPRESSED
 #define MBEDTLS_GENPRIME
 #define MBEDTLS_PSA_CRYPTO_C
+/* PSA keys live in a table that grows as needed.  Without this the table has
+ * 32 slots for the whole process, and every TLS 1.3 handshake in progress
+ * holds its ephemeral key in one: the 33rd concurrent handshake failed with
+ * "Memory allocation failed" (found by loadgen at 128 clients). */
+#define MBEDTLS_PSA_KEY_STORE_DYNAMIC
 
 /* --- encodings and X.509 ---------------------------------------------- */
 #define MBEDTLS_ASN1_PARSE_C
