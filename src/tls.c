@@ -4,7 +4,8 @@
  * Shared state: one entropy source + CTR-DRBG (mbedTLS locks it), one
  * session-ticket key context (kept across reloads so tickets stay valid),
  * the current server configuration (refcounted, swapped under conf_mu) and
- * two client configurations built once at start.
+ * two client configurations built once at start.  Per thread: a cache of
+ * small blocks for mbedTLS's allocations, empty outside handshakes.
  */
 #include "tls.h"
 
@@ -16,12 +17,14 @@
 #include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h>
 #include <mbedtls/pk.h>
+#include <mbedtls/platform.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_ticket.h>
 #include <mbedtls/x509_crt.h>
 #include <psa/crypto.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +62,100 @@ static const uint16_t tls_groups[] = {
     MBEDTLS_SSL_IANA_TLS_GROUP_X25519, MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
     MBEDTLS_SSL_IANA_TLS_GROUP_SECP384R1, MBEDTLS_SSL_IANA_TLS_GROUP_NONE};
 
+/* ---- a per-thread cache for mbedTLS's small blocks ----------------------------
+ *
+ * mbedTLS's bignum code allocates and frees tens of thousands of small
+ * blocks in every handshake, and musl's malloc serializes all of them on
+ * one process-wide lock, so concurrent handshakes queue there.  A block
+ * freed by a thread goes to that thread's short free list of its size class
+ * and serves the thread's next allocation of that class.  The lists are
+ * emptied when a handshake ends (an idle session holds none of it) and when
+ * the thread exits.  Blocks carry a small header naming their class. */
+#define TLS_CACHE_CLASSES 4        /* payloads up to 64, 128, 256, 512 bytes */
+#define TLS_CACHE_DEPTH 64         /* blocks kept per class and thread */
+#define TLS_CACHE_HEADER 16        /* keeps payloads 16-byte aligned */
+
+struct cache_block {
+    struct cache_block *next;
+};
+
+static _Thread_local struct {
+    struct cache_block *head[TLS_CACHE_CLASSES];
+    unsigned count[TLS_CACHE_CLASSES];
+    bool registered;
+} tcache;
+static pthread_key_t tcache_key;
+
+static int cache_class(size_t len)
+{
+    for (int c = 0; c < TLS_CACHE_CLASSES; c++)
+        if (len <= (size_t)64 << c)
+            return c;
+    return -1;
+}
+
+/* cache_flush — give every cached block of this thread back to malloc. */
+static void cache_flush(void)
+{
+    for (int c = 0; c < TLS_CACHE_CLASSES; c++) {
+        while (tcache.head[c]) {
+            struct cache_block *b = tcache.head[c];
+            tcache.head[c] = b->next;
+            free(b);
+        }
+        tcache.count[c] = 0;
+    }
+}
+
+static void cache_thread_exit(void *unused)
+{
+    (void)unused;
+    cache_flush();
+}
+
+static void *cache_calloc(size_t n, size_t size)
+{
+    if (size && n > (SIZE_MAX - TLS_CACHE_HEADER - ((size_t)64 << TLS_CACHE_CLASSES)) / size)
+        return NULL;
+    size_t len = n * size;
+    int c = cache_class(len);
+    unsigned char *h;
+    if (c >= 0 && tcache.head[c]) {
+        h = (unsigned char *)tcache.head[c];
+        tcache.head[c] = tcache.head[c]->next;
+        tcache.count[c]--;
+    } else {
+        h = malloc(TLS_CACHE_HEADER + (c >= 0 ? (size_t)64 << c : len));
+        if (!h)
+            return NULL;
+    }
+    memcpy(h, &c, sizeof c);
+    memset(h + TLS_CACHE_HEADER, 0, len);
+    return h + TLS_CACHE_HEADER;
+}
+
+static void cache_free(void *p)
+{
+    if (!p)
+        return;
+    unsigned char *h = (unsigned char *)p - TLS_CACHE_HEADER;
+    int c;
+    memcpy(&c, h, sizeof c);
+    if (c < 0 || c >= TLS_CACHE_CLASSES || tcache.count[c] >= TLS_CACHE_DEPTH) {
+        free(h);
+        return;
+    }
+    if (!tcache.registered) {
+        /* a non-NULL value makes the destructor run at thread exit */
+        pthread_setspecific(tcache_key, &tcache);
+        tcache.registered = true;
+    }
+    struct cache_block *b = (struct cache_block *)(void *)h;
+    b->next = tcache.head[c];
+    tcache.head[c] = b;
+    tcache.count[c]++;
+}
+
 static void describe(int ret, char *err, size_t err_len, const char *what)
 {
     char buf[128];
@@ -69,6 +166,12 @@ static void describe(int ret, char *err, size_t err_len, const char *what)
 int tls_init(char *err, size_t err_len)
 {
     static const char pers[] = "mrs";
+    /* before any mbedTLS allocation: blocks must come from cache_calloc */
+    if (pthread_key_create(&tcache_key, cache_thread_exit) != 0 ||
+        mbedtls_platform_set_calloc_free(cache_calloc, cache_free) != 0) {
+        snprintf(err, err_len, "TLS memory set-up failed");
+        return -1;
+    }
     mbedtls_entropy_init(&entropy);
     mbedtls_ctr_drbg_init(&drbg);
     int ret = mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy,
@@ -251,9 +354,11 @@ int tls_server_load(const char *cert_path, const char *key_path, const char *hos
     current = sc;
     pthread_mutex_unlock(&conf_mu);
     server_conf_put(old);
+    cache_flush();
     return 0;
 fail:
     server_conf_put(sc);
+    cache_flush();
     return -1;
 }
 
@@ -358,11 +463,14 @@ void tls_conn_free(struct tls_conn *t)
     mbedtls_ssl_free(&t->ssl);
     server_conf_put(t->sc);
     free(t);
+    cache_flush();
 }
 
 int tls_handshake(struct tls_conn *t, char *err, size_t err_len)
 {
     int ret = mbedtls_ssl_handshake(&t->ssl);
+    if (ret != MBEDTLS_ERR_SSL_WANT_READ && ret != MBEDTLS_ERR_SSL_WANT_WRITE)
+        cache_flush(); /* done or failed: the session keeps no cached blocks */
     if (ret == 0)
         return 0;
     if (ret == MBEDTLS_ERR_SSL_WANT_READ)

@@ -19,6 +19,7 @@
 #define MBEDTLS_HAVE_TIME
 #define MBEDTLS_HAVE_TIME_DATE
 #define MBEDTLS_PLATFORM_C
+#define MBEDTLS_PLATFORM_MEMORY  /* src/tls.c gives mbedTLS a per-thread block cache */
 #define MBEDTLS_FS_IO            /* x509_crt_parse_file for the CA bundle */
 #define MBEDTLS_THREADING_C
 #define MBEDTLS_THREADING_PTHREAD
