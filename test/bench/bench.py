@@ -21,6 +21,7 @@ cleanup(), also on SIGTERM/SIGINT.  The whole run is bounded
 import argparse
 import hashlib
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -264,15 +265,58 @@ def make_cert(tmp):
     return cert, key
 
 
+# ---- the spool filesystem -------------------------------------------------------
+
+class SpoolFs:
+    """Both relays' queues on one fresh ext4 (with its journal, as a
+    production host has) on a loop device under the temporary folder, so the
+    numbers do not depend on the files other programs create and delete on
+    the machine's own filesystem.  Where a loop mount is not allowed, the
+    temporary folder itself is used (and the report says so)."""
+
+    def __init__(self, tmp, size_gb=4):
+        self.img = os.path.join(tmp, "spool-fs.img")
+        self.mnt = os.path.join(tmp, "spool-fs")
+        self.mounted = False
+        os.makedirs(self.mnt)
+        try:
+            with open(self.img, "wb") as f:
+                f.truncate(size_gb << 30)
+            subprocess.run(["mkfs.ext4", "-q", "-F", self.img], check=True, capture_output=True)
+            subprocess.run(["mount", "-o", "loop", self.img, self.mnt], check=True, capture_output=True)
+            self.mounted = True
+            os.chmod(self.mnt, 0o755)
+            self.kind = "a fresh ext4 (journaled) on a loop device"
+        except (OSError, subprocess.CalledProcessError) as e:
+            log(f"no loop-mounted ext4 ({e}): queues on the temporary folder's filesystem")
+            self.kind = "the temporary folder's filesystem (" + fs_type(tmp) + ")"
+
+    def path(self, name):
+        p = os.path.join(self.mnt, name)
+        os.makedirs(p, exist_ok=True)
+        return p
+
+    def cleanup(self):
+        if self.mounted:
+            if subprocess.run(["umount", self.mnt], capture_output=True).returncode != 0:
+                subprocess.run(["umount", "-l", self.mnt], capture_output=True)
+            self.mounted = False
+
+
+def fs_type(path):
+    out = subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True, text=True).stdout.strip()
+    return out or "?"
+
+
 # ---- the relays ---------------------------------------------------------------
 
 class Mrs(Server):
     name = "mrs"
 
-    def __init__(self, args, tmp, dns_port, sink, cert, key, extra_env=None):
+    def __init__(self, args, tmp, dns_port, sink, cert, key, extra_env=None, spool_parent=None):
         self.bin = os.path.join(args.build, "mrs")
         self.port, self.health = free_port(), free_port()
-        self.spool = tempfile.mkdtemp(prefix="mrs-spool-", dir=tmp)
+        self.spool = tempfile.mkdtemp(prefix="mrs-spool-", dir=spool_parent or tmp)
         pw_hash = subprocess.run([self.bin, "passwd"], input=PASSWORD + "\n", capture_output=True,
                                  text=True, check=True).stdout.strip()
         env = {k: v for k, v in os.environ.items() if not k.startswith("MRS_")}
@@ -349,18 +393,20 @@ class Postfix(Server):
     under DIR's parent; stopped by signalling its master by pid."""
     name = "Postfix"
 
-    def __init__(self, tmp, sink, cert, key, base_name="postfix"):
+    def __init__(self, tmp, sink, cert, key, base_name="postfix", queue_parent=None):
         base = os.path.join(tmp, base_name)
         self.conf = os.path.join(base, "conf")
-        for d in ("conf/sasl", "queue", "data"):
+        for d in ("conf/sasl", "data"):
             os.makedirs(os.path.join(base, d), exist_ok=True)
+        queue = os.path.join(queue_parent or base, base_name + "-queue")
+        os.makedirs(queue, exist_ok=True)
         shutil.chown(os.path.join(base, "data"), "postfix")
         self.port = free_port()
         self.log = os.path.join(base, "postfix.log")
         sasldb = os.path.join(base, "sasldb2")
         main_cf = f"""\
 compatibility_level = 3.6
-queue_directory = {base}/queue
+queue_directory = {queue}
 data_directory = {base}/data
 mail_owner = postfix
 setgid_group = postdrop
@@ -461,8 +507,11 @@ def run_row(args, server, sink, row, delivers):
     sampler.start()
     cpu0, sink0 = server.cpu_seconds(), sink.count()
     t0 = time.monotonic()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = loadgen(args, server.port, clients, per_conn, count, seconds)
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t1 = time.monotonic()
+    client_cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
     sink1 = sink.count()
     accepted = int(r["accepted"])
     drain = None
@@ -480,6 +529,7 @@ def run_row(args, server, sink, row, delivers):
         "delivered_rate": (sink1 - sink0) / (t1 - t0) if delivers else None, "drain": drain,
         "rss": sampler.peak_rss, "pss": sampler.peak_pss, "procs": sampler.peak_procs,
         "cpu_per_1k": (cpu1 - cpu0) / accepted * 1000 if accepted else None, "load": load0,
+        "client_cpu_per_1k": client_cpu / accepted * 1000 if accepted else None,
     }
     log(f"{server.name} {label}: {res['rate']:.0f} msg/s accepted, p50 {res['p50']:.1f} ms, "
         f"p99 {res['p99']:.1f} ms, failed {res['failed']} ({res['failures']}), load {load0:.2f}")
@@ -563,9 +613,17 @@ def table(rows_out):
         a, b = pair
         if a and b:
             lines.append(f"| {label} | **mrs/Postfix** | **{ratio(a['rate'], b['rate'])}** | "
-                         f"{ratio(a['delivered_rate'], b['delivered_rate'])} | {ratio(a['drain'], b['drain'])} | "
+                         f"{ratio(a['delivered_rate'], b['delivered_rate'])} | | "
                          f"{ratio(a['p50'], b['p50'])} | **{ratio(a['p99'], b['p99'])}** | {ratio(a['rss'], b['rss'])} | "
                          f"{ratio(a['pss'], b['pss'])} | {ratio(a['cpu_per_1k'], b['cpu_per_1k'])} | | |")
+    notes = []
+    for label, _, _, _, _ in ROWS:
+        for n in ("mrs", "Postfix"):
+            r = rows_out.get((label, n))
+            if r and r["client_cpu_per_1k"] is not None:
+                notes.append(f"{label} {n} {r['client_cpu_per_1k']:.2f}")
+    if notes:
+        lines += ["", "loadgen's own CPU, s per 1k msgs (same machine): " + "; ".join(notes)]
     return "\n".join(lines)
 
 
@@ -638,6 +696,8 @@ def main():
     ap.add_argument("--rows", help="comma-separated labels of ROWS to run (default all)")
     ap.add_argument("--no-extras", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (logs)")
+    ap.add_argument("--no-loop-fs", action="store_true",
+                    help="queues on the temporary folder, not on a loop-mounted ext4")
     ap.add_argument("--deadline", type=int, default=840, help="seconds for the whole run")
     args = ap.parse_args()
     args.build = os.path.abspath(args.build)
@@ -657,15 +717,19 @@ def main():
     os.chmod(tmp, 0o755)
     out_rows, ex, pf_idle = {}, None, None
     header = machine()
+    spool_fs = None
     try:
+        spool_fs = SpoolFs(tmp) if not args.no_loop_fs else None
+        queues = spool_fs.path("queues") if spool_fs and spool_fs.mounted else None
+        fs_kind = spool_fs.kind if spool_fs else f"the temporary folder's filesystem ({fs_type(tmp)})"
         dns_port = start_dns(tmp)
         sink = Sink(tmp)
         cert, key = make_cert(tmp)
         servers = []
         if args.only != "postfix":
-            servers.append(Mrs(args, tmp, dns_port, sink, cert, key))
+            servers.append(Mrs(args, tmp, dns_port, sink, cert, key, spool_parent=queues))
         if args.only != "mrs":
-            servers.append(Postfix(tmp, sink, cert, key))
+            servers.append(Postfix(tmp, sink, cert, key, queue_parent=queues))
         delivers = {}
         for s in servers:
             delivers[s.name] = warm_up(args, s, sink)
@@ -688,6 +752,8 @@ def main():
             ex = mrs_extras(args, tmp, dns_port, sink, cert, key)
     finally:
         PROCS.cleanup()
+        if spool_fs:
+            spool_fs.cleanup()
         if args.keep:
             log(f"logs kept in {tmp}")
         else:
@@ -695,7 +761,8 @@ def main():
     print()
     print(f"Machine: {header}")
     print(f"Load: one {args.size}-byte message per TLS connection unless noted; loadgen (mbedTLS via "
-          f"src/conn.c) runs on the same machine; load avg = 1-minute load when the row started.")
+          f"src/conn.c) runs on the same machine; load avg = 1-minute load when the row started. "
+          f"Both queues on {fs_kind}.")
     print()
     print(table(out_rows))
     if ex:
