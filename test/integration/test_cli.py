@@ -75,7 +75,7 @@ def test_every_malformed_variable_exits_2_naming_it(h):
 
 def test_binary_is_static(h):
     out = subprocess.run(["file", "-L", h.mrs_bin], capture_output=True, text=True).stdout
-    if "build/asan" in h.mrs_bin:
+    if h.build.endswith("/asan"):
         return  # the sanitizer build is a glibc build on purpose
     assert "statically linked" in out or "static-pie linked" in out, out
     rd = subprocess.run(["readelf", "-l", "-d", h.mrs_bin], capture_output=True, text=True).stdout
@@ -85,7 +85,7 @@ def test_binary_is_static(h):
 
 def test_runs_in_empty_root(h):
     """Copy the binary alone into an empty directory, chroot, run it."""
-    if "build/asan" in h.mrs_bin or os.geteuid() != 0:
+    if h.build.endswith("/asan") or os.geteuid() != 0:
         return
     root = tempfile.mkdtemp(prefix="scratch-", dir=h.tmp)
     shutil.copy(h.mrs_bin, os.path.join(root, "mrs"))
