@@ -5,13 +5,14 @@
  * session-ticket key context (kept across reloads so tickets stay valid),
  * the current server configuration (refcounted, swapped under conf_mu) and
  * two client configurations built once at start.  Per thread: a cache of
- * small blocks for mbedTLS's allocations, empty outside handshakes.
+ * small blocks for mbedTLS's allocations inside a handshake step.
  */
 #include "tls.h"
 
 #include "log.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
@@ -66,14 +67,16 @@ static const uint16_t tls_groups[] = {
  *
  * mbedTLS's bignum code allocates and frees tens of thousands of small
  * blocks in every handshake, and musl's malloc serializes all of them on
- * one process-wide lock, so concurrent handshakes queue there.  A block
- * freed by a thread goes to that thread's short free list of its size class
- * and serves the thread's next allocation of that class.  The lists are
- * emptied when a handshake ends (an idle session holds none of it) and when
- * the thread exits.  Blocks carry a small header naming their class. */
-#define TLS_CACHE_CLASSES 4        /* payloads up to 64, 128, 256, 512 bytes */
+ * one process-wide lock, so concurrent handshakes queue there.  A block of
+ * 16 to 1023 bytes freed inside mbedtls_ssl_handshake() goes to the
+ * thread's short free list for the largest power of two it holds
+ * (malloc_usable_size) and serves the thread's next request up to that
+ * size.  The lists are emptied when the call returns, so a session waiting
+ * for its peer holds no cached block; blocks are plain malloc blocks of the
+ * size first asked for (no header, no rounding). */
+#define TLS_CACHE_CLASSES 6        /* 16, 32, 64, 128, 256, 512 bytes */
+#define TLS_CACHE_MIN 16
 #define TLS_CACHE_DEPTH 64         /* blocks kept per class and thread */
-#define TLS_CACHE_HEADER 16        /* keeps payloads 16-byte aligned */
 
 struct cache_block {
     struct cache_block *next;
@@ -82,17 +85,8 @@ struct cache_block {
 static _Thread_local struct {
     struct cache_block *head[TLS_CACHE_CLASSES];
     unsigned count[TLS_CACHE_CLASSES];
-    bool registered;
+    bool active;               /* inside mbedtls_ssl_handshake() */
 } tcache;
-static pthread_key_t tcache_key;
-
-static int cache_class(size_t len)
-{
-    for (int c = 0; c < TLS_CACHE_CLASSES; c++)
-        if (len <= (size_t)64 << c)
-            return c;
-    return -1;
-}
 
 /* cache_flush — give every cached block of this thread back to malloc. */
 static void cache_flush(void)
@@ -107,50 +101,42 @@ static void cache_flush(void)
     }
 }
 
-static void cache_thread_exit(void *unused)
-{
-    (void)unused;
-    cache_flush();
-}
-
 static void *cache_calloc(size_t n, size_t size)
 {
-    if (size && n > (SIZE_MAX - TLS_CACHE_HEADER - ((size_t)64 << TLS_CACHE_CLASSES)) / size)
+    if (size && n > SIZE_MAX / size)
         return NULL;
     size_t len = n * size;
-    int c = cache_class(len);
-    unsigned char *h;
-    if (c >= 0 && tcache.head[c]) {
-        h = (unsigned char *)tcache.head[c];
-        tcache.head[c] = tcache.head[c]->next;
+    for (int c = 0; tcache.active && c < TLS_CACHE_CLASSES; c++) {
+        size_t class_len = (size_t)TLS_CACHE_MIN << c;
+        if (len > class_len)
+            continue;
+        struct cache_block *b = tcache.head[c];
+        if (!b)
+            break;
+        tcache.head[c] = b->next;
         tcache.count[c]--;
-    } else {
-        h = malloc(TLS_CACHE_HEADER + (c >= 0 ? (size_t)64 << c : len));
-        if (!h)
-            return NULL;
+        memset(b, 0, len);
+        return b;
     }
-    memcpy(h, &c, sizeof c);
-    memset(h + TLS_CACHE_HEADER, 0, len);
-    return h + TLS_CACHE_HEADER;
+    /* calloc, not malloc + memset: the untouched pages of a fresh big block
+     * (the 16 KiB input buffer) cost no memory until they are used */
+    return calloc(1, len ? len : 1);
 }
 
 static void cache_free(void *p)
 {
     if (!p)
         return;
-    unsigned char *h = (unsigned char *)p - TLS_CACHE_HEADER;
-    int c;
-    memcpy(&c, h, sizeof c);
-    if (c < 0 || c >= TLS_CACHE_CLASSES || tcache.count[c] >= TLS_CACHE_DEPTH) {
-        free(h);
+    size_t usable = tcache.active ? malloc_usable_size(p) : 0;
+    int c = TLS_CACHE_CLASSES - 1;
+    while (c >= 0 && usable < (size_t)TLS_CACHE_MIN << c)
+        c--;
+    if (c < 0 || usable >= (size_t)TLS_CACHE_MIN << TLS_CACHE_CLASSES ||
+        tcache.count[c] >= TLS_CACHE_DEPTH) {
+        free(p);
         return;
     }
-    if (!tcache.registered) {
-        /* a non-NULL value makes the destructor run at thread exit */
-        pthread_setspecific(tcache_key, &tcache);
-        tcache.registered = true;
-    }
-    struct cache_block *b = (struct cache_block *)(void *)h;
+    struct cache_block *b = p;
     b->next = tcache.head[c];
     tcache.head[c] = b;
     tcache.count[c]++;
@@ -167,8 +153,7 @@ int tls_init(char *err, size_t err_len)
 {
     static const char pers[] = "mrs";
     /* before any mbedTLS allocation: blocks must come from cache_calloc */
-    if (pthread_key_create(&tcache_key, cache_thread_exit) != 0 ||
-        mbedtls_platform_set_calloc_free(cache_calloc, cache_free) != 0) {
+    if (mbedtls_platform_set_calloc_free(cache_calloc, cache_free) != 0) {
         snprintf(err, err_len, "TLS memory set-up failed");
         return -1;
     }
@@ -354,11 +339,9 @@ int tls_server_load(const char *cert_path, const char *key_path, const char *hos
     current = sc;
     pthread_mutex_unlock(&conf_mu);
     server_conf_put(old);
-    cache_flush();
     return 0;
 fail:
     server_conf_put(sc);
-    cache_flush();
     return -1;
 }
 
@@ -463,14 +446,14 @@ void tls_conn_free(struct tls_conn *t)
     mbedtls_ssl_free(&t->ssl);
     server_conf_put(t->sc);
     free(t);
-    cache_flush();
 }
 
 int tls_handshake(struct tls_conn *t, char *err, size_t err_len)
 {
+    tcache.active = true;
     int ret = mbedtls_ssl_handshake(&t->ssl);
-    if (ret != MBEDTLS_ERR_SSL_WANT_READ && ret != MBEDTLS_ERR_SSL_WANT_WRITE)
-        cache_flush(); /* done or failed: the session keeps no cached blocks */
+    tcache.active = false;
+    cache_flush(); /* a session waiting for its peer holds no cached block */
     if (ret == 0)
         return 0;
     if (ret == MBEDTLS_ERR_SSL_WANT_READ)
