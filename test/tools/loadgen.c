@@ -499,6 +499,9 @@ static int run_idle(void)
         if (idle_conns[i].fd >= 0 && idle_conns[i].in)
             conn_close(&idle_conns[i]);
     printf("RELEASED\n");
+    fflush(stdout);
+    free(idle_conns);
+    tls_shutdown();
     return 0;
 }
 
@@ -598,5 +601,10 @@ int main(int argc, char **argv)
     for (long i = 0; i < started; i++)
         pthread_join(th[i], NULL);
     report(now_us() - t0);
+    fflush(stdout);
+    free(th);
+    free(latency_us);
+    free(message);
+    tls_shutdown();
     return atomic_load(&accepted) > 0 ? 0 : 1;
 }
