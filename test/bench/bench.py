@@ -304,8 +304,9 @@ class SpoolFs:
 
 
 def fs_type(path):
-    out = subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True, text=True).stdout.strip()
-    return out or "?"
+    out = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,OPTIONS", "--target", path], capture_output=True,
+                         text=True).stdout.split()
+    return " ".join(out[:1]) or "?"
 
 
 # ---- the relays ---------------------------------------------------------------
