@@ -369,6 +369,11 @@ int tls_client_init(const char *ca_file, char *err, size_t err_len)
     mbedtls_ssl_conf_ca_chain(&client_opportunistic, &ca_chain, NULL);
     mbedtls_ssl_conf_authmode(&client_strict, MBEDTLS_SSL_VERIFY_REQUIRED);
     mbedtls_ssl_conf_ca_chain(&client_strict, &ca_chain, NULL);
+    /* keep TLS 1.3 tickets for tls_session_get (tls_recv reads on past them) */
+    mbedtls_ssl_conf_tls13_enable_signal_new_session_tickets(
+        &client_opportunistic, MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED);
+    mbedtls_ssl_conf_tls13_enable_signal_new_session_tickets(
+        &client_strict, MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED);
     client_ready = true;
     return rc;
 }
@@ -515,6 +520,36 @@ bool tls_pending(const struct tls_conn *t)
 void tls_close_notify(struct tls_conn *t)
 {
     (void)mbedtls_ssl_close_notify(&t->ssl);
+}
+
+struct tls_session {
+    mbedtls_ssl_session s;
+};
+
+struct tls_session *tls_session_get(const struct tls_conn *t)
+{
+    struct tls_session *ts = calloc(1, sizeof *ts);
+    if (!ts)
+        return NULL;
+    mbedtls_ssl_session_init(&ts->s);
+    if (t->sc || mbedtls_ssl_get_session(&t->ssl, &ts->s) != 0) {
+        tls_session_free(ts);
+        return NULL;
+    }
+    return ts;
+}
+
+int tls_session_set(struct tls_conn *t, const struct tls_session *ts)
+{
+    return ts && !t->sc && mbedtls_ssl_set_session(&t->ssl, &ts->s) == 0 ? 0 : -1;
+}
+
+void tls_session_free(struct tls_session *ts)
+{
+    if (!ts)
+        return;
+    mbedtls_ssl_session_free(&ts->s);
+    free(ts);
 }
 
 const char *tls_version(const struct tls_conn *t)

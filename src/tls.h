@@ -74,6 +74,20 @@ bool tls_pending(const struct tls_conn *t);
 /* tls_close_notify — best effort close_notify alert. */
 void tls_close_notify(struct tls_conn *t);
 
+/*
+ * Client-side session resumption (RFC 8446 §2.2), for a client that comes
+ * back to the same server.  tls_session_get — a copy of the session of a
+ * completed client handshake (with TLS 1.3 it holds the server's ticket
+ * once one was read, i.e. after the first tls_recv), or NULL; the caller
+ * frees it with tls_session_free.  tls_session_set — offer that session in
+ * the next handshake of a new client context (before tls_handshake); 0 or
+ * -1.
+ */
+struct tls_session;
+struct tls_session *tls_session_get(const struct tls_conn *t);
+int tls_session_set(struct tls_conn *t, const struct tls_session *s);
+void tls_session_free(struct tls_session *s);
+
 const char *tls_version(const struct tls_conn *t);   /* "TLSv1.3" */
 const char *tls_cipher(const struct tls_conn *t);
 bool tls_peer_verified(const struct tls_conn *t);
