@@ -57,6 +57,14 @@ def test_pipelined_dialog(ctx):
     assert r.returncode == 0 and res["accepted"] == "6" and res["failures"] == "none", res
 
 
+def test_tls_session_resumption(ctx):
+    r, res = loadgen(ctx, "-c", "2", "-n", "10", "-R", "-t", "100")
+    assert r.returncode == 0 and res["accepted"] == "10" and res["failures"] == "none", res
+    # every connection after a thread's first offers its last TLS 1.3 ticket
+    # (9 if one thread happened to make them all)
+    assert res["resume_offered"] in ("8", "9"), res
+
+
 def test_idle_sessions_held_after_tls(ctx):
     h, m = ctx["h"], ctx["mrs"]
     argv = [os.path.join(h.build, "tools", "loadgen"), "-p", str(m.submission_port), "-I", "40", "-T",

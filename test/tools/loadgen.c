@@ -30,6 +30,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -64,7 +65,7 @@ static const char *const stage_names[ST_COUNT] = {"connect", "banner", "ehlo", "
 struct options {
     struct sockaddr_in addr;
     long clients, messages, seconds, per_conn, size, idle;
-    bool implicit_tls, idle_tls, pipelining, quiet, verbose;
+    bool implicit_tls, idle_tls, pipelining, quiet, verbose, resume;
     const char *user, *password, *from, *rcpt, *helo, *sni;
 };
 
@@ -90,6 +91,9 @@ static atomic_bool printed_tls;
  * stage's reply, so a stall shows in the stage that waited for it */
 static atomic_long stage_us[ST_COUNT], stage_max_us[ST_COUNT], stage_n[ST_COUNT];
 static _Thread_local int64_t mark_us;
+/* -R: the session (TLS 1.3 ticket) of this thread's last connection */
+static _Thread_local struct tls_session *saved_session;
+static atomic_long resume_offered;
 
 static int64_t now_us(void)
 {
@@ -132,6 +136,7 @@ static void usage(void)
             "  -r RCPT   recipient\n"
             "  -e NAME   EHLO name (default loadgen.test); -S NAME TLS SNI (default localhost)\n"
             "  -P        pipeline MAIL, RCPT and DATA (RFC 2920)\n"
+            "  -R        resume TLS sessions: offer each thread's last ticket\n"
             "  -i        implicit TLS (RFC 8314) instead of STARTTLS\n"
             "  -I N      idle mode: hold N connections for -t seconds; -T with TLS\n"
             "  -q        print only the RESULT line; -v also the time per stage\n");
@@ -166,7 +171,7 @@ static void parse_args(int argc, char **argv)
     int port = 0;
     const char *addr = "127.0.0.1";
     int ch;
-    while ((ch = getopt(argc, argv, "a:p:c:n:t:k:s:u:w:f:r:e:S:PiI:Tqvh")) != -1) {
+    while ((ch = getopt(argc, argv, "a:p:c:n:t:k:s:u:w:f:r:e:S:PRiI:Tqvh")) != -1) {
         switch (ch) {
         case 'a': addr = optarg; break;
         case 'p': port = (int)number(optarg, 1, 65535, 'p'); break;
@@ -182,6 +187,7 @@ static void parse_args(int argc, char **argv)
         case 'e': opt.helo = text_arg(optarg, 'e'); break;
         case 'S': opt.sni = text_arg(optarg, 'S'); break;
         case 'P': opt.pipelining = true; break;
+        case 'R': opt.resume = true; break;
         case 'i': opt.implicit_tls = true; break;
         case 'I': opt.idle = number(optarg, 1, LOADGEN_MAX_IDLE, 'I'); break;
         case 'T': opt.idle_tls = true; break;
@@ -320,9 +326,34 @@ static bool command(struct conn *c, enum stage stage, const char *a, const char 
     return expect(c, stage, want);
 }
 
+/* resume_handshake — conn_tls_client(), but offering the saved session */
+static enum conn_status resume_handshake(struct conn *c)
+{
+    c->tls = tls_client_new(c->fd, opt.sni, false);
+    if (!c->tls)
+        return CONN_ERROR;
+    if (saved_session && tls_session_set(c->tls, saved_session) == 0)
+        atomic_fetch_add(&resume_offered, 1);
+    for (;;) {
+        int r = tls_handshake(c->tls, c->tls_error, sizeof c->tls_error);
+        if (r == 0)
+            return CONN_OK;
+        if (r == TLS_ERROR)
+            return CONN_ERROR;
+        int64_t left = io_deadline() - util_now_ms();
+        if (left <= 0)
+            return CONN_TIMEOUT;
+        struct pollfd p = {.fd = c->fd, .events = r == TLS_WANT_WRITE ? POLLOUT : POLLIN};
+        if (poll(&p, 1, (int)left) < 0 && errno != EINTR)
+            return CONN_ERROR;
+    }
+}
+
 static bool start_tls(struct conn *c)
 {
-    if (conn_tls_client(c, io_deadline(), opt.sni, false) != CONN_OK) {
+    enum conn_status st = opt.resume ? resume_handshake(c)
+                                     : conn_tls_client(c, io_deadline(), opt.sni, false);
+    if (st != CONN_OK) {
         atomic_fetch_add(&failures[ST_TLS][0], 1);
         if (!opt.quiet)
             fprintf(stderr, "loadgen: TLS handshake: %s\n", c->tls_error);
@@ -432,6 +463,14 @@ static void one_connection(void)
         atomic_fetch_add(&failed, 1);
     else
         (void)command(&c, ST_QUIT, "QUIT\r\n", "", "", 221);
+    if (opt.resume && c.tls) {
+        /* the TLS 1.3 ticket came after the handshake: take it now */
+        struct tls_session *s = tls_session_get(c.tls);
+        if (s) {
+            tls_session_free(saved_session);
+            saved_session = s;
+        }
+    }
     if (c.fd >= 0) {
         if (c.tls)
             tls_close_notify(c.tls);
@@ -445,6 +484,8 @@ static void *worker(void *arg)
     /* every iteration claims a message, so at most opt.messages rounds */
     while (claim())
         one_connection();
+    tls_session_free(saved_session);
+    saved_session = NULL;
     return NULL;
 }
 
@@ -533,8 +574,11 @@ static void report(int64_t elapsed_us)
     double p50 = pct_ms(latency_us, n, 0.50), p90 = pct_ms(latency_us, n, 0.90);
     double p99 = pct_ms(latency_us, n, 0.99), mx = n ? latency_us[n - 1] / 1000.0 : 0;
     if (!opt.quiet) {
-        printf("clients %ld, %ld message(s) of %ld bytes per connection%s\n", opt.clients,
-               opt.per_conn, opt.size, opt.pipelining ? ", pipelined" : "");
+        printf("clients %ld, %ld message(s) of %ld bytes per connection%s%s\n", opt.clients,
+               opt.per_conn, opt.size, opt.pipelining ? ", pipelined" : "",
+               opt.resume ? ", TLS resumption" : "");
+        if (opt.resume)
+            printf("sessions offered for resumption: %ld\n", atomic_load(&resume_offered));
         printf("accepted %ld, failed %ld, connections %ld in %.2f s: %.1f messages/s\n", ok, bad,
                atomic_load(&connections), secs, rate);
         printf("latency ms: p50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n", p50, p90, p99, mx);
@@ -562,8 +606,9 @@ static void report(int64_t elapsed_us)
         }
     }
     printf("RESULT accepted=%ld failed=%ld connections=%ld seconds=%.3f rate=%.2f p50_ms=%.2f "
-           "p90_ms=%.2f p99_ms=%.2f max_ms=%.2f failures=%s\n",
-           ok, bad, atomic_load(&connections), secs, rate, p50, p90, p99, mx, fl ? fails : "none");
+           "p90_ms=%.2f p99_ms=%.2f max_ms=%.2f resume_offered=%ld failures=%s\n",
+           ok, bad, atomic_load(&connections), secs, rate, p50, p90, p99, mx,
+           atomic_load(&resume_offered), fl ? fails : "none");
 }
 
 int main(int argc, char **argv)
