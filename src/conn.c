@@ -323,6 +323,16 @@ enum conn_status conn_tls_client(struct conn *c, int64_t deadline, const char *s
     return handshake(c, deadline);
 }
 
+/* close_keeping_errno — close fd after a failure, keeping the failure's
+ * errno for the caller; returns -1. */
+static int close_keeping_errno(int fd)
+{
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+}
+
 int conn_connect(const struct sockaddr *addr, unsigned addr_len, int64_t deadline)
 {
     int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -355,11 +365,8 @@ int conn_connect(const struct sockaddr *addr, unsigned addr_len, int64_t deadlin
         }
         return fd;
     }
-fail:;
-    int e = errno;
-    close(fd);
-    errno = e;
-    return -1;
+fail:
+    return close_keeping_errno(fd);
 }
 
 /* listen_on — a non-blocking listening socket bound to sa; dual turns
@@ -377,11 +384,8 @@ static int listen_on(const struct sockaddr *sa, socklen_t len, bool dual, int ba
     if (bind(fd, sa, len) < 0 || listen(fd, backlog) < 0)
         goto fail;
     return fd;
-fail:;
-    int e = errno;
-    close(fd);
-    errno = e;
-    return -1;
+fail:
+    return close_keeping_errno(fd);
 }
 
 int conn_listen(const struct config_listen *l, int backlog)
