@@ -344,6 +344,87 @@ fail:;
     return NULL;
 }
 
+/* parse_net — one "ADDR[/PREFIX]" into a (mapped) network. */
+static int parse_net(const char *s, size_t n, struct config_net *out)
+{
+    char text[INET6_ADDRSTRLEN + 8];
+    if (n == 0 || n >= sizeof text)
+        return -1;
+    memcpy(text, s, n);
+    text[n] = '\0';
+    char *slash = strchr(text, '/');
+    int64_t prefix = -1;
+    if (slash) {
+        *slash = '\0';
+        if (config_parse_uint(slash + 1, 0, 128, &prefix) < 0)
+            return -1;
+    }
+    memset(out, 0, sizeof *out);
+    struct in_addr v4;
+    if (inet_pton(AF_INET, text, &v4) == 1) {
+        if (prefix > 32)
+            return -1;
+        out->addr[10] = out->addr[11] = 0xff;
+        memcpy(out->addr + 12, &v4, 4);
+        out->prefix = (unsigned)(prefix < 0 ? 32 : prefix) + 96;
+    } else if (inet_pton(AF_INET6, text, out->addr) == 1) {
+        out->prefix = (unsigned)(prefix < 0 ? 128 : prefix);
+    } else {
+        return -1;
+    }
+    /* the host bits must be zero: 10.0.0.1/8 is most likely a typo */
+    for (unsigned bit = out->prefix; bit < 128; bit++)
+        if (out->addr[bit / 8] & (0x80 >> (bit % 8)))
+            return -1;
+    return 0;
+}
+
+int config_parse_nets(const char *s, struct config_net *out, int max, int *count)
+{
+    *count = 0;
+    if (strcmp(s, "none") == 0)
+        return 0;
+    const char *p = s;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        while (n > 0 && *p == ' ') {
+            p++;
+            n--;
+        }
+        while (n > 0 && p[n - 1] == ' ')
+            n--;
+        if (*count == max || parse_net(p, n, &out[*count]) < 0)
+            return -1;
+        (*count)++;
+        if (!comma)
+            return 0;
+        p = comma + 1;
+    }
+}
+
+bool config_addr_in_nets(const struct sockaddr *sa, const struct config_net *nets, int count)
+{
+    uint8_t a[16] = {0};
+    if (sa->sa_family == AF_INET) {
+        a[10] = a[11] = 0xff;
+        memcpy(a + 12, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        memcpy(a, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+    } else {
+        return false;
+    }
+    for (int i = 0; i < count; i++) {
+        unsigned full = nets[i].prefix / 8, rest = nets[i].prefix % 8;
+        if (memcmp(a, nets[i].addr, full) != 0)
+            continue;
+        if (rest && ((a[full] ^ nets[i].addr[full]) & (uint8_t)(0xff00 >> rest)))
+            continue;
+        return true;
+    }
+    return false;
+}
+
 void config_format_addr(const struct sockaddr *sa, char *buf, size_t len)
 {
     char ip[INET6_ADDRSTRLEN] = "?";
@@ -368,7 +449,7 @@ void config_format_addr(const struct sockaddr *sa, char *buf, size_t len)
 enum kind {
     K_DURATION, K_SIZE, K_UINT, K_BOOL, K_LISTEN, K_PATH, K_DOMAIN, K_PREFIX,
     K_PORT, K_LOGFMT, K_LOGLEVEL, K_TLSMODE, K_DNS, K_SMARTHOST, K_RATE, K_TEXT,
-    K_USERS, K_SECRET, K_HOSTNAME
+    K_USERS, K_SECRET, K_HOSTNAME, K_NETS
 };
 
 struct var {
@@ -410,9 +491,14 @@ static const struct var vars[] = {
     {"MRS_DELIVERY_CONNECT_TIMEOUT", K_DURATION, "30s", F(delivery_connect_timeout_ms), 100, 600000, "a duration from 100ms to 10m"},
     {"MRS_DELIVERY_COMMAND_TIMEOUT", K_DURATION, "5m", F(delivery_command_timeout_ms), 100, 3600000, "a duration from 100ms to 1h"},
     {"MRS_DELIVERY_DATA_TIMEOUT", K_DURATION, "10m", F(delivery_data_timeout_ms), 100, 3600000, "a duration from 100ms to 1h"},
+    {"MRS_DELIVERY_ATTEMPT_TIMEOUT", K_DURATION, "15m", F(delivery_attempt_timeout_ms), 1000, DAY_MS, "a duration from 1s to 1d, e.g. 15m"},
+    {"MRS_DELIVERY_DOMAIN_CONCURRENCY", K_UINT, "4", F(delivery_domain_concurrency), 1, 1024, "a number from 1 to 1024"},
+    {"MRS_DELIVERY_DENY_NETS", K_NETS, "127.0.0.0/8,::1/128,0.0.0.0/8,::/128,169.254.0.0/16,fe80::/10,224.0.0.0/4,ff00::/8",
+     0, 0, 0, "comma-separated CIDR networks (at most 32) or none"},
     {"MRS_MAX_MESSAGE_BYTES", K_SIZE, "26214400", F(max_message_bytes), 1024, 1LL << 31, "a size from 1K to 2G, e.g. 26214400 or 25M"},
     {"MRS_MAX_RECIPIENTS", K_UINT, "100", F(max_recipients), 1, 10000, "a number from 1 to 10000"},
     {"MRS_MAX_CONNECTIONS", K_UINT, "1000", F(max_connections), 1, 1000000, "a number from 1 to 1000000"},
+    {"MRS_MAX_CONNECTIONS_PER_CLIENT", K_UINT, "20", F(max_connections_per_client), 1, 1000000, "a number from 1 to 1000000"},
     {"MRS_QUEUE_LIFETIME", K_DURATION, "5d", F(queue_lifetime_ms), 1000, 365 * DAY_MS, "a duration from 1s to 365d, e.g. 5d or 90m"},
     {"MRS_RETRY_MIN", K_DURATION, "1m", F(retry_min_ms), 100, 30 * DAY_MS, "a duration, e.g. 1m"},
     {"MRS_RETRY_MAX", K_DURATION, "1h", F(retry_max_ms), 100, 30 * DAY_MS, "a duration, e.g. 1h"},
@@ -555,6 +641,8 @@ static int parse_var(const struct var *v, const char *value)
         return 0;
     case K_RATE:
         return config_parse_rate(value, &cfg.rate_limit_count, &cfg.rate_limit_window_ms);
+    case K_NETS:
+        return config_parse_nets(value, cfg.deny_nets, CONFIG_NETS_MAX, &cfg.deny_net_count);
     case K_USERS:
     case K_SECRET:
         if (value[0] == '\0' || !(*(char **)field = strdup(value)))

@@ -21,6 +21,15 @@
 #define CONFIG_PATH_MAX_BYTES 1024
 #define CONFIG_DNS_SERVERS_MAX 8
 #define CONFIG_ERROR_MAX_BYTES 512
+#define CONFIG_NETS_MAX 32
+
+/* One network of MRS_DELIVERY_DENY_NETS: IPv4 networks are kept in their
+ * IPv4-mapped IPv6 form (::ffff:a.b.c.d, prefix + 96), so one comparison
+ * covers native and mapped addresses. */
+struct config_net {
+    uint8_t addr[16];
+    unsigned prefix;                /* 0..128 */
+};
 
 /* A listen address: `off`, `:PORT` (every address, IPv4 and IPv6),
  * `IPv4:PORT`, `[IPv6]:PORT` or `localhost:PORT`. */
@@ -80,10 +89,15 @@ struct config {
     int64_t delivery_connect_timeout_ms;    /* MRS_DELIVERY_CONNECT_TIMEOUT */
     int64_t delivery_command_timeout_ms;    /* MRS_DELIVERY_COMMAND_TIMEOUT */
     int64_t delivery_data_timeout_ms;       /* MRS_DELIVERY_DATA_TIMEOUT */
+    int64_t delivery_attempt_timeout_ms;    /* MRS_DELIVERY_ATTEMPT_TIMEOUT, one attempt */
+    int64_t delivery_domain_concurrency;    /* MRS_DELIVERY_DOMAIN_CONCURRENCY */
+    struct config_net deny_nets[CONFIG_NETS_MAX]; /* MRS_DELIVERY_DENY_NETS */
+    int deny_net_count;
 
     int64_t max_message_bytes;
     int64_t max_recipients;
     int64_t max_connections;
+    int64_t max_connections_per_client;     /* MRS_MAX_CONNECTIONS_PER_CLIENT */
     int64_t queue_lifetime_ms;
     int64_t retry_min_ms;
     int64_t retry_max_ms;
@@ -132,6 +146,12 @@ int config_parse_ip_port(const char *s, uint16_t default_port,
                          struct sockaddr_storage *out, socklen_t *out_len);
 int config_parse_rate(const char *s, int64_t *count, int64_t *window_ms); /* 500/h, 0 */
 bool config_valid_domain(const char *s);
+/* config_parse_nets — comma-separated CIDRs (a bare address is a host
+ * route) or `none`; at most max.  IPv4 networks come out IPv4-mapped. */
+int config_parse_nets(const char *s, struct config_net *out, int max, int *count);
+/* config_addr_in_nets — whether an IPv4 or IPv6 address (IPv4-mapped
+ * included) lies inside one of the networks. */
+bool config_addr_in_nets(const struct sockaddr *sa, const struct config_net *nets, int count);
 
 /* config_read_file — read a whole small file (at most max bytes) into a new
  * NUL-terminated heap string.  Returns NULL with errno set on failure. */

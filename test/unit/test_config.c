@@ -31,6 +31,11 @@ static const struct env_case env_cases[] = {
     {"MRS_MAX_MESSAGE_BYTES", {"26214400", "25M", "512k", "1G"}, {"25X", "-1", "10", "3G"}},
     {"MRS_MAX_RECIPIENTS", {"1", "100"}, {"0", "1e3"}},
     {"MRS_MAX_CONNECTIONS", {"1000", "1"}, {"abc", "0", "-1"}},
+    {"MRS_MAX_CONNECTIONS_PER_CLIENT", {"20", "1"}, {"0", "-3", "x"}},
+    {"MRS_DELIVERY_ATTEMPT_TIMEOUT", {"15m", "30s"}, {"0", "2d", "soon"}},
+    {"MRS_DELIVERY_DOMAIN_CONCURRENCY", {"4", "1"}, {"0", "all"}},
+    {"MRS_DELIVERY_DENY_NETS", {"none", "10.0.0.0/8", "127.0.0.0/8, ::1/128", "fd00::/8,192.0.2.1"},
+     {"", "10.0.0.1/8", "10.0.0.0/33", "::/129", "example.com", "10.0.0.0/8,,"}},
     {"MRS_QUEUE_LIFETIME", {"5d", "90m", "3600"}, {"5 days", "0"}},
     {"MRS_RETRY_MIN", {"1m", "1s"}, {"soon"}},
     {"MRS_RETRY_MAX", {"1h", "2h"}, {"1w"}},
@@ -177,6 +182,47 @@ static void test_listen_and_ports(void)
     CHECK_STR(hp.host, "::1");
 }
 
-UNIT_MAIN("config", UNIT_CASE(test_defaults), UNIT_CASE(test_every_variable_good_and_bad),
+static bool in_nets(const char *ip, const struct config_net *nets, int n)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (config_parse_ip_port(ip, 25, &ss, &len) < 0)
+        return false;
+    return config_addr_in_nets((const struct sockaddr *)&ss, nets, n);
+}
+
+/* MRS_DELIVERY_DENY_NETS: IPv4 networks also match IPv4-mapped IPv6. */
+static void test_deny_nets(void)
+{
+    struct config_net nets[CONFIG_NETS_MAX];
+    int n = 0;
+    CHECK(config_parse_nets("127.0.0.0/8,::1/128,169.254.0.0/16,fe80::/10,224.0.0.0/4", nets,
+                            CONFIG_NETS_MAX, &n) == 0);
+    CHECK(n == 5);
+    CHECK(in_nets("127.0.0.1", nets, n));
+    CHECK(in_nets("127.255.1.2", nets, n));
+    CHECK(in_nets("[::ffff:127.0.0.1]:25", nets, n));
+    CHECK(in_nets("[::1]:25", nets, n));
+    CHECK(in_nets("169.254.169.254", nets, n));
+    CHECK(in_nets("[fe80::1]:25", nets, n));
+    CHECK(in_nets("[febf::1]:25", nets, n));
+    CHECK(!in_nets("[fec0::1]:25", nets, n));
+    CHECK(in_nets("239.1.1.1", nets, n));
+    CHECK(!in_nets("128.0.0.1", nets, n));
+    CHECK(!in_nets("192.0.2.1", nets, n));
+    CHECK(!in_nets("[2001:db8::1]:25", nets, n));
+    CHECK(!in_nets("[::2]:25", nets, n));
+    CHECK(config_parse_nets("none", nets, CONFIG_NETS_MAX, &n) == 0 && n == 0);
+    CHECK(!in_nets("127.0.0.1", nets, n));
+    CHECK(config_parse_nets("0.0.0.0/0", nets, CONFIG_NETS_MAX, &n) == 0 && n == 1);
+    CHECK(in_nets("8.8.8.8", nets, n));
+    CHECK(!in_nets("[2001:db8::1]:25", nets, n));
+    CHECK(config_parse_nets("1.2.3.4", nets, CONFIG_NETS_MAX, &n) == 0 && n == 1);
+    CHECK(in_nets("1.2.3.4", nets, n) && !in_nets("1.2.3.5", nets, n));
+    CHECK(config_parse_nets("10.0.0.0/8,", nets, CONFIG_NETS_MAX, &n) < 0);
+    CHECK(config_parse_nets("1.2.3.4/24", nets, CONFIG_NETS_MAX, &n) < 0);
+}
+
+UNIT_MAIN("config", UNIT_CASE(test_deny_nets), UNIT_CASE(test_defaults), UNIT_CASE(test_every_variable_good_and_bad),
           UNIT_CASE(test_cross_checks), UNIT_CASE(test_secret_file),
           UNIT_CASE(test_durations_and_sizes), UNIT_CASE(test_listen_and_ports))
