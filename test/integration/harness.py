@@ -265,6 +265,10 @@ class Mrs:
             "MRS_HEALTH_LISTEN": f"127.0.0.1:{self.health_port}",
             "MRS_SPOOL_DIR": self.spool,
             "MRS_LOG_LEVEL": "debug",
+            # the tests' MX sinks live on 127.0.0.x, which the default
+            # MRS_DELIVERY_DENY_NETS refuses; test_delivery_deny_nets
+            # checks that default
+            "MRS_DELIVERY_DENY_NETS": "none",
             "MRS_USERS": " ".join(f"{u}:{h.password_hash(p)}" for u, p in self.users.items()),
         })
         if dns is not None:
