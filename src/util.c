@@ -4,10 +4,12 @@
 #include "util.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -104,4 +106,35 @@ void util_rfc5322_date(int64_t unix_s, char *buf, size_t len)
     gmtime_r(&t, &tm);
     snprintf(buf, len, "%s, %02d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday], tm.tm_mday,
              months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+int util_copy(char *dst, size_t dst_size, const char *src, size_t len)
+{
+    if (dst_size == 0)
+        return -1;
+    if (len >= dst_size) {
+        dst[0] = '\0';
+        return -1;
+    }
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+    return 0;
+}
+
+void util_client_key(const struct sockaddr *sa, uint8_t key[UTIL_CLIENT_KEY_BYTES])
+{
+    memset(key, 0, UTIL_CLIENT_KEY_BYTES);
+    if (sa->sa_family == AF_INET) {
+        key[0] = 4;
+        memcpy(key + 1, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
+            key[0] = 4;
+            memcpy(key + 1, &a->s6_addr[12], 4);
+        } else {
+            key[0] = 6;
+            memcpy(key + 1, a->s6_addr, 8); /* one host usually owns a whole /64 */
+        }
+    }
 }
