@@ -15,6 +15,8 @@
 #include "log.h"
 #include "util.h"
 
+#include <limits.h>
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -26,7 +28,8 @@
 
 #define AUTH_CACHE_SLOTS 4096
 #define AUTH_USERS_FILE_MAX_BYTES (16 * 1024 * 1024)
-#define AUTH_THROTTLE_SLOTS 1024
+#define AUTH_THROTTLE_SETS 1024
+#define AUTH_THROTTLE_WAYS 4
 #define AUTH_THROTTLE_WINDOW_MS (15 * 60 * 1000)
 #define AUTH_BLOCK_FAILURES 20
 #define AUTH_DELAY_MAX_MS 5000
@@ -92,13 +95,16 @@ static struct user *users_find(struct users *t, const char *name, size_t len)
 {
     if (!t || t->cap == 0)
         return NULL;
-    for (size_t i = hash_bytes(name, len) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+    /* at most cap probes: even a full table cannot make this loop forever */
+    size_t i = hash_bytes(name, len) & (t->cap - 1);
+    for (size_t probes = 0; probes < t->cap; probes++, i = (i + 1) & (t->cap - 1)) {
         struct user *u = &t->slots[i];
         if (!u->name)
             return NULL;
         if (strlen(u->name) == len && memcmp(u->name, name, len) == 0)
             return u;
     }
+    return NULL;
 }
 
 static const char *errno_text(int e)
@@ -138,6 +144,10 @@ static int add_entry(struct users *t, char *entry, const char *where, char *err,
         snprintf(err, err_len, "%s: user '%s' is listed twice", where, clean);
         return -1;
     }
+    if (2 * (t->count + 1) > t->cap) { /* auth_load sized the table; never fill it */
+        snprintf(err, err_len, "%s: too many entries", where);
+        return -1;
+    }
     size_t i = hash_bytes(entry, nlen) & (t->cap - 1);
     while (t->slots[i].name)
         i = (i + 1) & (t->cap - 1);
@@ -153,12 +163,15 @@ static int add_entry(struct users *t, char *entry, const char *where, char *err,
 
 /* add_text — every entry of a text: lines (file) or space/newline-separated
  * (MRS_USERS); blank lines and # comments skipped. */
+#define AUTH_SEPS_FILE "\n"
+#define AUTH_SEPS_INLINE " \t\r\n"
+
 static int add_text(struct users *t, char *text, const char *var, const char *path, char *err,
                     size_t err_len)
 {
     int line = 0;
     char *save = NULL;
-    const char *seps = path ? "\n" : " \t\r\n";
+    const char *seps = path ? AUTH_SEPS_FILE : AUTH_SEPS_INLINE;
     for (char *tok = strtok_r(text, seps, &save); tok; tok = strtok_r(NULL, seps, &save)) {
         line++;
         while (*tok == ' ' || *tok == '\t')
@@ -179,13 +192,15 @@ static int add_text(struct users *t, char *text, const char *var, const char *pa
     return 0;
 }
 
-static size_t count_entries_upper_bound(const char *a, const char *b)
+/* count_entries_upper_bound — entries of the inline and the file text,
+ * counted with the very separators add_text() splits on. */
+static size_t count_entries_upper_bound(const char *inline_text, const char *file_text)
 {
-    size_t n = 1;
-    for (const char *s = a; s && *s; s++)
-        n += *s == '\n' || *s == ' ';
-    for (const char *s = b; s && *s; s++)
-        n += *s == '\n';
+    size_t n = 2;
+    for (const char *s = inline_text; s && *s; s++)
+        n += strchr(AUTH_SEPS_INLINE, *s) != NULL;
+    for (const char *s = file_text; s && *s; s++)
+        n += strchr(AUTH_SEPS_FILE, *s) != NULL;
     return n;
 }
 
@@ -357,8 +372,10 @@ int auth_decode_plain(const char *b64, size_t len, char *user, size_t *user_len,
         memchr(z2 + 1, 0, plen))
         goto done;
     /* RFC 4616 §2: an authorization identity other than the user is refused */
-    if (azlen != 0 && (azlen != ulen || memcmp(buf, z1 + 1, ulen) != 0))
+    if (azlen != 0 && (azlen != ulen || memcmp(buf, z1 + 1, ulen) != 0)) {
+        rc = AUTH_PLAIN_OTHER_AUTHZID;
         goto done;
+    }
     memcpy(user, z1 + 1, ulen);
     user[ulen] = '\0';
     memcpy(pw, z2 + 1, plen);
@@ -376,40 +393,50 @@ done:
 
 /* ---- throttling per client address ---------------------------------------- */
 
+/* One client's recent failures.  The table is set-associative: a new client
+ * replaces the entry of its set that was quiet longest, so an attacker
+ * cannot reset its own counter by making a colliding address fail once
+ * (and the set index is keyed with a per-process secret, so colliding
+ * addresses cannot be chosen). */
 struct throttle {
-    uint8_t key[17]; /* family byte + IPv4 address or IPv6 /64 prefix */
+    uint8_t key[UTIL_CLIENT_KEY_BYTES];
     uint32_t failures;
     int64_t last_ms;
 };
 
 static pthread_mutex_t throttle_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct throttle throttles[AUTH_THROTTLE_SLOTS];
+static struct throttle throttles[AUTH_THROTTLE_SETS][AUTH_THROTTLE_WAYS];
+static uint64_t throttle_seed;
 
-/* IPv6 clients are counted per /64: one host usually owns a whole /64. */
-static void throttle_key(const struct sockaddr *sa, uint8_t key[17])
+static void throttle_seed_once(void)
 {
-    memset(key, 0, 17);
-    key[0] = (uint8_t)sa->sa_family;
-    if (sa->sa_family == AF_INET)
-        memcpy(key + 1, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
-    else if (sa->sa_family == AF_INET6)
-        memcpy(key + 1, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 8);
+    crypto_random(&throttle_seed, sizeof throttle_seed);
 }
 
-/* throttle_slot — the entry for this address (caller holds throttle_mu),
- * reset when its window passed. */
+/* throttle_slot — the entry for this client (caller holds throttle_mu),
+ * reset when its window passed; NULL when absent and !create. */
 static struct throttle *throttle_slot(const struct sockaddr *sa, bool create)
 {
-    uint8_t key[17];
-    throttle_key(sa, key);
-    struct throttle *t = &throttles[hash_bytes(key, sizeof key) % AUTH_THROTTLE_SLOTS];
+    static pthread_once_t seeded = PTHREAD_ONCE_INIT;
+    pthread_once(&seeded, throttle_seed_once);
+    uint8_t key[UTIL_CLIENT_KEY_BYTES];
+    util_client_key(sa, key);
+    uint64_t h = hash_bytes(key, sizeof key) ^ throttle_seed;
+    struct throttle *set = throttles[hash_bytes(&h, sizeof h) % AUTH_THROTTLE_SETS], *t = NULL;
     int64_t now = util_now_ms();
-    if (memcmp(t->key, key, sizeof key) != 0) {
+    for (int i = 0; i < AUTH_THROTTLE_WAYS && !t; i++)
+        if (set[i].last_ms && memcmp(set[i].key, key, sizeof key) == 0)
+            t = &set[i];
+    if (!t) {
         if (!create)
             return NULL;
-        /* direct-mapped: a colliding address takes the slot over */
+        t = &set[0];
+        for (int i = 1; i < AUTH_THROTTLE_WAYS; i++)
+            if (set[i].last_ms < t->last_ms)
+                t = &set[i];
         memcpy(t->key, key, sizeof key);
         t->failures = 0;
+        t->last_ms = now;
     }
     if (now - t->last_ms > AUTH_THROTTLE_WINDOW_MS)
         t->failures = 0;
@@ -436,15 +463,6 @@ bool auth_blocked(const struct sockaddr *client)
     bool blocked = t && t->failures >= AUTH_BLOCK_FAILURES;
     pthread_mutex_unlock(&throttle_mu);
     return blocked;
-}
-
-void auth_success(const struct sockaddr *client)
-{
-    pthread_mutex_lock(&throttle_mu);
-    struct throttle *t = throttle_slot(client, false);
-    if (t)
-        t->failures = 0;
-    pthread_mutex_unlock(&throttle_mu);
 }
 
 /* ---- per-user sending limit (token bucket) -------------------------------- */

@@ -16,7 +16,7 @@
 #include <sys/socket.h>
 
 #define AUTH_USER_MAX_BYTES 255
-#define AUTH_PASSWORD_MAX_BYTES 1024
+#define AUTH_PASSWORD_MAX_BYTES 4096 /* SPEC §8.1 */
 
 /*
  * auth_load — (re)build the users table from MRS_USERS and MRS_USERS_FILE
@@ -44,22 +44,27 @@ enum auth_result auth_verify(const char *user, size_t user_len, const char *pw, 
 /*
  * SASL decoders (RFC 4616, and the LOGIN mechanism's base64 lines).  Pure.
  * auth_decode_plain: "[authzid] NUL authcid NUL passwd", authzid empty or
- * equal to authcid.  Outputs are NUL-terminated.  0, or -1 when malformed
- * or over the limits.
+ * equal to authcid.  Outputs are NUL-terminated.  0, -1 when malformed or
+ * over the limits, or AUTH_PLAIN_OTHER_AUTHZID for a well-formed response
+ * asking to act as another identity (refused as bad credentials, 535).
  */
+#define AUTH_PLAIN_OTHER_AUTHZID (-2)
 int auth_decode_plain(const char *b64, size_t len, char *user, size_t *user_len, char *pw,
                       size_t *pw_len);
 int auth_decode_line(const char *b64, size_t len, char *out, size_t cap, size_t *out_len);
 
 /*
- * Failure throttling per client address: auth_failure() records a failed
- * attempt and returns how long to wait before answering (growing, at most
- * 5 s); auth_blocked() says whether the address has failed so often lately
- * that AUTH is refused without looking at the password.
+ * Failure throttling per client (an IPv4 address or an IPv6 /64, IPv4-mapped
+ * addresses counted as IPv4: util_client_key): auth_failure() records a
+ * failed attempt and returns how long to wait before answering (growing, at
+ * most 5 s); auth_blocked() says whether the client has failed so often
+ * lately that a password is no longer verified for it.  A block never
+ * refuses credentials already in the verify cache (a customer behind the
+ * same NAT as an attacker keeps working), and a success does not reset the
+ * client's failures (an attacker's own success would reset its count).
  */
 int64_t auth_failure(const struct sockaddr *client);
 bool auth_blocked(const struct sockaddr *client);
-void auth_success(const struct sockaddr *client);
 
 /* Per-user sending limit: auth_rate_allow() says whether one more message
  * fits the MRS_RATE_LIMIT window; auth_rate_count() records one accepted. */

@@ -29,7 +29,7 @@
 #include <termios.h>
 #include <unistd.h>
 
-#define PASSWORD_MAX_BYTES 1024
+#define PASSWORD_MAX_BYTES AUTH_PASSWORD_MAX_BYTES /* what AUTH accepts */
 
 static void usage(FILE *out)
 {
@@ -90,17 +90,24 @@ static int read_password(char *buf, size_t cap, size_t *len)
 
 static int cmd_passwd(void)
 {
-    char pw[PASSWORD_MAX_BYTES + 2];
+    size_t cap = PASSWORD_MAX_BYTES + 2; /* the line, its newline, the NUL */
+    char *pw = malloc(cap);
     char hash[CRYPTO_PWHASH_MAX_BYTES];
     size_t len;
-    if (read_password(pw, sizeof pw, &len) < 0 || len == 0) {
-        crypto_wipe(pw, sizeof pw);
+    if (!pw) {
+        fprintf(stderr, "mrs passwd: out of memory\n");
+        return 1;
+    }
+    if (read_password(pw, cap, &len) < 0 || len == 0) {
+        crypto_wipe(pw, cap);
+        free(pw);
         fprintf(stderr, "mrs passwd: expected one non-empty line of at most %d bytes on stdin\n",
                 PASSWORD_MAX_BYTES);
         return 1;
     }
     int rc = crypto_password_hash(pw, len, hash);
-    crypto_wipe(pw, sizeof pw);
+    crypto_wipe(pw, cap);
+    free(pw);
     if (rc < 0) {
         fprintf(stderr, "mrs passwd: hashing failed (out of memory)\n");
         return 1;
