@@ -3,12 +3,15 @@
  *
  * A line is assembled in a bounded stack buffer by a tiny appender whose
  * overflow is sticky: a line that would not fit is cut and marked with "…"
- * rather than split into two writes.
+ * rather than split into two writes.  A line that lists recipients (the
+ * accepted message's) gets a heap buffer sized for all of them, so every
+ * recipient is named on that one line.
  */
 #include "log.h"
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +25,8 @@ static atomic_int log_min = LOG_INFO;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 struct line {
-    char buf[LOG_LINE_MAX_BYTES];
-    size_t len;
+    char *buf;
+    size_t cap, len;
     int full;
 };
 
@@ -41,7 +44,7 @@ int log_enabled(enum log_level level)
 static void put(struct line *l, const char *s, size_t n)
 {
     /* keep 2 bytes for the newline and NUL */
-    if (l->full || n > sizeof(l->buf) - 2 - l->len) {
+    if (l->full || n > l->cap - 2 - l->len) {
         l->full = 1;
         return;
     }
@@ -111,6 +114,23 @@ static void put_field(struct line *l, const char *key, const char *v, int json)
     put_value(l, v, json);
 }
 
+/* put_list — "key":["a","b"] (JSON) or key=a,b (text). */
+static void put_list(struct line *l, const char *key, const char *const *v, size_t n, int json)
+{
+    if (n == 0)
+        return;
+    put(l, json ? ",\"" : " ", json ? 2 : 1);
+    puts_(l, key);
+    put(l, json ? "\":[" : "=", json ? 3 : 1);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            put(l, ",", 1);
+        put_value(l, v[i] ? v[i] : "", json);
+    }
+    if (json)
+        put(l, "]", 1);
+}
+
 static void put_timestamp(struct line *l)
 {
     struct timespec ts;
@@ -132,9 +152,18 @@ void log_eventv(enum log_level level, const char *event, const struct log_fields
         return;
     int saved_errno = errno;
     int json = atomic_load(&log_json);
-    struct line l;
-    l.len = 0;
-    l.full = 0;
+    char stack_buf[LOG_LINE_MAX_BYTES];
+    struct line l = {.buf = stack_buf, .cap = sizeof stack_buf};
+    char *heap = NULL;
+    if (f && f->rcpt_count) {
+        /* each value: at most 4 bytes per sanitized byte, quotes, comma */
+        size_t per = LOG_VALUE_MAX_BYTES * 4 + 8;
+        if (f->rcpt_count < (SIZE_MAX - LOG_LINE_MAX_BYTES) / per &&
+            (heap = malloc(LOG_LINE_MAX_BYTES + f->rcpt_count * per))) {
+            l.buf = heap;
+            l.cap = LOG_LINE_MAX_BYTES + f->rcpt_count * per;
+        }
+    }
     char msg[LOG_LINE_MAX_BYTES / 2];
     int n = vsnprintf(msg, sizeof msg, fmt, ap);
     if (n < 0)
@@ -161,6 +190,7 @@ void log_eventv(enum log_level level, const char *event, const struct log_fields
         put_field(&l, "client", f->client, json);
         put_field(&l, "from", f->from, json);
         put_field(&l, "rcpt", f->rcpt, json);
+        put_list(&l, "rcpts", f->rcpts, f->rcpt_count, json);
         put_field(&l, "remote", f->remote, json);
         put_field(&l, "result", f->result, json);
         put_field(&l, "reason", f->reason, json);
@@ -185,6 +215,7 @@ void log_eventv(enum log_level level, const char *event, const struct log_fields
     l.buf[l.len++] = '\n';
     ssize_t w = write(STDERR_FILENO, l.buf, l.len);
     (void)w;
+    free(heap);
     errno = saved_errno;
 }
 

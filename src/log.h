@@ -29,6 +29,8 @@ struct log_fields {
     const char *client;
     const char *from;
     const char *rcpt;
+    const char *const *rcpts;   /* a list (the accepted message's recipients) */
+    size_t rcpt_count;
     const char *remote;
     const char *result;
     const char *reason;

@@ -42,6 +42,9 @@
 #define SESSION_WRITE_TIMEOUT_MS 30000
 #define SESSION_TLS_HANDSHAKE_MS 20000
 
+struct session;
+static int64_t command_deadline(const struct session *s);
+
 enum session_state {
     SESSION_STATE_CONNECTED = 0,
     SESSION_STATE_GREETED,
@@ -193,9 +196,13 @@ static bool take_helo(struct session *s, const char *arg, size_t len)
         count_error(s);
         return false;
     }
+    /* the bound sits at the copy: the validator proves syntax, not "fits" */
+    if (util_copy(s->helo, sizeof s->helo, arg, len) < 0) {
+        reply(s, 501, "5.5.4", "EHLO argument too long");
+        count_error(s);
+        return false;
+    }
     reset_transaction(s);
-    memcpy(s->helo, arg, len);
-    s->helo[len] = '\0';
     set_state(s, SESSION_STATE_GREETED);
     return true;
 }
@@ -245,8 +252,8 @@ static void cmd_expn(struct session *s, const char *arg, size_t len)
 
 static void cmd_help(struct session *s, const char *arg, size_t len)
 {
-    reply(s, 214, "2.0.0",
-          "mrs submission relay: EHLO, STARTTLS, AUTH PLAIN|LOGIN, MAIL, RCPT, DATA, RSET, NOOP, QUIT");
+    reply(s, 214, "2.0.0", "mrs submission relay: EHLO, %sMAIL, RCPT, DATA, RSET, NOOP, QUIT",
+          s->tls ? "AUTH PLAIN|LOGIN, " : "STARTTLS, ");
 }
 
 /* ---- STARTTLS ------------------------------------------------------------- */
@@ -298,8 +305,8 @@ static int read_sasl_line(struct session *s, const char *challenge, char **line,
     reply(s, 334, NULL, "%s", challenge);
     if (conn_flush(&s->conn, write_deadline()) != CONN_OK)
         return -1;
-    enum conn_status st = conn_read_line(&s->conn, util_now_ms() + config->preauth_timeout_ms,
-                                         SMTP_AUTH_LINE_MAX_BYTES - 2, line, len);
+    enum conn_status st = conn_read_line(&s->conn, command_deadline(s), SMTP_AUTH_LINE_MAX_BYTES - 2,
+                                         line, len);
     if (st == CONN_TOO_LONG || st == CONN_NUL) {
         reply(s, 500, "5.5.6", "Authentication exchange line is too long or malformed");
         return -2;
@@ -315,8 +322,12 @@ static int read_sasl_line(struct session *s, const char *challenge, char **line,
     return 0;
 }
 
+#define SASL_BAD_CREDENTIALS (-3)
+
 /* sasl_credentials — run PLAIN or LOGIN; 0 with user/pw filled, -1 when a
- * reply was already given or the connection is gone. */
+ * reply was already given or the connection is gone, SASL_BAD_CREDENTIALS
+ * for a well-formed response that can never authenticate (PLAIN with
+ * another authorization identity: RFC 4954 §6 calls that 535). */
 static int sasl_credentials(struct session *s, const char *mech, size_t mlen, const char *ir,
                             size_t irlen, bool has_ir, char *user, size_t *ulen, char *pw,
                             size_t *plen)
@@ -330,8 +341,11 @@ static int sasl_credentials(struct session *s, const char *mech, size_t mlen, co
             ir = line;
             irlen = len;
         }
-        if (auth_decode_plain(ir, irlen, user, ulen, pw, plen) == 0)
+        int rc = auth_decode_plain(ir, irlen, user, ulen, pw, plen);
+        if (rc == 0)
             return 0;
+        if (rc == AUTH_PLAIN_OTHER_AUTHZID)
+            return SASL_BAD_CREDENTIALS;
     } else if (util_ieq(mech, mlen, "LOGIN")) {
         if (!has_ir) {
             if (read_sasl_line(s, "VXNlcm5hbWU6", &line, &len) != 0) /* "Username:" */
@@ -373,21 +387,28 @@ static void auth_failed(struct session *s, const char *user)
     }
 }
 
+/* drop_pipelined_sasl — after an AUTH that was refused before its
+ * exchange ran, whatever the client already sent may be its SASL response
+ * (credentials): it is neither executed as commands nor logged. */
+static void drop_pipelined_sasl(struct session *s)
+{
+    size_t junk = conn_discard_input(&s->conn);
+    if (junk)
+        log_warn("auth", &s->lf, "discarded %zu bytes sent after a refused AUTH", junk);
+}
+
 static void cmd_auth(struct session *s, const char *arg, size_t len)
 {
     if (!s->tls) {
         reply(s, 530, "5.7.0", "Must issue a STARTTLS command first");
+        drop_pipelined_sasl(s);
         count_error(s);
         return;
     }
     if (s->authenticated) {
         reply(s, 503, "5.5.1", "Already authenticated");
+        drop_pipelined_sasl(s);
         count_error(s);
-        return;
-    }
-    if (auth_blocked((const struct sockaddr *)&s->peer)) {
-        reply(s, 454, "4.7.0", "Too many authentication failures from your address; try again later");
-        s->quit = true;
         return;
     }
     const char *sp = memchr(arg, ' ', len);
@@ -402,16 +423,22 @@ static void cmd_auth(struct session *s, const char *arg, size_t len)
         reply(s, 454, "4.7.0", "Temporary authentication failure");
         goto done;
     }
-    if (sasl_credentials(s, arg, mlen, ir, irlen, sp != NULL, user, &ulen, pw, &plen) != 0) {
+    int sasl = sasl_credentials(s, arg, mlen, ir, irlen, sp != NULL, user, &ulen, pw, &plen);
+    if (sasl == SASL_BAD_CREDENTIALS) {
+        auth_failed(s, "(another authorization identity)");
+        goto done;
+    }
+    if (sasl != 0) {
+        drop_pipelined_sasl(s);
         count_error(s);
         goto done;
     }
     enum auth_result r = auth_verify(user, ulen, pw, plen, (const struct sockaddr *)&s->peer);
+    if (r == AUTH_OK && util_copy(s->user, sizeof s->user, user, ulen) < 0)
+        r = AUTH_FAIL; /* cannot happen: the decoders bound ulen; refuse rather than trust */
     if (r == AUTH_OK) {
-        memcpy(s->user, user, ulen + 1);
         s->authenticated = true;
         s->lf.user = s->user;
-        auth_success((const struct sockaddr *)&s->peer);
         STATS_INC(auth_successes_total);
         log_info("auth", &(struct log_fields){.session = s->id, .client = s->client, .user = s->user,
                                               .result = "ok"}, "authenticated");
@@ -420,6 +447,7 @@ static void cmd_auth(struct session *s, const char *arg, size_t len)
         reply(s, 454, "4.7.0", "Temporary authentication failure");
     } else if (r == AUTH_BLOCKED) {
         STATS_INC(auth_failures_total);
+        log_warn("auth", &s->lf, "refused: too many failures from this client lately");
         reply(s, 454, "4.7.0", "Too many authentication failures from your address; try again later");
         s->quit = true;
     } else {
@@ -468,6 +496,9 @@ static void path_error(struct session *s, enum smtp_path_error e, bool mail)
         break;
     case SMTP_PATH_LITERAL:
         reply(s, 550, "5.1.3", "Address literals are not accepted as recipients");
+        break;
+    case SMTP_PATH_TRAILING_DOT:
+        reply(s, 501, "5.1.7", "Sender domain must not end with a dot (RFC 5321 section 4.1.2)");
         break;
     default:
         if (mail)
@@ -718,6 +749,10 @@ static void data_verdict(struct session *s, struct data_rx *d)
         reply(s, 550, "5.6.0", "Message contains bare CR or LF characters; lines must end with CRLF");
         refuse(s, STATS_REFUSED_SMUGGLING);
         log_warn("data", &s->lf, "refused: bare CR or LF in message data");
+    } else if (d->dot.nul) {
+        reply(s, 550, "5.6.0", "Message contains NUL characters, which mail may not carry");
+        refuse(s, STATS_REFUSED_SMUGGLING);
+        log_warn("data", &s->lf, "refused: NUL byte in message data");
     } else if (d->oversize) {
         reply(s, 552, "5.3.4", "Message size exceeds the limit of %lld bytes", (long long)config->max_message_bytes);
         refuse(s, STATS_REFUSED_SIZE);
@@ -748,6 +783,8 @@ static void data_verdict(struct session *s, struct data_rx *d)
         struct log_fields lf = s->lf;
         lf.queue_id = d->qid;
         lf.from = s->from.addr;
+        lf.rcpts = (const char *const *)s->rcpts;
+        lf.rcpt_count = s->rcpt_count;
         lf.result = "queued";
         log_info("accepted", &lf, "%zu recipient(s), %lld bytes", s->rcpt_count, (long long)d->size);
         reply(s, 250, "2.0.0", "Ok: queued as %s", d->qid);
@@ -794,9 +831,14 @@ static void cmd_data(struct session *s, const char *arg, size_t len)
 
 /* ---- the loop --------------------------------------------------------------- */
 
+/* command_deadline — MRS_IDLE_TIMEOUT always applies; before AUTH
+ * MRS_PREAUTH_TIMEOUT may only make it tighter (SPEC §8.1). */
 static int64_t command_deadline(const struct session *s)
 {
-    int64_t d = util_now_ms() + (s->authenticated ? config->idle_timeout_ms : config->preauth_timeout_ms);
+    int64_t idle = config->idle_timeout_ms;
+    if (!s->authenticated && config->preauth_timeout_ms < idle)
+        idle = config->preauth_timeout_ms;
+    int64_t d = util_now_ms() + idle;
     return d < s->deadline ? d : s->deadline;
 }
 
@@ -804,7 +846,11 @@ static void dispatch(struct session *s, char *line, size_t len)
 {
     struct smtp_command c;
     smtp_parse_command(line, len, &c);
-    if (log_enabled(LOG_DEBUG))
+    /* an unrecognized line may be a SASL response (credentials) that a
+     * client pipelined: only its length is logged */
+    if (log_enabled(LOG_DEBUG) && c.verb == SMTP_VERB_UNKNOWN)
+        log_debug("smtp", &s->lf, "< (unrecognized command, %zu bytes)", len);
+    else if (log_enabled(LOG_DEBUG))
         log_debug("smtp", &s->lf, "< %.*s", c.verb == SMTP_VERB_AUTH ? 4 : (int)(len > 200 ? 200 : len), line);
     if (c.verb == SMTP_VERB_HTTP) {
         /* a browser or proxy talking to us: cross-protocol attack, hang up */
@@ -821,11 +867,15 @@ static void dispatch(struct session *s, char *line, size_t len)
     }
     if (len > cmd->max_line) {
         reply(s, 500, "5.5.2", "Command line too long");
+        if (c.verb == SMTP_VERB_AUTH)
+            drop_pipelined_sasl(s);
         count_error(s);
         return;
     }
     if (!(cmd->states & (1u << s->state))) {
         reply(s, 503, "5.5.1", "Bad sequence of commands: %s", cmd->refusal);
+        if (c.verb == SMTP_VERB_AUTH)
+            drop_pipelined_sasl(s);
         count_error(s);
         return;
     }

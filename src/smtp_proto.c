@@ -94,6 +94,8 @@ static bool valid_literal(const char *s, size_t len)
 
 bool smtp_valid_helo(const char *s, size_t len)
 {
+    if (len > SMTP_DOMAIN_MAX_BYTES)
+        return false;
     return smtp_valid_domain(s, len) || valid_literal(s, len);
 }
 
@@ -199,8 +201,8 @@ static enum smtp_path_error parse_path(const char *s, size_t len, struct smtp_pa
     } else if (!smtp_valid_domain(a + at + 1, n - at - 1)) {
         return SMTP_PATH_SYNTAX;
     }
-    memcpy(out->addr, a, n);
-    out->addr[n] = '\0';
+    if (util_copy(out->addr, sizeof out->addr, a, n) < 0)
+        return SMTP_PATH_TOO_LONG;
     out->addr_len = n;
     out->at = at;
     return SMTP_PATH_OK;
@@ -285,7 +287,13 @@ static enum smtp_path_error parse_args(const char *arg, size_t len, const char *
 
 enum smtp_path_error smtp_parse_mail(const char *arg, size_t len, struct smtp_path *out)
 {
-    return parse_args(arg, len, "FROM:", true, out);
+    enum smtp_path_error e = parse_args(arg, len, "FROM:", true, out);
+    /* RFC 5321 §4.1.2: a Domain has no trailing dot.  The sender domain is
+     * what the policy checks and what the From: header is compared with,
+     * so it is refused rather than guessed at. */
+    if (e == SMTP_PATH_OK && out->addr_len > 0 && out->addr[out->addr_len - 1] == '.')
+        return SMTP_PATH_TRAILING_DOT;
+    return e;
 }
 
 enum smtp_path_error smtp_parse_rcpt(const char *arg, size_t len, struct smtp_path *out)
@@ -297,6 +305,9 @@ enum smtp_path_error smtp_parse_rcpt(const char *arg, size_t len, struct smtp_pa
         return SMTP_PATH_NO_DOMAIN;
     if (out->addr[out->at + 1] == '[')
         return SMTP_PATH_LITERAL;
+    /* a recipient domain's trailing dot (tolerated) is not relayed */
+    if (out->addr[out->addr_len - 1] == '.')
+        out->addr[--out->addr_len] = '\0';
     return SMTP_PATH_OK;
 }
 
@@ -338,6 +349,7 @@ void smtp_dot_init(struct smtp_dot *d)
 {
     d->state = DOT_SOL;
     d->bare = false;
+    d->nul = false;
     d->done = false;
 }
 
@@ -346,6 +358,10 @@ size_t smtp_dot_feed(struct smtp_dot *d, const char *in, size_t n, char *out, si
     size_t o = 0, i;
     for (i = 0; i < n && !d->done; i++) {
         char c = in[i];
+        /* a NUL could hide a header from the From check ("From\0:") and
+         * means different things to different parsers downstream */
+        if (c == '\0')
+            d->nul = true;
         switch (d->state) {
         case DOT_SOL:
         case DOT_LINE:

@@ -61,6 +61,7 @@ enum smtp_path_error {
     SMTP_PATH_LITERAL,         /* user@[address literal] */
     SMTP_PATH_PARAM_SYNTAX,    /* a parameter is malformed (bad SIZE value…) */
     SMTP_PATH_PARAM_UNKNOWN,   /* a parameter we did not advertise */
+    SMTP_PATH_TRAILING_DOT,    /* a sender domain ending in a dot */
 };
 
 enum smtp_body { SMTP_BODY_NONE = 0, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME };
@@ -92,7 +93,8 @@ bool smtp_valid_domain(const char *s, size_t len);
  * case-insensitively.  Continuation lines never match. */
 int smtp_header_count(const char *headers, size_t len, const char *name);
 
-/* smtp_valid_helo — an EHLO/HELO argument: a domain or an address literal. */
+/* smtp_valid_helo — an EHLO/HELO argument: a domain or an address literal,
+ * at most SMTP_DOMAIN_MAX_BYTES in all. */
 bool smtp_valid_helo(const char *s, size_t len);
 
 /*
@@ -114,6 +116,7 @@ int smtp_parse_reply_line(const char *line, size_t len, int *code, bool *last,
 struct smtp_dot {
     int state;
     bool bare;   /* a bare CR or LF was seen: refuse with 550 5.6.0 */
+    bool nul;    /* a NUL byte was seen: refused the same way (SPEC §8.1) */
     bool done;   /* the terminating dot line was consumed */
 };
 

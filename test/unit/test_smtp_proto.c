@@ -51,7 +51,9 @@ static void test_paths(void)
     CHECK_STR(p.addr, "\"john doe\"@b.test");
     CHECK(mail("FROM:<\"a>b\"@b.test>", &p) == SMTP_PATH_OK);
     CHECK(mail("FROM:<\"a\\\"b\"@b.test>", &p) == SMTP_PATH_OK);
-    CHECK(mail("FROM:<a@b.test.>", &p) == SMTP_PATH_OK);
+    /* issue 10 item 16: refused, as the same address in From: is */
+    CHECK(mail("FROM:<a@b.test.>", &p) == SMTP_PATH_TRAILING_DOT);
+    CHECK(mail("FROM:<a@EXAMPLE.TEST.> SIZE=10", &p) == SMTP_PATH_TRAILING_DOT);
     CHECK(mail("FROM:<a@[127.0.0.1]>", &p) == SMTP_PATH_OK);
     CHECK(mail("FROM:<a b@c.test>", &p) == SMTP_PATH_SYNTAX);
     CHECK(mail("FROM:<a..b@c.test>", &p) == SMTP_PATH_SYNTAX);
@@ -69,6 +71,9 @@ static void test_paths(void)
     memcpy(big + 330, "@b.test>", 9);
     CHECK(mail(big, &p) != SMTP_PATH_OK);
     CHECK(rcpt("TO:<x@y.test>", &p) == SMTP_PATH_OK);
+    CHECK(rcpt("TO:<x@y.test.>", &p) == SMTP_PATH_OK);
+    CHECK_STR(p.addr, "x@y.test");
+    CHECK(p.addr_len == 8);
     CHECK(rcpt("TO:<postmaster>", &p) == SMTP_PATH_NO_DOMAIN);
     CHECK(rcpt("TO:<>", &p) == SMTP_PATH_NO_DOMAIN);
     CHECK(rcpt("TO:<x@[1.2.3.4]>", &p) == SMTP_PATH_LITERAL);
@@ -148,6 +153,22 @@ static void test_data_decoder(void)
     CHECK(!d.done);
 }
 
+/* issue 10 item 10: a NUL byte marks the message (refused like bare CR/LF)
+ * but never ends the data early */
+static void test_data_decoder_nul(void)
+{
+    char out[256];
+    struct smtp_dot d;
+    static const char msg[] = "From\0: a@b\r\nFrom: c@d\r\n\r\nx\r\n.\r\n";
+    for (size_t step = 1; step < 8; step++) {
+        size_t used = decode(msg, sizeof msg - 1, step, out, &d);
+        CHECK(d.done && d.nul && !d.bare && used == sizeof msg - 1);
+    }
+    static const char clean[] = "a\r\n.\r\n";
+    decode(clean, sizeof clean - 1, 2, out, &d);
+    CHECK(d.done && !d.nul);
+}
+
 static void test_dot_stuffing_round_trip(void)
 {
     static const char msg[] = ".a\r\n..b\r\nc.\r\n.\r\n";
@@ -174,7 +195,7 @@ static void test_sasl_plain(void)
     /* "alice\0alice\0secret": authzid equal to authcid */
     CHECK(auth_decode_plain("YWxpY2UAYWxpY2UAc2VjcmV0", 24, user, &ul, pw, &pl) == 0);
     /* "bob\0alice\0secret": another authorization identity */
-    CHECK(auth_decode_plain("Ym9iAGFsaWNlAHNlY3JldA==", 24, user, &ul, pw, &pl) < 0);
+    CHECK(auth_decode_plain("Ym9iAGFsaWNlAHNlY3JldA==", 24, user, &ul, pw, &pl) == AUTH_PLAIN_OTHER_AUTHZID);
     /* "\0alice" (no password part) */
     CHECK(auth_decode_plain("AGFsaWNl", 8, user, &ul, pw, &pl) < 0);
     CHECK(auth_decode_plain("not base64!", 11, user, &ul, pw, &pl) < 0);
@@ -193,6 +214,21 @@ static void test_helo_and_domains(void)
     CHECK(smtp_valid_helo("[IPv6:2001:db8::1]", 18));
     CHECK(!smtp_valid_helo("bad host", 8));
     CHECK(!smtp_valid_helo("a\rb", 3));
+    /* issue 10 item 1: nothing longer than a domain, literals included */
+    char big[600];
+    memset(big, '1', sizeof big);
+    big[0] = '[';
+    for (size_t n = 250; n < sizeof big; n++) {
+        big[n - 1] = ']';
+        CHECK(smtp_valid_helo(big, n) == (n <= SMTP_DOMAIN_MAX_BYTES));
+        big[n - 1] = '1';
+    }
+    char name[300];
+    for (size_t i = 0; i < sizeof name; i++)
+        name[i] = i % 60 == 59 ? '.' : 'a';
+    CHECK(smtp_valid_helo(name, 255));
+    name[255] = '.';
+    CHECK(!smtp_valid_helo(name, 256));
     CHECK(smtp_valid_domain("a.b.", 4));
     CHECK(!smtp_valid_domain(".", 1));
     CHECK(!smtp_valid_domain("a-.b", 4));
@@ -204,7 +240,7 @@ int main(void)
         return 1;
     static const struct unit_case cases[] = {
         UNIT_CASE(test_command_verbs), UNIT_CASE(test_paths), UNIT_CASE(test_parameters),
-        UNIT_CASE(test_reply_lines), UNIT_CASE(test_data_decoder), UNIT_CASE(test_dot_stuffing_round_trip),
+        UNIT_CASE(test_reply_lines), UNIT_CASE(test_data_decoder), UNIT_CASE(test_data_decoder_nul), UNIT_CASE(test_dot_stuffing_round_trip),
         UNIT_CASE(test_sasl_plain), UNIT_CASE(test_helo_and_domains)};
     return unit_run("smtp_proto", cases, sizeof cases / sizeof cases[0]);
 }
