@@ -396,8 +396,14 @@ static void render_sessions(struct out *o)
 {
     static const struct scalar scalars[] = {
         {"mrs_connections_rejected_total", "counter",
-         "Inbound SMTP connections refused because MRS_MAX_CONNECTIONS were open.",
+         "Inbound SMTP connections refused over MRS_MAX_CONNECTIONS or MRS_MAX_CONNECTIONS_PER_CLIENT.",
          &stats.connections_rejected_total},
+        {"mrs_connections_per_client_rejected_total", "counter",
+         "Inbound SMTP connections refused because their client had MRS_MAX_CONNECTIONS_PER_CLIENT open.",
+         &stats.connections_per_client_rejected_total},
+        {"mrs_accept_errors_total", "counter",
+         "Failed accepts on the SMTP listeners (out of file descriptors or memory).",
+         &stats.accept_errors_total},
         {"mrs_auth_successes_total", "counter", "Successful SMTP AUTH exchanges.",
          &stats.auth_successes_total},
         {"mrs_auth_failures_total", "counter", "Failed SMTP AUTH exchanges.",

@@ -4,10 +4,16 @@
  * `:PORT` binds the IPv6 wildcard with IPV6_V6ONLY off (IPv4 and IPv6 on one
  * socket) and falls back to 0.0.0.0 where the kernel has no IPv6.  The
  * accept thread polls every listening socket plus the drain eventfd.
+ *
+ * Two caps: MRS_MAX_CONNECTIONS sessions in all, and
+ * MRS_MAX_CONNECTIONS_PER_CLIENT per client (util_client_key: an IPv4
+ * address or an IPv6 /64), counted in a small chained hash table under
+ * clients_mu; a session thread leaves it when its session ends.
  */
 #include "listener.h"
 
 #include "conn.h"
+#include "crypto.h"
 #include "log.h"
 #include "session.h"
 #include "util.h"
@@ -25,6 +31,9 @@
 
 #define LISTENER_MAX 4
 #define LISTENER_BACKLOG 1024
+#define LISTENER_CLIENT_BUCKETS 1024
+#define LISTENER_ACCEPT_PAUSE_MS 100      /* after EMFILE and the like */
+#define LISTENER_ACCEPT_LOG_EVERY_MS 10000 /* one warning per 10 s of them */
 
 struct listen_sock {
     int fd;
@@ -39,6 +48,65 @@ static pthread_t accept_thread;
 static bool accept_running;
 static pthread_mutex_t idle_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t idle_cv = PTHREAD_COND_INITIALIZER;
+
+/* Open sessions of one client. */
+struct client {
+    struct client *next;
+    uint8_t key[UTIL_CLIENT_KEY_BYTES];
+    int64_t open;
+};
+
+static pthread_mutex_t clients_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct client *clients[LISTENER_CLIENT_BUCKETS];
+static uint64_t clients_seed;
+
+static struct client **client_bucket(const uint8_t key[UTIL_CLIENT_KEY_BYTES])
+{
+    uint64_t h = clients_seed ^ 1469598103934665603ULL; /* FNV-1a, seeded */
+    for (size_t i = 0; i < UTIL_CLIENT_KEY_BYTES; i++)
+        h = (h ^ key[i]) * 1099511628211ULL;
+    return &clients[h % LISTENER_CLIENT_BUCKETS];
+}
+
+/* client_enter — count one more session for this client; false (nothing
+ * counted) when it already has MRS_MAX_CONNECTIONS_PER_CLIENT open. */
+static bool client_enter(const struct sockaddr *peer)
+{
+    uint8_t key[UTIL_CLIENT_KEY_BYTES];
+    util_client_key(peer, key);
+    bool ok = false;
+    pthread_mutex_lock(&clients_mu);
+    struct client **head = client_bucket(key), *c = *head;
+    while (c && memcmp(c->key, key, sizeof key) != 0)
+        c = c->next;
+    if (!c && (c = calloc(1, sizeof *c))) {
+        memcpy(c->key, key, sizeof key);
+        c->next = *head;
+        *head = c;
+    }
+    if (c && c->open < config->max_connections_per_client) {
+        c->open++;
+        ok = true;
+    }
+    pthread_mutex_unlock(&clients_mu);
+    return ok;
+}
+
+static void client_leave(const struct sockaddr *peer)
+{
+    uint8_t key[UTIL_CLIENT_KEY_BYTES];
+    util_client_key(peer, key);
+    pthread_mutex_lock(&clients_mu);
+    struct client **p = client_bucket(key);
+    while (*p && memcmp((*p)->key, key, sizeof key) != 0)
+        p = &(*p)->next;
+    if (*p && --(*p)->open <= 0) {
+        struct client *gone = *p;
+        *p = gone->next;
+        free(gone);
+    }
+    pthread_mutex_unlock(&clients_mu);
+}
 
 int listener_open(const struct config_listen *l, const char *var, bool implicit_tls,
                   enum stats_listener kind, char *err, size_t err_len)
@@ -76,37 +144,61 @@ static void *session_thread(void *arg)
 {
     struct session_start *st = arg;
     session_run(st);
+    client_leave((const struct sockaddr *)&st->peer);
     free(st);
     session_done();
     return NULL;
 }
 
-/* refuse_busy — over MRS_MAX_CONNECTIONS: a best-effort 421 and close,
+/* refuse_busy — over a connection cap: a best-effort 421 and close,
  * without a thread (on the implicit-TLS port a plaintext reply would be
  * garbage, so it just closes). */
-static void refuse_busy(int fd, bool implicit_tls)
+static void refuse_busy(int fd, bool implicit_tls, const char *what)
 {
     STATS_INC(connections_rejected_total);
     if (!implicit_tls) {
         char line[CONFIG_HOSTNAME_MAX_BYTES + 80];
-        int n = snprintf(line, sizeof line, "421 4.7.0 %s Too many connections; try again later\r\n",
-                         config->hostname);
+        int n = snprintf(line, sizeof line, "421 4.7.0 %s Too many connections%s; try again later\r\n",
+                         config->hostname, what);
         if (n > 0)
             (void)!send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
     }
     close(fd);
 }
 
+/* accept_failed — EMFILE, ENFILE, ENOBUFS, ENOMEM leave the listener
+ * readable, so the next poll returns at once: pause instead of spinning
+ * (sessions that end free descriptors), and warn once per interval with
+ * the number of failures, not once per turn. */
+static void accept_failed(int err)
+{
+    static int64_t last_log_ms, failures; /* the accept thread's alone */
+    if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNABORTED)
+        return;
+    failures++;
+    int64_t now = util_now_ms();
+    if (last_log_ms == 0 || now - last_log_ms >= LISTENER_ACCEPT_LOG_EVERY_MS) {
+        log_warn("accept", NULL, "%s (%lld failed accepts); pausing new connections",
+                 err == EMFILE || err == ENFILE ? "out of file descriptors" : "accept failed",
+                 (long long)failures);
+        last_log_ms = now;
+        failures = 0;
+    }
+    STATS_INC(accept_errors_total);
+    poll(NULL, 0, LISTENER_ACCEPT_PAUSE_MS);
+}
+
 static void accept_one(const struct listen_sock *ls, pthread_attr_t *attr)
 {
     struct session_start *st = calloc(1, sizeof *st);
-    if (!st)
+    if (!st) {
+        accept_failed(ENOMEM);
         return;
+    }
     st->peer_len = sizeof st->peer;
     st->fd = accept4(ls->fd, (struct sockaddr *)&st->peer, &st->peer_len, SOCK_CLOEXEC);
     if (st->fd < 0) {
-        if (errno == EMFILE || errno == ENFILE)
-            log_warn("accept", NULL, "out of file descriptors");
+        accept_failed(errno);
         free(st);
         return;
     }
@@ -114,15 +206,23 @@ static void accept_one(const struct listen_sock *ls, pthread_attr_t *attr)
     st->listener = ls->kind;
     if (atomic_fetch_add(&active, 1) >= config->max_connections) {
         atomic_fetch_sub(&active, 1);
-        refuse_busy(st->fd, ls->implicit_tls);
+        refuse_busy(st->fd, ls->implicit_tls, "");
+        free(st);
+        return;
+    }
+    if (!client_enter((const struct sockaddr *)&st->peer)) {
+        session_done();
+        STATS_INC(connections_per_client_rejected_total);
+        refuse_busy(st->fd, ls->implicit_tls, " from your address");
         free(st);
         return;
     }
     pthread_t t;
     if (pthread_create(&t, attr, session_thread, st) != 0) {
         log_warn("accept", NULL, "cannot start a session thread");
+        client_leave((const struct sockaddr *)&st->peer);
         session_done();
-        refuse_busy(st->fd, ls->implicit_tls);
+        refuse_busy(st->fd, ls->implicit_tls, "");
         free(st);
     }
 }
@@ -151,6 +251,7 @@ static void *accept_loop(void *arg)
 
 int listener_start(char *err, size_t err_len)
 {
+    crypto_random(&clients_seed, sizeof clients_seed);
     if (pthread_create(&accept_thread, NULL, accept_loop, NULL) != 0) {
         snprintf(err, err_len, "cannot start the accept thread");
         return -1;

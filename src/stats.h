@@ -37,7 +37,9 @@ enum stats_delivery { STATS_DELIVERED = 0, STATS_DEFERRED, STATS_BOUNCED, STATS_
 struct stats {
     atomic_int_fast64_t sessions_open[STATS_LISTENERS];
     atomic_int_fast64_t sessions_total[STATS_LISTENERS];
-    atomic_int_fast64_t connections_rejected_total;   /* over MRS_MAX_CONNECTIONS */
+    atomic_int_fast64_t connections_rejected_total;   /* over either connection cap */
+    atomic_int_fast64_t connections_per_client_rejected_total; /* over MRS_MAX_CONNECTIONS_PER_CLIENT */
+    atomic_int_fast64_t accept_errors_total;          /* accept() failed: EMFILE and the like */
     atomic_int_fast64_t tls_handshakes_total[STATS_LISTENERS];
     atomic_int_fast64_t tls_failures_total[STATS_LISTENERS];
     atomic_int_fast64_t auth_successes_total;

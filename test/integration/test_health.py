@@ -29,6 +29,8 @@ REQUIRED = {
     "mrs_sessions_open": ("gauge", "listener", LISTENERS),
     "mrs_sessions_total": ("counter", "listener", LISTENERS),
     "mrs_connections_rejected_total": ("counter", None, None),
+    "mrs_connections_per_client_rejected_total": ("counter", None, None),
+    "mrs_accept_errors_total": ("counter", None, None),
     "mrs_tls_handshakes_total": ("counter", "listener", LISTENERS),
     "mrs_tls_failures_total": ("counter", "listener", LISTENERS),
     "mrs_auth_successes_total": ("counter", None, None),
