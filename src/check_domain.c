@@ -97,7 +97,15 @@ static void report_spf(const char *domain, const struct dns_result *r,
         return;
     }
     const struct dns_txt *t = &r->txt[f->spf_index];
-    printf(BAD_MARK " SPF: the SPF record of %s does not contain include:%s\n", domain, inc);
+    if (f->spf_state == POLICY_SPF_INCLUDE_AFTER_ALL)
+        printf(BAD_MARK " SPF: the SPF record of %s has include:%s after its all term; receivers "
+               "stop at all (RFC 7208 section 5.1), so move it before all\n", domain, inc);
+    else if (f->spf_state == POLICY_SPF_BAD_SEPARATOR)
+        printf(BAD_MARK " SPF: the SPF record of %s holds a tab or control character; terms must be "
+               "separated by spaces only (RFC 7208 section 4.6.1), so receivers cannot parse it\n",
+               domain);
+    else
+        printf(BAD_MARK " SPF: the SPF record of %s does not contain include:%s\n", domain, inc);
     if (policy_spf_fixed(t->data, t->len, inc, fixed, sizeof fixed) == 0)
         printf("    Change the TXT record\n      %s\n    to\n      %s\n", t->data, fixed);
     else

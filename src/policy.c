@@ -101,20 +101,34 @@ bool policy_is_spf(const char *txt, size_t len)
     return len >= v && strncasecmp(txt, SPF_VERSION, v) == 0 && (len == v || txt[v] == ' ');
 }
 
-/* next_term — the next whitespace-separated term of txt from *pos. */
-static bool next_term(const char *txt, size_t len, size_t *pos, size_t *start, size_t *n)
+/* next_term — the next term of txt from *pos: separated by spaces only, as
+ * receivers read it (RFC 7208 §4.6.1), or, with loose, by tabs too (to
+ * rebuild a record for a suggestion). */
+static bool next_term_sep(const char *txt, size_t len, size_t *pos, size_t *start, size_t *n, bool loose)
 {
     size_t p = *pos;
-    while (p < len && is_space(txt[p]))
+    while (p < len && (txt[p] == ' ' || (loose && txt[p] == '\t')))
         p++;
     if (p >= len)
         return false;
     *start = p;
-    while (p < len && !is_space(txt[p]))
+    while (p < len && txt[p] != ' ' && !(loose && txt[p] == '\t'))
         p++;
     *n = p - *start;
     *pos = p;
     return true;
+}
+
+static bool next_term(const char *txt, size_t len, size_t *pos, size_t *start, size_t *n)
+{
+    return next_term_sep(txt, len, pos, start, n, false);
+}
+
+/* is_all — the "all" mechanism with any qualifier. */
+static bool is_all(const char *t, size_t n)
+{
+    size_t o = n > 0 && strchr("+-~?", t[0]) ? 1 : 0;
+    return n - o == 3 && strncasecmp(t + o, "all", 3) == 0;
 }
 
 /* include_qualifier — when the term is include:<domain> (any qualifier),
@@ -138,14 +152,25 @@ static char include_qualifier(const char *term, size_t n, const char *domain)
     return n == d && strncasecmp(term, domain, d) == 0 ? q : '\0';
 }
 
-bool policy_spf_has_include(const char *spf, size_t len, const char *domain)
+enum policy_spf_include policy_spf_include_state(const char *spf, size_t len, const char *domain)
 {
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)spf[i] < 0x20 || spf[i] == 0x7f)
+            return POLICY_SPF_BAD_SEPARATOR; /* a tab: the record does not parse */
     size_t pos = 0, start, n;
+    bool after_all = false;
     while (next_term(spf, len, &pos, &start, &n)) {
         if (include_qualifier(spf + start, n, domain) == '+')
-            return true;
+            return after_all ? POLICY_SPF_INCLUDE_AFTER_ALL : POLICY_SPF_INCLUDE_OK;
+        /* RFC 7208 §5.1: mechanisms after "all" are never evaluated */
+        after_all |= is_all(spf + start, n);
     }
-    return false;
+    return POLICY_SPF_INCLUDE_MISSING;
+}
+
+bool policy_spf_has_include(const char *spf, size_t len, const char *domain)
+{
+    return policy_spf_include_state(spf, len, domain) == POLICY_SPF_INCLUDE_OK;
 }
 
 static int hex_value(char c)
@@ -216,60 +241,67 @@ void policy_examine(const char *user, const char *const *txt, const size_t *txt_
             out->other_tokens++;
         }
     }
-    out->spf_include = out->spf_count == 1 &&
-                       policy_spf_has_include(txt[out->spf_index], txt_len[out->spf_index],
-                                              policy_spf_include());
+    out->spf_state = out->spf_count == 1
+                         ? policy_spf_include_state(txt[out->spf_index], txt_len[out->spf_index],
+                                                    policy_spf_include())
+                         : POLICY_SPF_INCLUDE_MISSING;
+    out->spf_include = out->spf_state == POLICY_SPF_INCLUDE_OK;
 }
 
-/* printable — whether the record can be quoted in a reply as it is. */
+/* printable — whether the record can be quoted in a reply (tabs become
+ * spaces in the suggestion). */
 static bool printable(const char *s, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
-        if (s[i] < 0x20 || s[i] > 0x7e || s[i] == '"' || s[i] == '\\')
+        if ((s[i] < 0x20 && s[i] != '\t') || s[i] > 0x7e || s[i] == '"' || s[i] == '\\')
             return false;
     }
     return true;
 }
 
-/* insert_point — where include:<domain> goes: before the first "all"
- * mechanism or "redirect=" modifier, else at the end.  *replace is set
- * when an existing include:<domain> only needs its qualifier dropped. */
-static size_t insert_point(const char *spf, size_t len, const char *domain, bool *replace)
+/* append — one term (and a space before it) into out; false when full. */
+static bool append(char *out, size_t out_len, size_t *used, const char *t, size_t n)
 {
-    size_t pos = 0, start, n;
-    *replace = false;
-    while (next_term(spf, len, &pos, &start, &n)) {
-        const char *t = spf + start;
-        char q = include_qualifier(t, n, domain);
-        if (q != '\0' && q != '+') {
-            *replace = true;
-            return start;
-        }
-        size_t o = t[0] != '\0' && strchr("+-~?", t[0]) ? 1 : 0;
-        if ((n - o == 3 && strncasecmp(t + o, "all", 3) == 0) ||
-            (n >= 9 && strncasecmp(t, "redirect=", 9) == 0))
-            return start;
-    }
-    return len;
+    size_t sep = *used ? 1 : 0;
+    if (n + sep >= out_len - *used)
+        return false;
+    if (sep)
+        out[(*used)++] = ' ';
+    memcpy(out + *used, t, n);
+    *used += n;
+    out[*used] = '\0';
+    return true;
 }
 
 int policy_spf_fixed(const char *spf, size_t len, const char *domain, char *out, size_t out_len)
 {
-    bool replace;
-    if (!printable(spf, len))
+    if (!printable(spf, len) || out_len == 0)
         return -1;
-    while (len > 0 && spf[len - 1] == ' ')
-        len--;
-    size_t at = insert_point(spf, len, domain, &replace);
-    int n;
-    if (replace) /* "-include:x" → "include:x" */
-        n = snprintf(out, out_len, "%.*s%.*s", (int)at, spf, (int)(len - at - 1), spf + at + 1);
-    else if (at == len)
-        n = snprintf(out, out_len, "%.*s include:%s", (int)len, spf, domain);
-    else
-        n = snprintf(out, out_len, "%.*sinclude:%s %.*s", (int)at, spf, domain, (int)(len - at),
-                     spf + at);
-    return n < 0 || (size_t)n >= out_len ? -1 : 0;
+    /* every term kept in order, single spaces, any include:<domain> (with
+     * whatever qualifier, wherever it stood) dropped, and include:<domain>
+     * placed before the first "all" or "redirect=" (else at the end) */
+    char inc[POLICY_DOMAIN_MAX_BYTES + 16];
+    int il = snprintf(inc, sizeof inc, "include:%s", domain);
+    if (il < 0 || (size_t)il >= sizeof inc)
+        return -1;
+    size_t pos = 0, start, n, used = 0;
+    bool placed = false;
+    out[0] = '\0';
+    while (next_term_sep(spf, len, &pos, &start, &n, true)) {
+        const char *t = spf + start;
+        if (include_qualifier(t, n, domain) != '\0')
+            continue;
+        if (!placed && (is_all(t, n) || (n >= 9 && strncasecmp(t, "redirect=", 9) == 0))) {
+            if (!append(out, out_len, &used, inc, (size_t)il))
+                return -1;
+            placed = true;
+        }
+        if (!append(out, out_len, &used, t, n))
+            return -1;
+    }
+    if (!placed && !append(out, out_len, &used, inc, (size_t)il))
+        return -1;
+    return 0;
 }
 
 /* ---- verdicts -------------------------------------------------------------- */
@@ -295,7 +327,15 @@ static void spf_advice(struct text *t, const char *const *txt, const size_t *txt
     char fixed[POLICY_TEXT_MAX_BYTES];
     if (f->spf_count == 0) {
         text_add(t, "; publish TXT \"v=spf1 include:%s -all\"", inc);
-    } else if (policy_spf_fixed(txt[f->spf_index], txt_len[f->spf_index], inc, fixed,
+        return;
+    }
+    if (f->spf_state == POLICY_SPF_INCLUDE_AFTER_ALL)
+        text_add(t, "; include:%s stands after the all term, where receivers never evaluate it: "
+                    "move it before all", inc);
+    else if (f->spf_state == POLICY_SPF_BAD_SEPARATOR)
+        text_add(t, "; the record holds a tab or control character: SPF terms are separated by "
+                    "spaces only (RFC 7208 section 4.6.1)");
+    if (policy_spf_fixed(txt[f->spf_index], txt_len[f->spf_index], inc, fixed,
                                 sizeof fixed) == 0 &&
                text_add(t, "; change it to \"%s\"", fixed)) {
         return;
@@ -320,7 +360,8 @@ void policy_evaluate(const char *user, const char *domain, const char *const *tx
         text_add(&t, "; merge them into one containing include:%s", inc);
     } else if (!f.spf_include) {
         verdict_init(v, POLICY_FAIL, "spf", &t);
-        text_add(&t, "%s has no SPF record containing include:%s", domain, inc);
+        text_add(&t, "%s has no SPF record containing include:%s%s", domain, inc,
+                 f.spf_state == POLICY_SPF_INCLUDE_MISSING ? "" : " that receivers evaluate");
         spf_advice(&t, txt, txt_len, &f);
     } else if (!f.token) {
         verdict_init(v, POLICY_FAIL, "token", &t);

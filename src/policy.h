@@ -81,11 +81,20 @@ void policy_check_header_from(const char *user, const char *headers, size_t len,
 
 /* ---- the parts of the decision (pure; used by check-domain and tests) ---- */
 
+/* How the include term stands in one SPF record, as receivers read it. */
+enum policy_spf_include {
+    POLICY_SPF_INCLUDE_OK = 0,        /* include:<domain> or +include:<domain>, evaluated */
+    POLICY_SPF_INCLUDE_MISSING,       /* not there (or with a -, ~, ? qualifier) */
+    POLICY_SPF_INCLUDE_AFTER_ALL,     /* there, after "all": never evaluated (RFC 7208 §5.1) */
+    POLICY_SPF_BAD_SEPARATOR,         /* a tab or control byte: the record does not parse */
+};
+
 /* What a domain's TXT records hold, for one user (policy_examine). */
 struct policy_findings {
     size_t spf_count;      /* TXT records that are SPF records */
     size_t spf_index;      /* the first of them (when spf_count > 0) */
-    bool spf_include;      /* spf_count == 1 and it holds the include term */
+    enum policy_spf_include spf_state; /* of that record; MISSING unless spf_count == 1 */
+    bool spf_include;      /* spf_state == POLICY_SPF_INCLUDE_OK */
     bool token;            /* a token record for this user is published */
     size_t token_index;    /* which (when token) */
     size_t other_tokens;   /* <prefix>=… records that are not this user's */
@@ -95,10 +104,13 @@ struct policy_findings {
  * followed by a space or the end (RFC 7208 §4.5). */
 bool policy_is_spf(const char *txt, size_t len);
 
-/* policy_spf_has_include — whether the SPF record holds the term
+/* policy_spf_include_state — whether the SPF record holds the term
  * include:<domain> or +include:<domain> (domain case-insensitive, trailing
- * dot allowed).  Other qualifiers, look-alike domains and redirect= do not
- * count; includes are not followed. */
+ * dot allowed) where receivers evaluate it: terms are separated by spaces
+ * only, and nothing after an "all" term counts.  Other qualifiers,
+ * look-alike domains and redirect= do not count; includes are not
+ * followed.  policy_spf_has_include: the state is POLICY_SPF_INCLUDE_OK. */
+enum policy_spf_include policy_spf_include_state(const char *spf, size_t len, const char *domain);
 bool policy_spf_has_include(const char *spf, size_t len, const char *domain);
 
 /* policy_is_token_for — whether a TXT text (spaces around it ignored) is
@@ -112,11 +124,12 @@ void policy_examine(const char *user, const char *const *txt, const size_t *txt_
                     size_t txt_count, struct policy_findings *out);
 
 /*
- * policy_spf_fixed — the SPF record `spf` changed to authorize <domain>: an
- * include:<domain> term inserted before the first "all" mechanism or
- * "redirect=" modifier (else appended), or a -, ~ or ? qualifier on an
- * existing include:<domain> replaced.  0, or -1 when it does not fit out or
- * the record holds bytes that cannot be shown as they are.
+ * policy_spf_fixed — the SPF record `spf` changed to authorize <domain>:
+ * its terms in order, separated by single spaces (tabs replaced), any
+ * existing include:<domain> (whatever its qualifier or place) removed, and
+ * include:<domain> put before the first "all" mechanism or "redirect="
+ * modifier (else appended).  0, or -1 when it does not fit out or the
+ * record holds bytes that cannot be shown as they are.
  */
 int policy_spf_fixed(const char *spf, size_t len, const char *domain, char *out, size_t out_len);
 

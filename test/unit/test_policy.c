@@ -53,7 +53,14 @@ static void test_include_term(void)
     CHECK(HAS("v=spf1 include:elastx.email -all"));
     CHECK(HAS("v=spf1 +include:elastx.email -all"));
     CHECK(HAS("v=spf1 include:ELASTX.Email. ~all"));
-    CHECK(HAS("v=spf1 mx\tinclude:elastx.email"));
+    /* issue 10 item 13: as receivers read it */
+    CHECK(!HAS("v=spf1 mx\tinclude:elastx.email"));
+    CHECK(!HAS("v=spf1 -all include:elastx.email"));
+    CHECK(!HAS("v=spf1 mx ~all include:elastx.email"));
+    CHECK(HAS("v=spf1 include:elastx.email -all include:other.example"));
+    CHECK(policy_spf_include_state("v=spf1 -all include:elastx.email", 32, d) == POLICY_SPF_INCLUDE_AFTER_ALL);
+    CHECK(policy_spf_include_state("v=spf1 a\tinclude:elastx.email", 30, d) == POLICY_SPF_BAD_SEPARATOR);
+    CHECK(policy_spf_include_state("v=spf1 a", 8, d) == POLICY_SPF_INCLUDE_MISSING);
     CHECK(HAS("v=spf1   a  include:elastx.email  "));
     CHECK(!HAS("v=spf1 include:elastx.email.evil.example -all"));
     CHECK(!HAS("v=spf1 include:xelastx.email -all"));
@@ -176,6 +183,8 @@ static void test_texts_fit_for_long_names(void)
     CHECK(v.status == POLICY_FAIL && text_clean(&v));
     CHECK(strstr(v.text, "has no SPF record containing include:elastx.email") != NULL);
     evaluate(dom, &v, "v=spf1 \r\n -all", NULL); /* control bytes: never quoted */
+    CHECK(text_clean(&v) && strstr(v.text, "separated by spaces only") != NULL);
+    evaluate("x.example", &v, "v=spf1 \r\n -all", NULL);
     CHECK(text_clean(&v) && strstr(v.text, "add include:elastx.email to it") != NULL);
     evaluate(dom, &v, SPF_OK, NULL);
     CHECK(text_clean(&v) && strstr(v.text, TOKEN) != NULL);
@@ -195,6 +204,9 @@ static void test_spf_fix_suggestion(void)
     CHECK_STR(FIX("v=spf1 include:elastx.email.evil.example -all"),
               "v=spf1 include:elastx.email.evil.example include:elastx.email -all");
     CHECK_STR(FIX("v=spf1 all"), "v=spf1 include:elastx.email all");
+    CHECK_STR(FIX("v=spf1 -all include:elastx.email"), "v=spf1 include:elastx.email -all");
+    CHECK_STR(FIX("v=spf1 mx\tinclude:elastx.email -all"), "v=spf1 mx include:elastx.email -all");
+    CHECK_STR(FIX("v=spf1  a   -all"), "v=spf1 a include:elastx.email -all");
     CHECK(policy_spf_fixed("v=spf1 \"x\" -all", 15, d, out, sizeof out) == -1);
     CHECK(policy_spf_fixed("v=spf1 mx -all", 14, d, out, 20) == -1);
 #undef FIX
