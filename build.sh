@@ -189,9 +189,39 @@ valgrind_build() {
     make -s -j"$JOBS" BUILD="$OUT/valgrind" CC=cc DEPS="$DEPS/host" "$OUT/valgrind/mrs.debug"
 }
 
+# need_cap PACKAGE PROBE... — a test needs what PROBE checks (a module,
+# a protocol, a tool's feature), not just a package name: install PACKAGE
+# when PROBE fails, then insist.  (swaks installs without Net::SSLeay,
+# which is only a Recommends, and then cannot do --tls.)
+need_cap() {
+    local pkg=$1; shift
+    "$@" >/dev/null 2>&1 && return 0
+    need_pkgs "$pkg"
+    "$@" >/dev/null 2>&1 ||
+        die "the tests need '$*' to work; it still fails with $pkg installed"
+}
+
+fuzzer_probe() {
+    local d; d=$(mktemp -d)
+    printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }\n' > "$d/p.c"
+    clang -fsanitize=fuzzer,address,undefined -o "$d/p" "$d/p.c"; local rc=$?
+    rm -rf "$d"; return $rc
+}
+
 test_pkgs() {
     need_pkgs dnsmasq-base unbound python3 swaks curl openssl procps iproute2 python3-aiosmtpd python3-yaml \
-        clang libclang-rt-14-dev valgrind
+        clang libclang-rt-14-dev valgrind libnet-ssleay-perl util-linux
+    need_cap unbound sh -c 'command -v unbound-checkconf && unbound -V'
+    need_cap dnsmasq-base dnsmasq --version
+    need_cap python3-aiosmtpd /usr/bin/python3 -c 'import aiosmtpd.controller'
+    need_cap python3-yaml /usr/bin/python3 -c 'import yaml'
+    need_cap libnet-ssleay-perl perl -MNet::SSLeay -e 'Net::SSLeay::library_init()'
+    need_cap swaks sh -c 'swaks --support 2>&1 | grep -q "^=== TLS supported"'
+    need_cap curl sh -c 'curl --version | grep -qw smtps'
+    need_cap openssl openssl s_client -help
+    need_cap util-linux prlimit --version
+    need_cap valgrind valgrind --version
+    need_cap libclang-rt-14-dev fuzzer_probe
 }
 
 run_tests() {
