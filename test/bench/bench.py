@@ -332,6 +332,8 @@ class Mrs(Server):
             "MRS_TLS_CERT": cert, "MRS_TLS_KEY": key,
             "MRS_SMARTHOST": f"127.0.0.1:{sink.port}", "MRS_SMARTHOST_TLS": "none",
             "MRS_MAX_CONNECTIONS": "20000",
+            # every load-generator thread is on 127.0.0.1: one client
+            "MRS_MAX_CONNECTIONS_PER_CLIENT": "20000",
         })
         env.update(extra_env or {})
         t0 = time.monotonic()

@@ -287,7 +287,7 @@ def test_32_concurrent_sessions_share_one_query(h):
     user, pw = "alice@customer.test", "alice-secret"
     fake = FakeDns(h, txt={"burst.test": ["v=spf1 include:elastx.email -all", token_for(user)]},
                    delay=0.3)
-    m = h.mrs(env={"MRS_DNS_SERVERS": fake.server})
+    m = h.mrs(env={"MRS_DNS_SERVERS": fake.server, "MRS_MAX_CONNECTIONS_PER_CLIENT": "64"})
     clients = [m.smtps(login=(user, pw)) for _ in range(32)]
     queries0 = metric(m, "mrs_dns_queries_total")
     barrier = threading.Barrier(len(clients))

@@ -22,7 +22,7 @@ def setup(h):
     # a closed smarthost and a long back-off: accepted messages stay queued
     env = {"MRS_SMARTHOST": f"127.0.0.1:{free_port()}", "MRS_SMARTHOST_TLS": "none",
            "MRS_RETRY_MIN": "1h", "MRS_RETRY_MAX": "2h", "MRS_LOG_LEVEL": "info",
-           "MRS_MAX_CONNECTIONS": "500"}
+           "MRS_MAX_CONNECTIONS": "500", "MRS_MAX_CONNECTIONS_PER_CLIENT": "500"}
     return {"h": h, "mrs": h.mrs(dns=dns, env=env, users={USER: PW})}
 
 
