@@ -511,6 +511,7 @@ static const struct var vars[] = {
     {"MRS_SESSION_TIMEOUT", K_DURATION, "30m", F(session_timeout_ms), 1000, DAY_MS, "a duration from 1s to 1d, e.g. 30m"},
     {"MRS_DATA_MIN_RATE", K_SIZE, "1024", F(data_min_rate), 0, 1LL << 30, "bytes per second, e.g. 1024 or 1K (0 = no minimum)"},
     {"MRS_AUTH_MAX_FAILURES", K_UINT, "3", F(auth_max_failures), 1, 100, "a number from 1 to 100"},
+    {"MRS_RELOAD_INTERVAL", K_DURATION, "10s", F(reload_interval_ms), 0, DAY_MS, "a duration up to 1d, e.g. 10s (0 = reload only on SIGHUP)"},
     {"MRS_AUTH_CONCURRENCY", K_UINT, "2", F(auth_concurrency), 1, 64, "a number from 1 to 64"},
 };
 

@@ -115,6 +115,7 @@ struct config {
     int64_t data_min_rate;                  /* MRS_DATA_MIN_RATE, bytes/s */
     int64_t auth_max_failures;              /* MRS_AUTH_MAX_FAILURES per session */
     int64_t auth_concurrency;               /* MRS_AUTH_CONCURRENCY, Argon2id at once */
+    int64_t reload_interval_ms;             /* MRS_RELOAD_INTERVAL: 0 = only on SIGHUP */
 };
 
 /* The configuration in force; valid after config_load() returned 0. */

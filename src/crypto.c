@@ -26,6 +26,29 @@ void crypto_sha256(const void *data, size_t len, uint8_t out[CRYPTO_SHA256_BYTES
     crypto_hash_sha256(out, data, len);
 }
 
+_Static_assert(sizeof(crypto_hash_sha256_state) <= sizeof(struct crypto_sha256_state),
+               "crypto_sha256_state too small for libsodium's state");
+
+static crypto_hash_sha256_state *sha_state(struct crypto_sha256_state *s)
+{
+    return (crypto_hash_sha256_state *)(void *)s->opaque;
+}
+
+void crypto_sha256_begin(struct crypto_sha256_state *s)
+{
+    crypto_hash_sha256_init(sha_state(s));
+}
+
+void crypto_sha256_add(struct crypto_sha256_state *s, const void *data, size_t len)
+{
+    crypto_hash_sha256_update(sha_state(s), data, len);
+}
+
+void crypto_sha256_end(struct crypto_sha256_state *s, uint8_t out[CRYPTO_SHA256_BYTES])
+{
+    crypto_hash_sha256_final(sha_state(s), out);
+}
+
 void crypto_sha256_hex(const void *data, size_t len, char out[CRYPTO_SHA256_HEX_BYTES])
 {
     uint8_t h[CRYPTO_SHA256_BYTES];

@@ -27,6 +27,14 @@ void crypto_random(void *buf, size_t n);
 uint32_t crypto_random_uniform(uint32_t upper);
 
 void crypto_sha256(const void *data, size_t len, uint8_t out[CRYPTO_SHA256_BYTES]);
+
+/* Incremental SHA-256: begin, add any number of pieces, end. */
+struct crypto_sha256_state {
+    _Alignas(16) uint8_t opaque[128]; /* libsodium's crypto_hash_sha256_state fits (checked in crypto.c) */
+};
+void crypto_sha256_begin(struct crypto_sha256_state *s);
+void crypto_sha256_add(struct crypto_sha256_state *s, const void *data, size_t len);
+void crypto_sha256_end(struct crypto_sha256_state *s, uint8_t out[CRYPTO_SHA256_BYTES]);
 /* crypto_sha256_hex — lowercase hex of SHA-256(data), NUL-terminated. */
 void crypto_sha256_hex(const void *data, size_t len, char out[CRYPTO_SHA256_HEX_BYTES]);
 

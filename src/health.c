@@ -472,6 +472,21 @@ static void render_dns(struct out *o)
     render_scalars(o, scalars, sizeof scalars / sizeof scalars[0]);
 }
 
+static void render_config(struct out *o)
+{
+    family(o, "mrs_config_reloads_total", "counter",
+           "Reloads of the TLS certificate/key and the users (SIGHUP or a change on disk), by outcome.");
+    for (int w = 0; w < STATS_RELOAD_COUNT; w++)
+        for (int r = 0; r < STATS_RELOAD_RESULTS; r++)
+            out_printf(o, "mrs_config_reloads_total{what=\"%s\",result=\"%s\"} %lld\n",
+                       stats_reload_name((enum stats_reload)w), r == STATS_RELOAD_OK ? "ok" : "error",
+                       LOAD(stats.config_reloads_total[w][r]));
+    family(o, "mrs_tls_certificate_expiry_timestamp_seconds", "gauge",
+           "Unix time at which the served TLS certificate expires (notAfter).");
+    out_printf(o, "mrs_tls_certificate_expiry_timestamp_seconds %lld\n",
+               LOAD(stats.tls_certificate_expiry_s));
+}
+
 /* render_metrics — Prometheus text format 0.0.4; returns 200, or 500 when
  * it did not fit HEALTH_METRICS_MAX_BYTES (a bug: the output is small). */
 static int render_metrics(struct out *o)
@@ -481,6 +496,7 @@ static int render_metrics(struct out *o)
     render_messages(o);
     render_queue(o);
     render_dns(o);
+    render_config(o);
     return o->full ? 500 : 200;
 }
 

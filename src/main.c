@@ -15,6 +15,7 @@
 #include "log.h"
 #include "policy.h"
 #include "queue.h"
+#include "reload.h"
 #include "spool.h"
 #include "stats.h"
 #include "tls.h"
@@ -136,24 +137,6 @@ static void start_fail(int code, const char *err)
     exit(code);
 }
 
-/* reload — SIGHUP: users and TLS certificate; a bad new file is refused and
- * the old one stays in force. */
-static void reload(void)
-{
-    char err[CONFIG_ERROR_MAX_BYTES];
-    bool malformed;
-    if (auth_load(err, sizeof err, &malformed) < 0)
-        log_error("reload", NULL, "users not reloaded, the old table stays: %s", err);
-    else
-        log_info("reload", NULL, "users reloaded: %zu", auth_user_count());
-    if (config->tls_cert[0]) {
-        if (tls_server_load(config->tls_cert, config->tls_key, config->hostname, err, sizeof err) < 0)
-            log_error("reload", NULL, "certificate not reloaded, the old one stays: %s", err);
-        else
-            log_info("reload", NULL, "certificate reloaded from %s", config->tls_cert);
-    }
-}
-
 /* drain — SIGTERM/SIGINT: stop accepting, turn /readyz 503, let sessions
  * finish within MRS_SHUTDOWN_GRACE (idle ones get 421 4.3.2 at once). */
 static int drain(int sig)
@@ -173,6 +156,33 @@ static int drain(int sig)
     health_stop();
     log_info("shutdown", NULL, "stopped");
     return 0;
+}
+
+/* signal_loop — the main thread's job once serving: signals, and every
+ * MRS_RELOAD_INTERVAL a look at the certificate and users files. */
+static int signal_loop(const sigset_t *sigs)
+{
+    int64_t interval = config->reload_interval_ms;
+    int64_t next = util_now_ms() + interval;
+    for (;;) {
+        int64_t left = next - util_now_ms();
+        int sig;
+        if (interval > 0 && left <= 0) {
+            reload_check();
+            next = util_now_ms() + interval;
+            continue;
+        }
+        if (interval > 0) {
+            struct timespec ts = {.tv_sec = left / 1000, .tv_nsec = left % 1000 * 1000000};
+            sig = sigtimedwait(sigs, NULL, &ts); /* -1 with EAGAIN when the interval is up */
+        } else if (sigwait(sigs, &sig) != 0) {
+            continue;
+        }
+        if (sig == SIGHUP)
+            reload_all();
+        else if (sig == SIGTERM || sig == SIGINT)
+            return drain(sig);
+    }
 }
 
 static int cmd_serve(void)
@@ -239,16 +249,9 @@ static int cmd_serve(void)
              (long long)STATS_GET(queue_depth), (long long)config->delivery_threads,
              config->smarthost_set ? "via smarthost " : "to MX hosts",
              config->smarthost_set ? config->smarthost.host : "");
+    reload_init();
     health_set(HEALTH_STARTED, 1, NULL);
-    for (;;) {
-        int sig;
-        if (sigwait(&sigs, &sig) != 0)
-            continue;
-        if (sig == SIGHUP)
-            reload();
-        else
-            return drain(sig);
-    }
+    return signal_loop(&sigs);
 }
 
 int main(int argc, char **argv)

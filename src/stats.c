@@ -24,3 +24,8 @@ const char *stats_delivery_name(enum stats_delivery d)
     static const char *const names[STATS_DELIVERY_COUNT] = {"delivered", "deferred", "bounced"};
     return (unsigned)d < STATS_DELIVERY_COUNT ? names[d] : "other";
 }
+
+const char *stats_reload_name(enum stats_reload w)
+{
+    return w == STATS_RELOAD_USERS ? "users" : "tls";
+}

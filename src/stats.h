@@ -34,6 +34,10 @@ enum stats_refusal {
 
 enum stats_delivery { STATS_DELIVERED = 0, STATS_DEFERRED, STATS_BOUNCED, STATS_DELIVERY_COUNT };
 
+/* mrs_config_reloads_total{what,result} */
+enum stats_reload { STATS_RELOAD_TLS = 0, STATS_RELOAD_USERS, STATS_RELOAD_COUNT };
+enum stats_reload_result { STATS_RELOAD_OK = 0, STATS_RELOAD_ERROR, STATS_RELOAD_RESULTS };
+
 struct stats {
     atomic_int_fast64_t sessions_open[STATS_LISTENERS];
     atomic_int_fast64_t sessions_total[STATS_LISTENERS];
@@ -55,6 +59,8 @@ struct stats {
     atomic_int_fast64_t dns_cache_hits_total;
     atomic_int_fast64_t dns_failures_total;
     atomic_int_fast64_t started_ms;                   /* wall clock at start */
+    atomic_int_fast64_t config_reloads_total[STATS_RELOAD_COUNT][STATS_RELOAD_RESULTS];
+    atomic_int_fast64_t tls_certificate_expiry_s;     /* notAfter of the served certificate */
 };
 
 extern struct stats stats;
@@ -69,5 +75,6 @@ extern struct stats stats;
 const char *stats_refusal_name(enum stats_refusal r);
 const char *stats_listener_name(enum stats_listener l);
 const char *stats_delivery_name(enum stats_delivery d);
+const char *stats_reload_name(enum stats_reload w);
 
 #endif

@@ -345,6 +345,30 @@ fail:
     return -1;
 }
 
+/* days_from_civil — days since 1970-01-01 of a proleptic Gregorian date
+ * (the usual era arithmetic; no libc time zone involved). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+int64_t tls_server_expiry(void)
+{
+    pthread_mutex_lock(&conf_mu);
+    int64_t t = 0;
+    if (current) {
+        const mbedtls_x509_time *v = &current->chain.valid_to;
+        t = days_from_civil(v->year, v->mon, v->day) * 86400 + v->hour * 3600 + v->min * 60 + v->sec;
+    }
+    pthread_mutex_unlock(&conf_mu);
+    return t;
+}
+
 int tls_client_init(const char *ca_file, char *err, size_t err_len)
 {
     int rc = 0;

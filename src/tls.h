@@ -18,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define TLS_ERROR (-1)
@@ -48,6 +49,10 @@ int tls_server_load(const char *cert_path, const char *key_path, const char *hos
  * while opportunistic ones still work.  Returns 0, or -1 (a warning).
  */
 int tls_client_init(const char *ca_file, char *err, size_t err_len);
+
+/* tls_server_expiry — notAfter of the served certificate (the leaf), in
+ * Unix seconds; 0 before a configuration is loaded. */
+int64_t tls_server_expiry(void);
 
 /* tls_server_new — a server context on socket fd; NULL when out of memory
  * or no configuration is loaded. */

@@ -31,6 +31,7 @@ static const struct env_case env_cases[] = {
     {"MRS_MAX_MESSAGE_BYTES", {"26214400", "25M", "512k", "1G"}, {"25X", "-1", "10", "3G"}},
     {"MRS_MAX_RECIPIENTS", {"1", "100"}, {"0", "1e3"}},
     {"MRS_MAX_CONNECTIONS", {"1000", "1"}, {"abc", "0", "-1"}},
+    {"MRS_RELOAD_INTERVAL", {"10s", "0", "500ms"}, {"-1", "2d", "often"}},
     {"MRS_MAX_CONNECTIONS_PER_CLIENT", {"20", "1"}, {"0", "-3", "x"}},
     {"MRS_DELIVERY_ATTEMPT_TIMEOUT", {"15m", "30s"}, {"0", "2d", "soon"}},
     {"MRS_DELIVERY_DOMAIN_CONCURRENCY", {"4", "1"}, {"0", "all"}},
