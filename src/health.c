@@ -93,6 +93,8 @@ static struct {
     int listen_fd;
     int wake[2];                            /* a byte on wake[1] stops the acceptor */
     pthread_t acceptor;
+    _Atomic(health_check_fn) check;         /* GET /check, NULL: 404 */
+    atomic_int checks;                      /* /check requests running */
 } H = {.lock = PTHREAD_MUTEX_INITIALIZER, .spool_state = -1, .listen_fd = -1, .wake = {-1, -1}};
 
 /* One HTTP connection; heap-allocated by the acceptor, freed by its thread. */
@@ -502,11 +504,39 @@ static int render_metrics(struct out *o)
 
 /* ---- one request -------------------------------------------------------- */
 
-enum route { ROUTE_HEALTHZ, ROUTE_READYZ, ROUTE_METRICS, ROUTE_NONE };
+enum route { ROUTE_HEALTHZ, ROUTE_READYZ, ROUTE_METRICS, ROUTE_CHECK, ROUTE_NONE };
+
+void health_set_check_handler(health_check_fn fn)
+{
+    atomic_store(&H.check, fn);
+}
+
+/* render_check — GET /check through the registered handler, at most
+ * HEALTH_CHECKS_MAX at once (each may wait seconds on DNS, and the probes
+ * must not queue behind them). */
+static int render_check(struct out *o, const struct http_request *req)
+{
+    health_check_fn fn = atomic_load(&H.check);
+    if (atomic_fetch_add(&H.checks, 1) >= HEALTH_CHECKS_MAX) {
+        atomic_fetch_sub(&H.checks, 1);
+        out_printf(o, "{\"error\":\"too many checks at once; try again in a moment\"}\n");
+        return 503;
+    }
+    char *body = malloc(HEALTH_CHECK_BODY_MAX_BYTES);
+    size_t len = 0;
+    int status = body ? fn(req->query, req->query ? req->query_len : 0, body,
+                           HEALTH_CHECK_BODY_MAX_BYTES, &len)
+                      : 500;
+    atomic_fetch_sub(&H.checks, 1);
+    if (body && len <= HEALTH_CHECK_BODY_MAX_BYTES)
+        out_put(o, body, len);
+    free(body);
+    return status;
+}
 
 static enum route route_of(const struct http_request *req)
 {
-    static const char *const paths[] = {"/healthz", "/readyz", "/metrics"};
+    static const char *const paths[] = {"/healthz", "/readyz", "/metrics", "/check"};
     for (int i = 0; i < ROUTE_NONE; i++)
         if (req->path_len == strlen(paths[i]) && memcmp(req->path, paths[i], req->path_len) == 0)
             return (enum route)i;
@@ -521,6 +551,8 @@ static int answer(enum http_parse_result pr, const struct http_request *req, str
     *extra = NULL;
     int status;
     enum route r = pr == HTTP_PARSE_DONE ? route_of(req) : ROUTE_NONE;
+    if (r == ROUTE_CHECK && !atomic_load(&H.check))
+        r = ROUTE_NONE;
     if (pr != HTTP_PARSE_DONE)
         status = req->status;
     else if (r == ROUTE_NONE)
@@ -533,6 +565,9 @@ static int answer(enum http_parse_result pr, const struct http_request *req, str
         return 200;
     } else if (r == ROUTE_READYZ) {
         return render_ready(o);
+    } else if (r == ROUTE_CHECK) {
+        *ctype = "application/json";
+        return render_check(o, req);
     } else {
         status = render_metrics(o);
         if (status == 200) {

@@ -76,6 +76,18 @@ void health_set_spool_dir(const char *dir);
 void health_set_draining(void);
 
 /*
+ * health_set_check_handler — serve GET /check (SPEC §8.6) with fn, which
+ * gets the raw query string and writes a JSON body into out (cap bytes),
+ * returning the HTTP status and the body length in *len.  Registered by
+ * main, so the health listener calls nothing above it.  At most
+ * HEALTH_CHECKS_MAX run at once (they wait on DNS); more get 503.
+ */
+#define HEALTH_CHECKS_MAX 4
+#define HEALTH_CHECK_BODY_MAX_BYTES (32 * 1024)
+typedef int (*health_check_fn)(const char *query, size_t query_len, char *out, size_t cap, size_t *len);
+void health_set_check_handler(health_check_fn fn);
+
+/*
  * health_cli — `mrs healthcheck [HOST:PORT]`, argv as main() got it
  * (argv[1] is "healthcheck").  GET /healthz on HOST:PORT, or on
  * config->health (config already loaded; `:PORT` means 127.0.0.1:PORT).

@@ -336,3 +336,65 @@ int http_parse_status(const char *buf, size_t len, int *status)
     *status = code;
     return 1;
 }
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* decode — percent-decode v[0..n) into out; -1 on a bad escape, a control
+ * byte or no room. */
+static int decode(const char *v, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c == '%') {
+            if (n - i < 3)
+                return -1;
+            int hi = hex_digit(v[i + 1]), lo = hex_digit(v[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            c = (unsigned char)(hi << 4 | lo);
+            i += 2;
+        }
+        if (c < 0x20 || c == 0x7f || o + 1 >= cap)
+            return -1;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+int http_query_param(const char *query, size_t len, const char *name, char *out, size_t cap)
+{
+    size_t nlen = strlen(name);
+    int found = 0;
+    if (cap == 0)
+        return -1;
+    out[0] = '\0';
+    for (size_t i = 0; query && i <= len;) {
+        const char *amp = memchr(query + i, '&', len - i);
+        size_t end = amp ? (size_t)(amp - query) : len;
+        const char *eq = memchr(query + i, '=', end - i);
+        size_t klen = eq ? (size_t)(eq - (query + i)) : end - i;
+        if (klen == nlen && memcmp(query + i, name, nlen) == 0) {
+            if (found)
+                return -1; /* twice: which one is meant? */
+            found = 1;
+            const char *v = eq ? eq + 1 : query + end;
+            if (decode(v, (size_t)(query + end - v), out, cap) < 0)
+                return -1;
+        }
+        if (!amp)
+            break;
+        i = end + 1;
+    }
+    return found;
+}

@@ -84,6 +84,16 @@ int http_response_head(char *buf, size_t cap, int status, const char *content_ty
                        size_t body_len, const char *extra);
 
 /*
+ * http_query_param — the value of parameter `name` in a query string
+ * ("a=1&b=x%40y"), percent-decoded into out (NUL-terminated).  '+' is kept
+ * as it is (RFC 3986 gives it no meaning; encode a space as %20).  Returns
+ * 1 when found, 0 when absent, -1 when the query is malformed (a bad %
+ * escape), the parameter appears twice, its decoded value holds a control
+ * byte, or it does not fit cap.  Pure.
+ */
+int http_query_param(const char *query, size_t len, const char *name, char *out, size_t cap);
+
+/*
  * http_parse_status — the status code of a response whose first bytes are
  * buf[0..len): "HTTP/1.<d> <3 digits>" then SP or CRLF.  Returns 1 with
  * *status set, 0 when more bytes are needed, -1 when it is not HTTP/1.x.

@@ -6,6 +6,7 @@
  *   (check-domain).
  */
 #include "auth.h"
+#include "check_domain.h"
 #include "config.h"
 #include "crypto.h"
 #include "delivery.h"
@@ -203,6 +204,7 @@ static int cmd_serve(void)
     log_init(json, config->log_level > LOG_WARN ? (enum log_level)config->log_level : LOG_WARN);
     if (util_drain_init() < 0 || tls_init(err, sizeof err) < 0)
         start_fail(1, util_drain_fd() < 0 ? "cannot create an eventfd" : err);
+    health_set_check_handler(check_domain_http);
     if (health_start(&config->health, err, sizeof err) < 0)
         start_fail(1, err);
     if (tls_server_load(config->tls_cert, config->tls_key, config->hostname, err, sizeof err) < 0)
@@ -281,7 +283,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "check-domain")) {
         load_config_or_exit();
-        return policy_cli_check_domain(argc, argv);
+        return check_domain_cli(argc, argv);
     }
     if (!strcmp(cmd, "healthcheck")) {
         /* Docker reserves exit code 2 for HEALTHCHECK: a bad variable is 1 here */

@@ -151,8 +151,5 @@ void policy_decide(const char *user, const char *domain, const struct dns_result
 const char *policy_spf_include(void);
 const char *policy_token_prefix(void);
 
-/* policy_cli_check_domain — `mrs check-domain USERNAME ADDRESS-OR-DOMAIN`:
- * prints the diagnosis; returns the exit code of SPEC §2 (0, 1 or 3). */
-int policy_cli_check_domain(int argc, char **argv);
 
 #endif

@@ -230,3 +230,68 @@ def test_usage_errors_exit_2(ctx):
         r = h.run([h.mrs_bin, *argv], env={"MRS_DNS_SERVERS": ctx["dns"].server})
         assert r.returncode == 2, (argv, r.returncode, r.stdout)
         assert r.stderr.strip(), argv
+
+
+# --- GET /check (SPEC 8.6): the same findings as JSON ------------------------------
+
+def http_check(m, query):
+    import json
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{m.health_port}/check?{query}", timeout=30) as r:
+            assert r.headers["Content-Type"] == "application/json"
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def relay(ctx):
+    if "mrs" not in ctx:
+        ctx["mrs"] = ctx["h"].mrs(dns=ctx["dns"])
+    return ctx["mrs"]
+
+
+def test_http_check_authorized(ctx):
+    m = relay(ctx)
+    code, j = http_check(m, "user=steve.mailer%40mycorp.se&domain=newsletter%40new.mycorp.se")
+    assert code == 200, j
+    assert j["result"] == "authorized" and j["domain"] == "new.mycorp.se" and j["user"] == USER
+    assert j["spf"]["ok"] is True and j["token"]["ok"] is True
+    assert j["reply"]["code"] == 250
+    assert set(j["dns"]["txt"]) == {SPF, TOK, "google-site-verification=abc123"}
+    assert "dkim" in j and j["dkim"]["ok"] is False  # a recommendation, never the verdict
+
+
+def test_http_check_says_what_to_publish_like_the_cli(ctx):
+    m = relay(ctx)
+    code, j = http_check(m, "user=steve.mailer@mycorp.se&domain=mxonly.test")
+    assert code == 200 and j["result"] == "not_authorized", j
+    assert j["spf"]["ok"] is False
+    assert j["spf"]["change_from"] == "v=spf1 mx -all"
+    assert j["spf"]["publish"] == "v=spf1 mx include:elastx.email -all"
+    assert j["reply"]["code"] == 550 and j["reply"]["enhanced"] == "5.7.1"
+    cli = check(ctx, "mxonly.test")
+    assert f"{BAD} {j['spf']['text']}" in cli.stdout  # the same sentence
+    code, j = http_check(m, "user=steve.mailer@mycorp.se&domain=notoken.test")
+    assert j["token"]["ok"] is False and j["token"]["publish"] == TOK
+    code, j = http_check(m, "user=steve.mailer@mycorp.se&domain=nospf.test")
+    assert j["spf"]["publish"] == "v=spf1 include:elastx.email -all" and j["spf"]["change_from"] is None
+
+
+def test_http_check_bad_parameters_are_400(ctx):
+    m = relay(ctx)
+    for q in ["", "user=steve.mailer@mycorp.se", "domain=x.test", "user=&domain=x.test",
+              "user=a&user=b&domain=x.test", "user=a%0d%0a&domain=x.test",
+              "user=a%20b&domain=x.test", "user=a&domain=not a domain", "user=a&domain=%5B1.2.3.4%5D"]:
+        code, j = http_check(m, q.replace(" ", "%20"))
+        assert code == 400 and "error" in j, (q, code, j)
+
+
+def test_http_check_dns_failure(h):
+    from harness import free_port
+    m = h.mrs(env={"MRS_DNS_SERVERS": f"127.0.0.1:{free_port()}",
+                   "MRS_DNS_TIMEOUT": "200ms", "MRS_DNS_DEADLINE": "1s"})
+    code, j = http_check(m, "user=a@b.test&domain=c.test")
+    assert code == 200 and j["result"] == "dns_temporary_failure" and j["reply"]["code"] == 451, j
+    assert j["spf"]["ok"] is None

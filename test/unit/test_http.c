@@ -369,7 +369,32 @@ static void test_mutations_keep_invariants(void)
     free(junk);
 }
 
-UNIT_MAIN("http", UNIT_CASE(test_good_get_http11), UNIT_CASE(test_good_http10_without_host),
+static void test_query_param(void)
+{
+    char v[16];
+    const char *q = "user=a%40b.test&domain=x.test&flag&empty=";
+    size_t n = strlen(q);
+    CHECK(http_query_param(q, n, "user", v, sizeof v) == 1);
+    CHECK_STR(v, "a@b.test");
+    CHECK(http_query_param(q, n, "domain", v, sizeof v) == 1);
+    CHECK_STR(v, "x.test");
+    CHECK(http_query_param(q, n, "flag", v, sizeof v) == 1 && v[0] == '\0');
+    CHECK(http_query_param(q, n, "empty", v, sizeof v) == 1 && v[0] == '\0');
+    CHECK(http_query_param(q, n, "use", v, sizeof v) == 0);
+    CHECK(http_query_param(q, n, "missing", v, sizeof v) == 0);
+    CHECK(http_query_param(NULL, 0, "user", v, sizeof v) == 0);
+    CHECK(http_query_param("user=a+b", 8, "user", v, sizeof v) == 1);
+    CHECK_STR(v, "a+b");
+    CHECK(http_query_param("user=%4", 7, "user", v, sizeof v) == -1);     /* cut escape */
+    CHECK(http_query_param("user=%zz", 8, "user", v, sizeof v) == -1);    /* not hex */
+    CHECK(http_query_param("user=%00", 8, "user", v, sizeof v) == -1);    /* NUL */
+    CHECK(http_query_param("user=a%0d%0a", 12, "user", v, sizeof v) == -1); /* CR LF */
+    CHECK(http_query_param("user=1&user=2", 13, "user", v, sizeof v) == -1); /* twice */
+    CHECK(http_query_param("user=0123456789abcdef", 21, "user", v, sizeof v) == -1); /* too long */
+    CHECK(http_query_param("user=0123456789abcde", 20, "user", v, sizeof v) == 1);
+}
+
+UNIT_MAIN("http", UNIT_CASE(test_query_param), UNIT_CASE(test_good_get_http11), UNIT_CASE(test_good_http10_without_host),
           UNIT_CASE(test_head_query_and_ows), UNIT_CASE(test_other_methods_parse),
           UNIT_CASE(test_every_prefix_wants_more), UNIT_CASE(test_pipelined_junk_is_not_read),
           UNIT_CASE(test_malformed_request_lines), UNIT_CASE(test_line_endings_and_control_bytes),
