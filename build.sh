@@ -230,30 +230,118 @@ run_tests() {
     "$TOP/test/run-all.sh" "$build" "$@"
 }
 
+# --- ./build.sh run: the relay on laptop defaults, and a first message -------
+
+RUN_DIR=${RUN_DIR:-$TOP/var}
+DEMO_DOMAIN=demo.test
+
+# free_port_at PORT — PORT when nothing listens there (TCP and UDP), else
+# another free one.
+free_port_at() {
+    /usr/bin/python3 - "$1" <<'PY'
+import socket, sys
+want = int(sys.argv[1])
+for port in [want] + [0] * 20:
+    t, u = socket.socket(), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        t.bind(("127.0.0.1", port)); p = t.getsockname()[1]; u.bind(("127.0.0.1", p))
+        print(p); break
+    except OSError:
+        pass
+    finally:
+        t.close(); u.close()
+PY
+}
+
+# demo_start — unless the operator configured users, DNS or a smarthost:
+# a loopback DNS server whose zone authorizes the demo account for
+# demo.test, and a receiving SMTP server as smarthost whose messages land
+# in $RUN_DIR/demo/mail (test/tools/demo.py).  DEMO=off skips it.
+demo_pid=
+demo_start() {
+    local user=$1 token dns_port sink_port
+    need_pkgs unbound python3 python3-aiosmtpd swaks
+    token=$("$OUT/mrs" token "$user")
+    dns_port=$(free_port_at "${DEMO_DNS_PORT:-5300}")
+    sink_port=$(free_port_at "${DEMO_SINK_PORT:-2525}")
+    mkdir -p "$RUN_DIR/demo"
+    /usr/bin/python3 "$TOP/test/tools/demo.py" --dir "$RUN_DIR/demo" --dns-port "$dns_port" \
+        --sink-port "$sink_port" --domain "$DEMO_DOMAIN" \
+        --record "v=spf1 include:${MRS_SPF_INCLUDE:-elastx.email} -all" --record "$token" &
+    demo_pid=$!
+    local i
+    for i in $(seq 1 150); do
+        [ -e "$RUN_DIR/demo/ready" ] && break
+        kill -0 "$demo_pid" 2>/dev/null || die "the demo DNS/SMTP servers did not start (see $RUN_DIR/demo/unbound.log)"
+        sleep 0.1
+    done
+    [ -e "$RUN_DIR/demo/ready" ] || die "the demo DNS/SMTP servers did not start in 15 s"
+    export MRS_DNS_SERVERS=127.0.0.1:$dns_port MRS_SMARTHOST=127.0.0.1:$sink_port MRS_SMARTHOST_TLS=none
+    say "demo: DNS on 127.0.0.1:$dns_port authorizes $user for $DEMO_DOMAIN; delivery goes to a local SMTP server on 127.0.0.1:$sink_port (messages in $RUN_DIR/demo/mail)"
+}
+
+run_relay() {
+    mkdir -p "$RUN_DIR/spool"
+    export MRS_SPOOL_DIR=${MRS_SPOOL_DIR:-$RUN_DIR/spool}
+    export MRS_SUBMISSION_LISTEN=${MRS_SUBMISSION_LISTEN:-:2587}
+    export MRS_SUBMISSIONS_LISTEN=${MRS_SUBMISSIONS_LISTEN:-:2465}
+    export MRS_HEALTH_LISTEN=${MRS_HEALTH_LISTEN:-:8080}
+    export MRS_HOSTNAME=${MRS_HOSTNAME:-localhost}
+    local demo=0 pw=""
+    if [ -z "${MRS_USERS:-}" ] && [ -z "${MRS_USERS_FILE:-}" ]; then
+        # a demo account, made once and kept under the git-ignored var/
+        if [ ! -s "$RUN_DIR/users" ]; then
+            pw=$(head -c 12 /dev/urandom | base64 | tr -d '/+=')
+            echo "$pw" > "$RUN_DIR/demo-password"
+            echo "demo@localhost:$(printf '%s\n' "$pw" | "$OUT/mrs" passwd)" > "$RUN_DIR/users"
+        fi
+        pw=$(cat "$RUN_DIR/demo-password")
+        export MRS_USERS_FILE=$RUN_DIR/users
+        say "demo account: demo@localhost, password $pw ($RUN_DIR/users; set MRS_USERS or MRS_USERS_FILE for your own)"
+        [ "${DEMO:-on}" != off ] && [ -z "${MRS_DNS_SERVERS:-}" ] && [ -z "${MRS_SMARTHOST:-}" ] && demo=1
+    fi
+    if [ $demo = 1 ]; then
+        demo_start demo@localhost
+    else
+        say "send as a domain whose DNS has: TXT \"v=spf1 include:elastx.email -all\" and TXT \"$("$OUT/mrs" token demo@localhost)\""
+    fi
+    say "starting mrs: submission :${MRS_SUBMISSION_LISTEN##*:}, submissions :${MRS_SUBMISSIONS_LISTEN##*:}, health :${MRS_HEALTH_LISTEN##*:}, spool $MRS_SPOOL_DIR"
+    "$OUT/mrs" serve &
+    local mrs_pid=$!
+    # Ctrl-C / SIGTERM: drain the relay, then stop the demo servers
+    trap 'kill -TERM $mrs_pid 2>/dev/null' INT TERM
+    if [ $demo = 1 ]; then
+        local i port=${MRS_SUBMISSION_LISTEN##*:} hp=${MRS_HEALTH_LISTEN##*:}
+        for i in $(seq 1 150); do
+            "$OUT/mrs" healthcheck "127.0.0.1:$hp" 2>/dev/null && break
+            kill -0 "$mrs_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        say "ready. Send a message through the relay (STARTTLS + AUTH on port $port), e.g.:"
+        printf '\n  swaks --server 127.0.0.1:%s --tls --auth PLAIN --auth-user demo@localhost --auth-password %s --from newsletter@%s --to friend@example.net --header "Subject: hello from mrs"\n\n' \
+            "$port" "$pw" "$DEMO_DOMAIN" >&2
+        say "then see it delivered: ls $RUN_DIR/demo/mail/ (each message a .eml file). Ctrl-C stops everything."
+    fi
+    local rc=0
+    wait "$mrs_pid" || rc=$?
+    # a signal interrupts the first wait; wait again for the drain to finish
+    if kill -0 "$mrs_pid" 2>/dev/null; then
+        rc=0
+        wait "$mrs_pid" || rc=$?
+    fi
+    if [ -n "$demo_pid" ]; then
+        kill -TERM "$demo_pid" 2>/dev/null
+        wait "$demo_pid" 2>/dev/null
+    fi
+    return $rc
+}
+
 mode=${1:-release}
 case $mode in
 release|build) release ;;
 run)
     release
-    mkdir -p var/spool
-    export MRS_SPOOL_DIR=${MRS_SPOOL_DIR:-$TOP/var/spool}
-    export MRS_SUBMISSION_LISTEN=${MRS_SUBMISSION_LISTEN:-:2587}
-    export MRS_SUBMISSIONS_LISTEN=${MRS_SUBMISSIONS_LISTEN:-:2465}
-    export MRS_HEALTH_LISTEN=${MRS_HEALTH_LISTEN:-:8080}
-    export MRS_HOSTNAME=${MRS_HOSTNAME:-localhost}
-    if [ -z "${MRS_USERS:-}" ] && [ -z "${MRS_USERS_FILE:-}" ]; then
-        # a demo account, made once and kept under the git-ignored var/
-        if [ ! -s var/users ]; then
-            pw=$(head -c 12 /dev/urandom | base64 | tr -d '/+=')
-            echo "$pw" > var/demo-password
-            echo "demo@localhost:$(printf '%s\n' "$pw" | "$OUT/mrs" passwd)" > var/users
-        fi
-        export MRS_USERS_FILE=$TOP/var/users
-        say "demo account: demo@localhost, password $(cat var/demo-password) (var/users; set MRS_USERS or MRS_USERS_FILE for your own)"
-        say "it may send as a domain whose DNS has: TXT \"v=spf1 include:elastx.email -all\" and TXT \"$("$OUT/mrs" token demo@localhost)\""
-    fi
-    say "starting mrs: submission :${MRS_SUBMISSION_LISTEN##*:}, submissions :${MRS_SUBMISSIONS_LISTEN##*:}, health :${MRS_HEALTH_LISTEN##*:}, spool $MRS_SPOOL_DIR"
-    exec "$OUT/mrs" serve
+    run_relay
     ;;
 test) release; valgrind_build; shift; run_tests "$OUT" "$@" ;;
 asan) asan_build; valgrind_build; shift; run_tests "$OUT/asan" "$@" ;;
