@@ -675,6 +675,15 @@ static int read_secret_file(const struct var *v, const char *path, char *err, si
     return 0;
 }
 
+/* count_items — comma-separated items of a list ("" has none). */
+static size_t count_items(const char *s)
+{
+    size_t n = s[0] ? 1 : 0;
+    for (; *s; s++)
+        n += *s == ',';
+    return n;
+}
+
 static void default_hostname(void)
 {
     char h[256] = "";
@@ -715,6 +724,16 @@ int config_load(char *err, size_t err_len)
     const char *uf = getenv("MRS_USERS_FILE");
     if (uf && set_string(cfg.users_file, sizeof cfg.users_file, uf) < 0)
         return bad(err, err_len, "MRS_USERS_FILE", uf, "a path to the users file");
+    if (count_items(cfg.tls_cert) != count_items(cfg.tls_key) && cfg.tls_cert[0] && cfg.tls_key[0]) {
+        snprintf(err, err_len, "MRS_TLS_KEY: lists %zu file(s) but MRS_TLS_CERT lists %zu: give one key per "
+                 "certificate, comma-separated, in the same order", count_items(cfg.tls_key),
+                 count_items(cfg.tls_cert));
+        return -1;
+    }
+    if (count_items(cfg.tls_cert) > 4 || strstr(cfg.tls_cert, ",,") || strstr(cfg.tls_key, ",,")) {
+        snprintf(err, err_len, "MRS_TLS_CERT: at most 4 comma-separated certificate files, none empty");
+        return -1;
+    }
     if (!cfg.tls_cert[0] != !cfg.tls_key[0]) {
         snprintf(err, err_len, "%s: must be set together with %s",
                  cfg.tls_cert[0] ? "MRS_TLS_KEY" : "MRS_TLS_CERT",

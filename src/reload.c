@@ -34,7 +34,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define RELOAD_FILES_MAX 2
+#define RELOAD_FILES_MAX 8 /* 4 certificate/key pairs */
 #define RELOAD_READ_CHUNK_BYTES 4096
 
 struct file_id {
@@ -47,7 +47,7 @@ struct file_id {
 
 struct watched {
     enum stats_reload what;
-    const char *paths[RELOAD_FILES_MAX];
+    char *paths[RELOAD_FILES_MAX];      /* heap copies, NULL after the last */
     struct file_id ids[RELOAD_FILES_MAX];
     uint8_t tried[CRYPTO_SHA256_BYTES]; /* fingerprint of the last load attempt */
     bool active;
@@ -131,6 +131,22 @@ static void remember(struct watched *w)
     fingerprint(w, w->tried);
 }
 
+/* add_paths — the items of a comma-separated list to w's files. */
+static void add_paths(struct watched *w, const char *list)
+{
+    int n = 0;
+    while (n < RELOAD_FILES_MAX && w->paths[n])
+        n++;
+    for (const char *p = list; *p && n < RELOAD_FILES_MAX;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len && (w->paths[n] = strndup(p, len)))
+            n++;
+        p = comma ? comma + 1 : p + len;
+    }
+    w->active = n > 0;
+}
+
 void reload_init(void)
 {
     memset(sets, 0, sizeof sets);
@@ -138,14 +154,12 @@ void reload_init(void)
     t->what = STATS_RELOAD_TLS;
     u->what = STATS_RELOAD_USERS;
     if (config->tls_cert[0]) {
-        t->paths[0] = config->tls_cert;
-        t->paths[1] = config->tls_key;
-        t->active = true;
+        add_paths(t, config->tls_cert);
+        add_paths(t, config->tls_key);
         remember(t);
     }
-    if (config->users_file[0]) {
-        u->paths[0] = config->users_file;
-        u->active = true;
+    if (config->users_file[0] && (u->paths[0] = strdup(config->users_file))) {
+        u->active = true; /* one path, commas and all */
         remember(u);
     }
     STATS_SET(tls_certificate_expiry_s, tls_server_expiry());

@@ -35,13 +35,17 @@
 #define TLS_TICKET_LIFETIME_S 86400
 #define TLS_CERT_DER_MAX_BYTES 2048
 #define TLS_WHAT_MAX_BYTES 1100
+#define TLS_PATH_MAX_BYTES 1024 /* one path of a list (MRS_TLS_CERT is at most this long) */
 #define TLS_SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
 
+/* A server configuration: up to TLS_PAIRS_MAX certificate/key pairs
+ * (SPEC §8.2), ECDSA ones offered first. */
 struct server_conf {
     atomic_int refs;
     mbedtls_ssl_config conf;
-    mbedtls_x509_crt chain;
-    mbedtls_pk_context key;
+    int pairs;
+    mbedtls_x509_crt chain[TLS_PAIRS_MAX];
+    mbedtls_pk_context key[TLS_PAIRS_MAX];
 };
 
 struct tls_conn {
@@ -199,8 +203,10 @@ static void server_conf_put(struct server_conf *sc)
 {
     if (sc && atomic_fetch_sub(&sc->refs, 1) == 1) {
         mbedtls_ssl_config_free(&sc->conf);
-        mbedtls_x509_crt_free(&sc->chain);
-        mbedtls_pk_free(&sc->key);
+        for (int i = 0; i < TLS_PAIRS_MAX; i++) {
+            mbedtls_x509_crt_free(&sc->chain[i]);
+            mbedtls_pk_free(&sc->key[i]);
+        }
         free(sc);
     }
 }
@@ -215,8 +221,8 @@ static int make_ephemeral(struct server_conf *sc, const char *hostname, char *er
     unsigned char serial[16];
     int ret;
     mbedtls_x509write_crt_init(&w);
-    if ((ret = mbedtls_pk_setup(&sc->key, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY))) != 0 ||
-        (ret = mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, mbedtls_pk_ec(sc->key),
+    if ((ret = mbedtls_pk_setup(&sc->key[0], mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY))) != 0 ||
+        (ret = mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, mbedtls_pk_ec(sc->key[0]),
                                    mbedtls_ctr_drbg_random, &drbg)) != 0)
         goto fail;
     time_t now = time(NULL), a = now - 86400, b = now + 365 * 86400;
@@ -234,8 +240,8 @@ static int make_ephemeral(struct server_conf *sc, const char *hostname, char *er
     san.node.san.unstructured_name.len = strlen(hostname);
     mbedtls_x509write_crt_set_version(&w, MBEDTLS_X509_CRT_VERSION_3);
     mbedtls_x509write_crt_set_md_alg(&w, MBEDTLS_MD_SHA256);
-    mbedtls_x509write_crt_set_subject_key(&w, &sc->key);
-    mbedtls_x509write_crt_set_issuer_key(&w, &sc->key);
+    mbedtls_x509write_crt_set_subject_key(&w, &sc->key[0]);
+    mbedtls_x509write_crt_set_issuer_key(&w, &sc->key[0]);
     if ((ret = mbedtls_x509write_crt_set_subject_name(&w, name)) != 0 ||
         (ret = mbedtls_x509write_crt_set_issuer_name(&w, name)) != 0 ||
         (ret = mbedtls_x509write_crt_set_serial_raw(&w, serial, sizeof serial)) != 0 ||
@@ -252,7 +258,7 @@ static int make_ephemeral(struct server_conf *sc, const char *hostname, char *er
     if (ret < 0)
         goto fail;
     /* the DER is written at the end of the buffer */
-    ret = mbedtls_x509_crt_parse_der(&sc->chain, der + TLS_CERT_DER_MAX_BYTES - ret, (size_t)ret);
+    ret = mbedtls_x509_crt_parse_der(&sc->chain[0], der + TLS_CERT_DER_MAX_BYTES - ret, (size_t)ret);
     if (ret != 0)
         goto fail;
     free(der);
@@ -265,24 +271,24 @@ fail:
     return -1;
 }
 
-static int load_files(struct server_conf *sc, const char *cert_path, const char *key_path,
-                      char *err, size_t err_len)
+static int load_files(mbedtls_x509_crt *chain, mbedtls_pk_context *key, const char *cert_path,
+                      const char *key_path, char *err, size_t err_len)
 {
-    int ret = mbedtls_x509_crt_parse_file(&sc->chain, cert_path);
+    int ret = mbedtls_x509_crt_parse_file(chain, cert_path);
     if (ret != 0) {
         char what[TLS_WHAT_MAX_BYTES];
         snprintf(what, sizeof what, "MRS_TLS_CERT %s", cert_path);
         describe(ret, err, err_len, what);
         return -1;
     }
-    ret = mbedtls_pk_parse_keyfile(&sc->key, key_path, NULL, mbedtls_ctr_drbg_random, &drbg);
+    ret = mbedtls_pk_parse_keyfile(key, key_path, NULL, mbedtls_ctr_drbg_random, &drbg);
     if (ret != 0) {
         char what[TLS_WHAT_MAX_BYTES];
         snprintf(what, sizeof what, "MRS_TLS_KEY %s", key_path);
         describe(ret, err, err_len, what);
         return -1;
     }
-    if (mbedtls_pk_check_pair(&sc->chain.pk, &sc->key, mbedtls_ctr_drbg_random, &drbg) != 0) {
+    if (mbedtls_pk_check_pair(&chain->pk, key, mbedtls_ctr_drbg_random, &drbg) != 0) {
         snprintf(err, err_len, "MRS_TLS_KEY %s does not match the certificate in MRS_TLS_CERT %s",
                  key_path, cert_path);
         return -1;
@@ -302,6 +308,67 @@ static size_t chain_bytes(const mbedtls_x509_crt *chain)
     return n;
 }
 
+/* next_item — the next comma-separated item of *list into out; false at
+ * the end or when an item is empty or too long. */
+static bool next_item(const char **list, char *out, size_t cap)
+{
+    const char *p = *list, *comma = strchr(p, ',');
+    size_t n = comma ? (size_t)(comma - p) : strlen(p);
+    if (!*p || n == 0 || n >= cap)
+        return false;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    *list = comma ? comma + 1 : p + n;
+    return true;
+}
+
+/* load_pairs — every "cert,cert" / "key,key" pair into sc. */
+static int load_pairs(struct server_conf *sc, const char *certs, const char *keys, char *err,
+                      size_t err_len)
+{
+    char cert[TLS_PATH_MAX_BYTES], key[TLS_PATH_MAX_BYTES];
+    while (*certs || *keys) {
+        if (sc->pairs == TLS_PAIRS_MAX) {
+            snprintf(err, err_len, "MRS_TLS_CERT: at most %d certificates", TLS_PAIRS_MAX);
+            return -1;
+        }
+        if (!next_item(&certs, cert, sizeof cert) || !next_item(&keys, key, sizeof key)) {
+            snprintf(err, err_len, "MRS_TLS_CERT and MRS_TLS_KEY must list as many files, comma-separated");
+            return -1;
+        }
+        if (load_files(&sc->chain[sc->pairs], &sc->key[sc->pairs], cert, key, err, err_len) < 0)
+            return -1;
+        if (chain_bytes(&sc->chain[sc->pairs]) > MBEDTLS_SSL_OUT_CONTENT_LEN) {
+            snprintf(err, err_len, "MRS_TLS_CERT %s: the certificate chain needs %zu bytes in the "
+                     "handshake, more than the %d this build sends in one message; leave out the root "
+                     "and unneeded intermediates", cert, chain_bytes(&sc->chain[sc->pairs]),
+                     MBEDTLS_SSL_OUT_CONTENT_LEN);
+            return -1;
+        }
+        sc->pairs++;
+    }
+    return 0;
+}
+
+/* own_certs — hand the pairs to mbedTLS, ECDSA first: in TLS 1.3 it takes
+ * the first pair that fits the client's preferred signature algorithm, in
+ * TLS 1.2 the first that fits the cipher suite (ECDSA suites first), so a
+ * client that accepts ECDSA gets the ECDSA certificate. */
+static int own_certs(struct server_conf *sc)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < sc->pairs; i++) {
+            bool ec = mbedtls_pk_can_do(&sc->key[i], MBEDTLS_PK_ECDSA);
+            if (ec != (pass == 0))
+                continue;
+            int ret = mbedtls_ssl_conf_own_cert(&sc->conf, &sc->chain[i], &sc->key[i]);
+            if (ret != 0)
+                return ret;
+        }
+    }
+    return 0;
+}
+
 int tls_server_load(const char *cert_path, const char *key_path, const char *hostname,
                     char *err, size_t err_len)
 {
@@ -312,22 +379,19 @@ int tls_server_load(const char *cert_path, const char *key_path, const char *hos
     }
     atomic_init(&sc->refs, 1);
     mbedtls_ssl_config_init(&sc->conf);
-    mbedtls_x509_crt_init(&sc->chain);
-    mbedtls_pk_init(&sc->key);
-    int ephemeral = !cert_path || !cert_path[0];
-    int ret = ephemeral ? make_ephemeral(sc, hostname, err, err_len)
-                        : load_files(sc, cert_path, key_path, err, err_len);
-    if (ret != 0)
-        goto fail;
-    if (chain_bytes(&sc->chain) > MBEDTLS_SSL_OUT_CONTENT_LEN) {
-        snprintf(err, err_len, "MRS_TLS_CERT %s: the certificate chain needs %zu bytes in the "
-                 "handshake, more than the %d this build sends in one message; leave out the root "
-                 "and unneeded intermediates", ephemeral ? "(ephemeral)" : cert_path,
-                 chain_bytes(&sc->chain), MBEDTLS_SSL_OUT_CONTENT_LEN);
+    for (int i = 0; i < TLS_PAIRS_MAX; i++) {
+        mbedtls_x509_crt_init(&sc->chain[i]);
+        mbedtls_pk_init(&sc->key[i]);
+    }
+    int ret;
+    if (!cert_path || !cert_path[0]) {
+        if (make_ephemeral(sc, hostname, err, err_len) != 0)
+            goto fail;
+        sc->pairs = 1;
+    } else if (load_pairs(sc, cert_path, key_path ? key_path : "", err, err_len) < 0) {
         goto fail;
     }
-    if ((ret = common_conf(&sc->conf, MBEDTLS_SSL_IS_SERVER)) != 0 ||
-        (ret = mbedtls_ssl_conf_own_cert(&sc->conf, &sc->chain, &sc->key)) != 0) {
+    if ((ret = common_conf(&sc->conf, MBEDTLS_SSL_IS_SERVER)) != 0 || (ret = own_certs(sc)) != 0) {
         describe(ret, err, err_len, "TLS server configuration");
         goto fail;
     }
@@ -361,9 +425,11 @@ int64_t tls_server_expiry(void)
 {
     pthread_mutex_lock(&conf_mu);
     int64_t t = 0;
-    if (current) {
-        const mbedtls_x509_time *v = &current->chain.valid_to;
-        t = days_from_civil(v->year, v->mon, v->day) * 86400 + v->hour * 3600 + v->min * 60 + v->sec;
+    for (int i = 0; current && i < current->pairs; i++) {
+        const mbedtls_x509_time *v = &current->chain[i].valid_to; /* the leaf's */
+        int64_t end = days_from_civil(v->year, v->mon, v->day) * 86400 + v->hour * 3600 + v->min * 60 + v->sec;
+        if (t == 0 || end < t)
+            t = end; /* the first to expire is the one to watch */
     }
     pthread_mutex_unlock(&conf_mu);
     return t;

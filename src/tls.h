@@ -36,9 +36,13 @@ int tls_init(char *err, size_t err_len);
 /*
  * tls_server_load — build a server configuration from PEM files, or (both
  * NULL/empty) from an ephemeral ECDSA P-256 certificate for `hostname`, and
- * make it the one new connections use.  On failure the previous
- * configuration stays in force and err names the file and the problem.
+ * make it the one new connections use.  cert_path and key_path may each be
+ * a comma-separated list of equal length (at most TLS_PAIRS_MAX pairs, e.g.
+ * an ECDSA and an RSA pair: SPEC §8.2); a client that accepts ECDSA gets
+ * the ECDSA certificate.  On failure the previous configuration stays in
+ * force and err names the file and the problem.
  */
+#define TLS_PAIRS_MAX 4
 int tls_server_load(const char *cert_path, const char *key_path, const char *hostname,
                     char *err, size_t err_len);
 
@@ -50,8 +54,9 @@ int tls_server_load(const char *cert_path, const char *key_path, const char *hos
  */
 int tls_client_init(const char *ca_file, char *err, size_t err_len);
 
-/* tls_server_expiry — notAfter of the served certificate (the leaf), in
- * Unix seconds; 0 before a configuration is loaded. */
+/* tls_server_expiry — notAfter of the served certificate (the leaf; with
+ * several pairs, the one that expires first), in Unix seconds; 0 before a
+ * configuration is loaded. */
 int64_t tls_server_expiry(void);
 
 /* tls_server_new — a server context on socket fd; NULL when out of memory

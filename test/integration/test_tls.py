@@ -64,6 +64,43 @@ def test_rsa_and_ecdsa_certificates_from_files(h):
         m.stop()
 
 
+def served_key_type(r):
+    """'rsa' or 'ec' from openssl s_client's "Server public key is …" line."""
+    for ln in r.stdout.splitlines():
+        if ln.startswith("Server public key is"):
+            return "rsa" if "2048" in ln or "4096" in ln else "ec"
+    raise AssertionError(r.stdout[-2000:])
+
+
+def test_ecdsa_and_rsa_pairs_at_once(h):
+    """SPEC 8.2: a comma-separated list of pairs; a client that accepts ECDSA
+    gets the ECDSA certificate, one that does not gets RSA (TLS 1.3 by
+    signature algorithm, TLS 1.2 by cipher suite)."""
+    rsa_cert, rsa_key = make_cert(h, "rsa")
+    ec_cert, ec_key = make_cert(h, "ec")
+    # the RSA pair listed first: the order must not matter
+    m = h.mrs(env={"MRS_TLS_CERT": f"{rsa_cert},{ec_cert}", "MRS_TLS_KEY": f"{rsa_key},{ec_key}"})
+    assert served_key_type(s_client(m.submission_port, "-tls1_3")) == "ec"
+    assert served_key_type(s_client(m.submission_port, "-tls1_2")) == "ec"
+    rsa13 = s_client(m.submission_port, "-tls1_3", "-sigalgs", "rsa_pss_rsae_sha256:rsa_pkcs1_sha256")
+    assert served_key_type(rsa13) == "rsa" and "221 2.0.0" in rsa13.stdout
+    rsa12 = s_client(m.submission_port, "-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256")
+    assert served_key_type(rsa12) == "rsa" and "221 2.0.0" in rsa12.stdout
+    s = m.smtps(login=("alice@customer.test", "alice-secret"))
+    s.quit()
+    m.stop()
+    # unequal lists: exit 2 (a malformed value), one line naming the variable
+    env = {"MRS_TLS_CERT": f"{rsa_cert},{ec_cert}", "MRS_TLS_KEY": rsa_key,
+           "MRS_SUBMISSION_LISTEN": f"127.0.0.1:{free_port()}", "MRS_SUBMISSIONS_LISTEN": "off",
+           "MRS_HEALTH_LISTEN": "off", "MRS_SPOOL_DIR": os.path.join(h.tmp, "spool-pairs")}
+    r = h.run([h.mrs_bin, "serve"], env=env, timeout=20)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and "MRS_TLS_KEY" in r.stderr, r.stderr
+    # a bad second pair fails start like a bad single one
+    env["MRS_TLS_KEY"] = f"{rsa_key},{rsa_key}"
+    r = h.run([h.mrs_bin, "serve"], env=env, timeout=20)
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and "MRS_TLS_KEY" in r.stderr, r.stderr
+
+
 def test_bad_certificate_material_fails_start_with_one_line(h):
     cert, key = make_cert(h, "ec")
     other_cert, other_key = make_cert(h, "rsa")
