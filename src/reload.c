@@ -112,8 +112,10 @@ static void load(struct watched *w, const char *why)
         rc = tls_server_load(config->tls_cert, config->tls_key, config->hostname, err, sizeof err);
     STATS_INC(config_reloads_total[w->what][rc == 0 ? STATS_RELOAD_OK : STATS_RELOAD_ERROR]);
     if (rc < 0) {
-        log_error("reload", NULL, "%s (%s) not reloaded, the old one stays: %s",
-                  stats_reload_name(w->what), why, err);
+        if (w->what == STATS_RELOAD_USERS)
+            log_error("reload", NULL, "users not reloaded (%s), the old table stays: %s", why, err);
+        else
+            log_error("reload", NULL, "certificate not reloaded (%s), the old one stays: %s", why, err);
         return;
     }
     if (w->what == STATS_RELOAD_USERS)

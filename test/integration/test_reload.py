@@ -105,7 +105,7 @@ def test_certificate_secret_swap_reloaded_bad_one_refused(h):
     time.sleep(1.5)  # several intervals: the same bad files are not retried
     assert metric(m, 'mrs_config_reloads_total{what="tls",result="error"}') == 1
     assert served_cert(m) == file_cert(b_cert)
-    assert m.log().count("not reloaded, the old one stays") == 1
+    assert m.log().count("certificate not reloaded") == 1
     # fixed: the matching key arrives
     sec.publish({"tls.crt": read(a_cert), "tls.key": read(a_key)})
     assert wait_for(lambda: served_cert(m) == file_cert(a_cert))
