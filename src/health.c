@@ -444,6 +444,8 @@ static void render_queue(struct out *o)
 {
     static const struct scalar scalars[] = {
         {"mrs_queue_depth", "gauge", "Messages in the spool.", &stats.queue_depth},
+        {"mrs_queue_held", "gauge", "Messages on hold (mrs queue hold), part of mrs_queue_depth.",
+         &stats.queue_held},
     };
     static const struct scalar after[] = {
         {"mrs_bounces_total", "counter", "Delivery status notifications (bounces) generated.",
