@@ -50,18 +50,19 @@ static int socket_path(char *out, size_t cap)
 
 /* ---- the relay's side -------------------------------------------------------- */
 
-/* read_request — one line, at most CONTROL_REQUEST_MAX_BYTES, within the
+/* read_request — one line, at most CONTROL_REQUEST_MAX_BYTES, before the
  * deadline; the newline is stripped.  -1 when it does not come. */
-static int read_request(int fd, char *line, size_t cap)
+static int read_request(int fd, char *line, size_t cap, int64_t deadline)
 {
     size_t len = 0;
-    int64_t deadline = util_now_ms() + CONTROL_TIMEOUT_MS;
     while (len + 1 < cap) {
         int64_t left = deadline - util_now_ms();
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (left <= 0 || poll(&p, 1, (int)left) <= 0)
             return -1;
         ssize_t n = recv(fd, line + len, cap - 1 - len, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
         if (n <= 0)
             return -1;
         len += (size_t)n;
@@ -74,16 +75,19 @@ static int read_request(int fd, char *line, size_t cap)
     return -1;
 }
 
-static void send_all(int fd, const char *p, size_t n)
+/* send_all — everything, or until the deadline (a client that does not
+ * read must not hold the control thread, nor the drain behind it). */
+static void send_all(int fd, const char *p, size_t n, int64_t deadline)
 {
-    int64_t deadline = util_now_ms() + CONTROL_TIMEOUT_MS;
     while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && util_now_ms() < deadline) {
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int64_t left = deadline - util_now_ms();
             struct pollfd pf = {.fd = fd, .events = POLLOUT};
-            poll(&pf, 1, 100);
+            if (left <= 0 || poll(&pf, 1, (int)left) < 0)
+                return;
             continue;
         }
         if (w <= 0)
@@ -128,14 +132,15 @@ static void serve_one(int fd)
 {
     char line[CONTROL_REQUEST_MAX_BYTES], id[QUEUE_ID_BYTES];
     enum queue_ctl op;
+    int64_t deadline = util_now_ms() + CONTROL_TIMEOUT_MS; /* the whole exchange */
     if (!peer_allowed(fd)) {
         static const char no[] = "ERR not allowed: run as the relay's user or root\n";
-        send_all(fd, no, sizeof no - 1);
+        send_all(fd, no, sizeof no - 1, deadline);
         return;
     }
-    if (read_request(fd, line, sizeof line) < 0 || parse(line, &op, id) < 0) {
+    if (read_request(fd, line, sizeof line, deadline) < 0 || parse(line, &op, id) < 0) {
         static const char bad[] = "ERR malformed request\n";
-        send_all(fd, bad, sizeof bad - 1);
+        send_all(fd, bad, sizeof bad - 1, deadline);
         return;
     }
     char *body = NULL;
@@ -143,15 +148,19 @@ static void serve_one(int fd)
     FILE *f = open_memstream(&body, &len);
     if (!f) {
         static const char oom[] = "ERR out of memory\n";
-        send_all(fd, oom, sizeof oom - 1);
+        send_all(fd, oom, sizeof oom - 1, deadline);
         return;
     }
     enum queue_ctl_result r = queue_control(op, id[0] ? id : NULL, f);
     fclose(f);
     const char *status = r == QUEUE_CTL_OK ? "OK\n" : r == QUEUE_CTL_NOT_FOUND ? "NOTFOUND\n" : "ERR\n";
-    send_all(fd, status, strlen(status));
-    if (body && len <= CONTROL_BODY_MAX_BYTES)
-        send_all(fd, body, len);
+    if (!body || len > CONTROL_BODY_MAX_BYTES) {
+        static const char big[] = "ERR the answer is too large; use mrs queue show ID\n";
+        send_all(fd, big, sizeof big - 1, deadline);
+    } else {
+        send_all(fd, status, strlen(status), deadline);
+        send_all(fd, body, len, deadline);
+    }
     free(body);
 }
 
@@ -165,7 +174,7 @@ static void *serve(void *arg)
             break;
         if (!(p[0].revents & POLLIN))
             continue;
-        int fd = accept4(C.fd, NULL, NULL, SOCK_CLOEXEC);
+        int fd = accept4(C.fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0) {
             poll(NULL, 0, 100); /* EMFILE and the like: do not spin */
             continue;
@@ -180,9 +189,11 @@ int control_start(char *err, size_t err_len)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (socket_path(C.path, sizeof C.path) < 0) {
-        snprintf(err, err_len, "MRS_SPOOL_DIR: %s is too long for the control socket (at most %zu bytes)",
+        /* the relay works without it: only `mrs queue show|flush|…` do not */
+        log_warn("control", NULL, "MRS_SPOOL_DIR %s is too long for a UNIX socket path (at most %zu bytes): "
+                 "no queue control socket, `mrs queue` lists the spool files only",
                  config->spool_dir, sizeof sa.sun_path - sizeof CONTROL_SOCKET_NAME - 1);
-        return -1;
+        return 0;
     }
     memcpy(sa.sun_path, C.path, sizeof C.path);
     struct stat st;
@@ -243,7 +254,7 @@ static int ask(const char *request, char **out, size_t *out_len)
             close(fd);
         return -1;
     }
-    send_all(fd, request, strlen(request));
+    send_all(fd, request, strlen(request), util_now_ms() + CONTROL_TIMEOUT_MS);
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
     int64_t deadline = util_now_ms() + 30000;

@@ -418,7 +418,7 @@ static void deliver(struct queue_item *it)
     j.m.fd = -1;
     if (job_init(&j, it)) {
         int received = delivery_received_count(j.headers, j.headers_len);
-        if (queue_item_on_hold(it)) {
+        if (queue_item_hold_expired(it)) {
             /* handed out only when its lifetime is over: bounced, not tried */
             for (size_t i = 0; i < j.m.rcpt_count; i++)
                 if (j.m.rcpts[i].status == SPOOL_PENDING || j.m.rcpts[i].status == SPOOL_DEFERRED)

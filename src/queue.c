@@ -51,6 +51,7 @@ struct queue_item {
     /* operator control (queue_control), under sched_mu */
     bool claimed;              /* a delivery thread holds it */
     bool on_hold;              /* not delivered until released; due only at its expiry */
+    bool hold_expired;         /* handed out on hold at its expiry: bounce, do not try */
     bool delete_asked;         /* deleted while claimed: removed when handed back */
 };
 
@@ -476,6 +477,9 @@ struct queue_item *queue_claim(void)
         if (heap_len > 0 && heap[0]->due_ms <= now) {
             struct queue_item *it = heap_pop();
             it->claimed = true;
+            /* decided here, under the lock: a hold that arrives while the
+             * thread works must not turn a normal attempt into a bounce */
+            it->hold_expired = it->on_hold && util_wall_ms() >= it->received_ms + config->queue_lifetime_ms;
             pthread_mutex_unlock(&sched_mu);
             return it;
         }
@@ -500,18 +504,24 @@ static int64_t mono_from_wall(int64_t wall_ms)
     return delta > 0 ? now + delta : now;
 }
 
-static void remove_files(const char *id);
+static int remove_files(const char *id);
+static void drop_hold(struct queue_item *it);
 
 void queue_release(struct queue_item *it, int64_t due_wall_ms)
 {
     int64_t due = mono_from_wall(due_wall_ms);
     pthread_mutex_lock(&sched_mu);
     it->claimed = false;
+    it->hold_expired = false;
     if (it->delete_asked) {
         pthread_mutex_unlock(&sched_mu);
-        remove_files(it->id);
-        item_free(it);
-        return;
+        if (remove_files(it->id) == 0) {
+            drop_hold(it);
+            item_free(it);
+            return;
+        }
+        pthread_mutex_lock(&sched_mu); /* cannot remove it: it stays queued */
+        it->delete_asked = false;
     }
     if (it->on_hold)
         due = mono_from_wall(it->received_ms + config->queue_lifetime_ms);
@@ -520,12 +530,12 @@ void queue_release(struct queue_item *it, int64_t due_wall_ms)
     pthread_mutex_unlock(&sched_mu);
 }
 
-bool queue_item_on_hold(const struct queue_item *it)
+bool queue_item_hold_expired(const struct queue_item *it)
 {
     pthread_mutex_lock(&sched_mu);
-    bool held = it->on_hold;
+    bool expired = it->hold_expired;
     pthread_mutex_unlock(&sched_mu);
-    return held;
+    return expired;
 }
 
 void queue_stop(void)
@@ -643,6 +653,22 @@ static int recover(void)
 
 /* ---- removal and state ----------------------------------------------------- */
 
+static int hold_marker(const char *id, bool on);
+static void count_held(void);
+
+/* drop_hold — a message that leaves the queue takes its hold with it. */
+static void drop_hold(struct queue_item *it)
+{
+    pthread_mutex_lock(&sched_mu);
+    bool held = it->on_hold;
+    it->on_hold = false;
+    if (held)
+        count_held();
+    pthread_mutex_unlock(&sched_mu);
+    if (held)
+        hold_marker(it->id, false);
+}
+
 void queue_done(struct queue_item *it)
 {
     char msg[QUEUE_PATH_MAX_BYTES], state[QUEUE_PATH_MAX_BYTES + 8];
@@ -657,6 +683,7 @@ void queue_done(struct queue_item *it)
     if (had_state && (sync_queue_dir() != 0 || unlink(state) != 0))
         log_warn("spool", &(struct log_fields){.queue_id = it->id}, "state file left behind (errno %d); "
                  "it is removed at the next start", errno);
+    drop_hold(it);
     item_free(it);
 }
 
@@ -670,6 +697,7 @@ void queue_quarantine(struct queue_item *it)
     else if (errno != ENOENT)
         log_error("spool", &(struct log_fields){.queue_id = it->id}, "malformed message cannot be moved aside (errno %d); "
                   "it stays out of delivery until the next start", errno);
+    drop_hold(it);
     item_free(it);
 }
 
@@ -710,21 +738,29 @@ int queue_save_state(const char *id, const char *data, size_t len)
 
 /* ---- operator control: mrs queue show/flush/hold/release/delete ------------ */
 
-/* remove_files — a deleted message's files: the message first, then what
- * only makes sense with it (state, hold marker). */
-static void remove_files(const char *id)
+/* remove_files — a deleted message's files: the message first (-1 with
+ * errno when it cannot be removed: nothing else is touched then), then
+ * what only makes sense with it (state, hold marker). */
+static int remove_files(const char *id)
 {
     char path[QUEUE_PATH_MAX_BYTES + 8];
     static const char *const suffixes[] = {"", ".state", QUEUE_HOLD_SUFFIX};
     for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
         snprintf(path, sizeof path, "%s/queue/%s%s", config->spool_dir, id, suffixes[i]);
-        if (unlink(path) != 0 && errno != ENOENT)
+        if (unlink(path) != 0 && errno != ENOENT) {
+            int e = errno;
             log_error("spool", &(struct log_fields){.queue_id = id}, "cannot remove queue/%s%s (errno %d)", id,
-                      suffixes[i], errno);
-        if (i == 0)
-            sync_queue_dir();
+                      suffixes[i], e);
+            if (i == 0) {
+                errno = e;
+                return -1;
+            }
+        }
+        if (i == 0 && sync_queue_dir() != 0)
+            return -1; /* the message must be gone for good before its state */
     }
     sync_queue_dir();
+    return 0;
 }
 
 /* hold_marker — create (on) or remove the queue/<id>.hold file that keeps
@@ -801,19 +837,20 @@ static const char *status_note(const struct item_view *v)
                            : NULL;
 }
 
-static void show_one(FILE *out, const struct item_view *v, bool details)
+static size_t show_one(FILE *out, const struct item_view *v, bool details)
 {
     struct spool_message m;
     char err[256];
     if (spool_load(v->id, &m, false, err, sizeof err) < 0) {
         fprintf(out, "%s  unreadable: %s\n", v->id, err);
-        return;
+        return 0;
     }
-    spool_list_message(out, &m, util_wall_ms(), status_note(v));
+    size_t left = spool_list_message(out, &m, util_wall_ms(), status_note(v));
     if (details)
         fprintf(out, "    user <%s>  client %s  helo %s  %s\n", m.user, m.client, m.helo,
                 m.eightbit ? "8BITMIME" : "7BIT");
     spool_free(&m);
+    return left;
 }
 
 static enum queue_ctl_result list_all(FILE *out)
@@ -830,12 +867,12 @@ static enum queue_ctl_result list_all(FILE *out)
         fprintf(out, "out of memory\n");
         return QUEUE_CTL_ERROR;
     }
-    size_t held = 0;
+    size_t held = 0, left = 0;
     for (size_t k = 0; k < i; k++) {
-        show_one(out, &views[k], false);
+        left += show_one(out, &views[k], false);
         held += views[k].on_hold;
     }
-    fprintf(out, "%zu message(s), %zu on hold, in %s\n", i, held, config->spool_dir);
+    fprintf(out, "%zu message(s), %zu recipient(s) left in %s (%zu on hold)\n", i, left, config->spool_dir, held);
     free(views);
     return QUEUE_CTL_OK;
 }
@@ -886,7 +923,6 @@ static enum queue_ctl_result act(enum queue_ctl op, const char *id, FILE *out)
             heap_remove(it);
             it->delete_asked = true; /* invisible to find_item from now on */
             remove = true;
-            fprintf(out, "%s: deleted (no report sent)\n", id);
         }
         break;
     default:
@@ -894,10 +930,20 @@ static enum queue_ctl_result act(enum queue_ctl op, const char *id, FILE *out)
     }
     pthread_mutex_unlock(&sched_mu);
     if (marker && hold_marker(id, marker_on) < 0)
-        fprintf(out, "warning: the hold could not be recorded on disk (errno %d): it ends at a restart\n", errno);
-    if (remove) {
-        remove_files(id);
+        fprintf(out, "warning: the %s could not be recorded on disk (errno %d): a restart %s\n",
+                marker_on ? "hold" : "release", errno, marker_on ? "ends the hold" : "holds it again");
+    if (remove && remove_files(id) == 0) {
+        drop_hold(it);
         item_free(it);
+        fprintf(out, "%s: deleted (no report sent)\n", id);
+    } else if (remove) {
+        fprintf(out, "%s: cannot be removed (errno %d); it stays queued\n", id, errno);
+        pthread_mutex_lock(&sched_mu);
+        it->delete_asked = false;
+        heap_push(it, util_now_ms());
+        pthread_cond_signal(&sched_cv);
+        pthread_mutex_unlock(&sched_mu);
+        r = QUEUE_CTL_ERROR;
     }
     if (op != QUEUE_CTL_SHOW && r == QUEUE_CTL_OK)
         log_warn("queue", &(struct log_fields){.queue_id = id, .result = queue_ctl_name(op)},

@@ -88,10 +88,10 @@ void queue_done(struct queue_item *it);
 /* queue_quarantine — a message that cannot be parsed: rename it to
  * queue/<id>.bad (out of the schedule, kept for the operator). */
 void queue_quarantine(struct queue_item *it);
-/* queue_item_on_hold — whether the operator put the message on hold: a
- * held item is handed out only when its MRS_QUEUE_LIFETIME is over, to be
- * bounced without a delivery attempt. */
-bool queue_item_on_hold(const struct queue_item *it);
+/* queue_item_hold_expired — whether the item was handed out because it is
+ * on hold and its MRS_QUEUE_LIFETIME is over (decided when it was claimed):
+ * it is then bounced without a delivery attempt. */
+bool queue_item_hold_expired(const struct queue_item *it);
 
 /*
  * queue_control — the operator's `mrs queue` commands (control.c), text for

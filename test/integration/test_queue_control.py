@@ -71,7 +71,8 @@ def test_list_show_flush_and_socket_mode(ctx):
     sock = os.path.join(m.spool, "control.sock")
     assert stat.S_ISSOCK(os.stat(sock).st_mode) and stat.S_IMODE(os.stat(sock).st_mode) == 0o600
     r = q(ctx, m)
-    assert r.returncode == 0 and qid in r.stdout and "1 message(s), 0 on hold" in r.stdout, r
+    assert r.returncode == 0 and qid in r.stdout and "1 message(s), 1 recipient(s) left" in r.stdout, r
+    assert "(0 on hold)" in r.stdout
     r = q(ctx, m, "show", qid)
     assert r.returncode == 0 and "<bob@dest.test>" in r.stdout and "deferred" in r.stdout, r.stdout
     assert f"user <{USER}>" in r.stdout
@@ -103,7 +104,7 @@ def test_hold_survives_restart_and_release_delivers(ctx):
     m = relay(ctx, port, spool=spool)
     time.sleep(1)
     assert not sink.messages, "a held message was delivered after a restart"
-    assert "1 on hold" in q(ctx, m).stdout
+    assert "(1 on hold)" in q(ctx, m).stdout
     r = q(ctx, m, "release", qid)
     assert r.returncode == 0, r
     assert sink.wait(1, timeout=20)
@@ -159,3 +160,21 @@ def test_relay_not_running(ctx):
     assert r.returncode == 2 and "usage" in r.stderr
     r = q(ctx, m, "hold", "not-an-id")
     assert r.returncode == 1
+
+
+def test_a_silent_control_client_blocks_nothing_for_long(ctx):
+    import socket as so
+    port = free_port()
+    m = relay(ctx, port, MRS_SHUTDOWN_GRACE="2s")
+    c = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+    c.connect(os.path.join(m.spool, "control.sock"))  # and never says anything
+    t0 = time.time()
+    r = q(ctx, m)  # served once the silent one's deadline has passed
+    assert r.returncode == 0 and "message(s)" in r.stdout, r
+    assert time.time() - t0 < 25
+    c2 = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+    c2.connect(os.path.join(m.spool, "control.sock"))
+    c2.sendall(b"LIST\n")  # asks, never reads
+    assert m.stop(timeout=30) == 0  # the drain is not held up by it
+    c.close()
+    c2.close()
