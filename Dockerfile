@@ -6,8 +6,9 @@
 #       -v mrs-spool:/var/spool/mrs -e MRS_USERS_FILE=/run/secrets/mrs-users ... mrs
 #
 # ./build.sh docker-test (test/docker/test.sh) builds this file for real with
-# buildah and checks the result.  configs/ has docker compose and Kubernetes
-# examples.
+# buildah, checks the result and runs it with podman (runc) as 65534 with a
+# read-only root and a spool volume.  configs/ has docker compose and
+# Kubernetes examples.
 #
 # What the image holds, and nothing else (no shell, no libc, no passwd file):
 #   /mrs                                  the binary (runs as 65534:65534)
