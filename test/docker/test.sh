@@ -67,12 +67,12 @@ P=()
 made_rcd=0
 serve_pid=""
 # buildah keeps a blob-info cache in /var/lib/containers/cache even with a
-# private store; it is removed at the end when this run created it.
-had_var_lib_containers=0
-[ -e /var/lib/containers ] && had_var_lib_containers=1
-# runc's state directory, removed at the end (when empty) if this run made it
-had_run_runc=0
-[ -e /run/runc ] && had_run_runc=1
+# private store; it is removed at the end when this run created it.  The
+# same for runc's state directory /run/runc (when empty).  Both are looked
+# at once this run holds the lock (below): another run in another work tree
+# (.deps is shared) may have made them and be about to remove them.
+had_var_lib_containers=1
+had_run_runc=1
 
 cleaned=0
 cleanup() {
@@ -195,6 +195,8 @@ mkdir -p "$CACHE"
 t=$SECONDS
 exec 9> "$CACHE/lock"
 flock -w $DEBOOTSTRAP_TIMEOUT_S 9 || { fail rootfs "another docker-test holds $CACHE/lock"; finish; }
+[ -e /var/lib/containers ] || had_var_lib_containers=0
+[ -e /run/runc ] || had_run_runc=0
 if why=$(make_rootfs); then pass rootfs; else fail rootfs "debootstrap failed: $why"; finish; fi
 timed rootfs "$t"
 
