@@ -5,7 +5,8 @@
  * builder whose failure is sticky), then written to the spool in one go.
  * Every value that came from the network (replies, addresses) is already
  * sanitized to printable ASCII in the state; the quoted original headers are
- * the bytes the relay accepted (CRLF lines, no bare CR or LF).
+ * the bytes the relay accepted (CRLF lines, no bare CR or LF), quoted in
+ * whole lines only.
  */
 #include "bounce.h"
 
@@ -115,8 +116,9 @@ static void human_part(struct sb *b, const struct spool_message *m, const char *
         const struct spool_rcpt *r = &m->rcpts[i];
         if (r->status != SPOOL_FAILED)
             continue;
-        sb_printf(b, "<%s>:\r\n    %s%s\r\n", r->addr, r->reply[0] == '4' ? "still failing after " : "",
-                  r->reply[0] == '4' ? life : "");
+        sb_printf(b, "<%s>:\r\n", r->addr);
+        if (r->reply[0] == '4') /* only then: a line of spaces alone is noise (and trailing whitespace) */
+            sb_printf(b, "    still failing after %s\r\n", life);
         sb_printf(b, "    %s%s%.*s%s\r\n\r\n", r->reply[0] ? r->reply : "no delivery attempt succeeded",
                   r->remote[0] ? " (from " : "", remote_host_len(r->remote), r->remote, r->remote[0] ? ")" : "");
     }
@@ -146,6 +148,19 @@ static void status_part(struct sb *b, const struct spool_message *m, const char 
     }
 }
 
+/* quote_len — how much of the original header section to quote: at most
+ * BOUNCE_HEADERS_MAX_BYTES, cut after the last CRLF, so that neither the
+ * cap nor a section read short ends it with a partial line or between CR
+ * and LF (a bare CR, RFC 5322 §2.3). */
+static size_t quote_len(const char *h, size_t len)
+{
+    if (len > BOUNCE_HEADERS_MAX_BYTES)
+        len = BOUNCE_HEADERS_MAX_BYTES; /* the inbound side caps them lower anyway */
+    while (len >= 2 && !(h[len - 2] == '\r' && h[len - 1] == '\n'))
+        len--;
+    return len >= 2 ? len : 0;
+}
+
 char *bounce_format(const struct spool_message *m, const char *headers, size_t headers_len, const char *id,
                     int64_t now_ms, size_t *len, bool *eightbit)
 {
@@ -154,8 +169,7 @@ char *bounce_format(const struct spool_message *m, const char *headers, size_t h
     util_rfc5322_date(now_ms / 1000, date, sizeof date);
     util_rfc5322_date(m->received_ms / 1000, arrived, sizeof arrived);
     snprintf(boundary, sizeof boundary, "%s/%s", id, "mrs-dsn");
-    if (headers_len > BOUNCE_HEADERS_MAX_BYTES)
-        headers_len = BOUNCE_HEADERS_MAX_BYTES; /* the inbound side caps them lower anyway */
+    headers_len = quote_len(headers, headers_len);
     *eightbit = false;
     for (size_t i = 0; i < headers_len; i++)
         *eightbit |= (unsigned char)headers[i] >= 0x80;
@@ -174,9 +188,7 @@ char *bounce_format(const struct spool_message *m, const char *headers, size_t h
     sb_printf(&b, "\r\n--%s\r\nContent-Description: Undelivered message headers\r\n"
                   "Content-Type: text/rfc822-headers%s\r\n\r\n", boundary,
               *eightbit ? "\r\nContent-Transfer-Encoding: 8bit" : "");
-    sb_put(&b, headers, headers_len);
-    if (headers_len >= 2 && memcmp(headers + headers_len - 2, "\r\n", 2) != 0)
-        sb_put(&b, "\r\n", 2);
+    sb_put(&b, headers, headers_len); /* whole lines: it ends with CRLF or is empty */
     sb_printf(&b, "\r\n--%s--\r\n", boundary);
     if (b.failed) {
         free(b.p);

@@ -63,9 +63,13 @@ int64_t delivery_backoff_ms(int attempts, int64_t min_ms, int64_t max_ms, uint32
         d = d > INT64_MAX / 2 ? max_ms : d * 2;
     if (d > max_ms)
         d = max_ms;
-    /* ±10 %: messages deferred together do not come back together */
-    int64_t spread = d / 5;
-    d = d - d / 10 + (int64_t)((double)spread * ((double)random / 4294967296.0));
+    /* ±10 %, so that messages deferred together do not come back together,
+     * but never outside [min_ms, max_ms]: the range is cut, not the result
+     * clamped, which would pile the gaps up on the bounds */
+    int64_t lo = d - d / 10 < min_ms ? min_ms : d - d / 10, hi = d + d / 10 > max_ms ? max_ms : d + d / 10;
+    uint64_t span = hi > lo ? (uint64_t)(hi - lo) : 0;
+    /* span * random / 2^32 without overflow or floating point: < span */
+    d = lo + (int64_t)((span >> 32) * random + (((span & 0xffffffffu) * random) >> 32));
     return d > 0 ? d : 1;
 }
 
