@@ -48,6 +48,8 @@ struct queue_item {
     size_t heap_pos;           /* QUEUE_NOT_IN_HEAP while claimed or not committed */
     bool listed;               /* in the arrival list (committed) */
     struct queue_item *older, *newer;
+    char *held_state;          /* a state not saved yet (queue_item_hold_state), or NULL */
+    size_t held_len;
 };
 
 struct queue_msg {
@@ -437,6 +439,7 @@ static void item_free(struct queue_item *it)
     }
     items_live--;
     pthread_mutex_unlock(&sched_mu);
+    free(it->held_state);
     free(it);
 }
 
@@ -486,6 +489,21 @@ struct queue_item *queue_claim(void)
 const char *queue_item_id(const struct queue_item *it)
 {
     return it->id;
+}
+
+/* Only the thread that claimed the item touches these: no lock. */
+void queue_item_hold_state(struct queue_item *it, char *data, size_t len)
+{
+    if (it->held_state != data)
+        free(it->held_state);
+    it->held_state = data;
+    it->held_len = data ? len : 0;
+}
+
+const char *queue_item_held_state(const struct queue_item *it, size_t *len)
+{
+    *len = it->held_len;
+    return it->held_state;
 }
 
 /* mono_from_wall — a wall-clock time as the monotonic clock's value. */
@@ -609,21 +627,28 @@ static int recover(void)
 
 /* ---- removal and state ----------------------------------------------------- */
 
-void queue_done(struct queue_item *it)
+int queue_done(struct queue_item *it)
 {
     char msg[QUEUE_PATH_MAX_BYTES], state[QUEUE_PATH_MAX_BYTES + 8];
     msg_path("queue", it->id, msg, sizeof msg);
     snprintf(state, sizeof state, "%s.state", msg);
     bool had_state = access(state, F_OK) == 0;
-    if (unlink(msg) != 0 && errno != ENOENT)
+    if (unlink(msg) != 0 && errno != ENOENT) {
+        /* the state file is what keeps a restart from delivering it all
+         * again: it stays while the message does */
+        int e = errno;
         log_error("spool", &(struct log_fields){.queue_id = it->id},
-                  "cannot remove the delivered message (errno %d): it may be delivered again after a restart", errno);
+                  "cannot remove the finished message (errno %d): its state is kept and the removal retried", e);
+        errno = e;
+        return -1;
+    }
     /* the message must be gone for good before its state: a message that
      * came back without its state would be delivered to everyone again */
-    if (had_state && (sync_queue_dir() != 0 || unlink(state) != 0))
+    if (had_state && (sync_queue_dir() != 0 || (unlink(state) != 0 && errno != ENOENT)))
         log_warn("spool", &(struct log_fields){.queue_id = it->id}, "state file left behind (errno %d); "
                  "it is removed at the next start", errno);
     item_free(it);
+    return 0;
 }
 
 void queue_quarantine(struct queue_item *it)

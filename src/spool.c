@@ -186,6 +186,12 @@ static int state_line(struct spool_message *m, char *line)
     }
     if (!strncmp(line, "next ", 5))
         return parse_i64(line + 5, &m->next_ms);
+    if (!strncmp(line, "bounced ", 8)) {
+        if (!spool_valid_id(line + 8))
+            return -1;
+        memcpy(m->bounce_id, line + 8, QUEUE_ID_BYTES);
+        return 0;
+    }
     return 0; /* a field a newer version added */
 }
 
@@ -219,8 +225,9 @@ size_t spool_state_max_bytes(const struct spool_message *m)
 size_t spool_format_state(const struct spool_message *m, char *out, size_t cap)
 {
     size_t len = 0;
-    int n = snprintf(out, cap, "%s\nattempts %d\nnext %lld\n", SPOOL_STATE_VERSION, m->attempts,
-                     (long long)m->next_ms);
+    int n = snprintf(out, cap, "%s\nattempts %d\nnext %lld\n%s%s%s", SPOOL_STATE_VERSION, m->attempts,
+                     (long long)m->next_ms, m->bounce_id[0] ? "bounced " : "", m->bounce_id,
+                     m->bounce_id[0] ? "\n" : "");
     if (n < 0 || (size_t)n >= cap)
         return 0;
     len = (size_t)n;

@@ -54,6 +54,7 @@ struct spool_message {
     size_t rcpt_count;
     struct spool_rcpt *rcpts; /* heap, rcpt_count entries, in RCPT order */
     int attempts;          /* delivery runs that ended with recipients deferred */
+    char bounce_id[QUEUE_ID_BYTES]; /* the bounce already committed for it ("" none): never sent twice */
     int64_t next_ms;       /* wall clock of the next attempt; 0: due now */
     bool has_state;        /* a state file was read */
     char *env;             /* heap: the envelope block, parsed in place */

@@ -410,6 +410,32 @@ static void test_bounce_headers_cut_at_line_boundary(void)
     free(buf);
 }
 
+static void test_state_bounced_round_trip(void)
+{
+    struct spool_message m, n;
+    char *buf, *buf2;
+    size_t body;
+    CHECK(parse(LIT(envelope), &m, &buf, &body) == 0);
+    CHECK(parse(LIT(envelope), &n, &buf2, &body) == 0);
+    m.rcpts[0].status = SPOOL_FAILED;
+    m.rcpts[1].status = SPOOL_DELIVERED;
+    memcpy(m.bounce_id, "019ac3f1e2a7c0ff0001", QUEUE_ID_BYTES);
+    char text[4096];
+    size_t len = spool_format_state(&m, text, sizeof text);
+    CHECK(len > 0 && strstr(text, "\nbounced 019ac3f1e2a7c0ff0001\n") != NULL);
+    CHECK(spool_parse_state(text, len, &n) == 0);
+    CHECK_STR(n.bounce_id, "019ac3f1e2a7c0ff0001");
+    static const char bad[] = "MRS-STATE 1\nbounced nothex\n";
+    CHECK(spool_parse_state(LIT(bad), &n) < 0);
+    m.bounce_id[0] = '\0';
+    len = spool_format_state(&m, text, sizeof text);
+    CHECK(len > 0 && strstr(text, "bounced") == NULL);
+    free(m.rcpts);
+    free(n.rcpts);
+    free(buf);
+    free(buf2);
+}
+
 static void test_received_count(void)
 {
     CHECK(delivery_received_count(LIT("Received: a\r\n\tmore\r\nreceived: b\r\nX-Received: c\r\nSubject: Received:\r\n")) == 2);
@@ -454,4 +480,5 @@ UNIT_MAIN("delivery", UNIT_CASE(test_envelope_parses), UNIT_CASE(test_envelope_n
           UNIT_CASE(test_ids), UNIT_CASE(test_mx_order), UNIT_CASE(test_bounce_status), UNIT_CASE(test_bounce_format),
           UNIT_CASE(test_backoff), UNIT_CASE(test_backoff_within_bounds),
           UNIT_CASE(test_bounce_text_has_no_blank_lines_of_spaces), UNIT_CASE(test_bounce_headers_cut_at_line_boundary),
-          UNIT_CASE(test_received_count), UNIT_CASE(test_ehlo_caps), UNIT_CASE(test_base64))
+          UNIT_CASE(test_state_bounced_round_trip), UNIT_CASE(test_received_count),
+          UNIT_CASE(test_ehlo_caps), UNIT_CASE(test_base64))
