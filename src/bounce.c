@@ -6,11 +6,13 @@
  * Every value that came from the network (replies, addresses) is already
  * sanitized to printable ASCII in the state; the quoted original headers are
  * the bytes the relay accepted (CRLF lines, no bare CR or LF), quoted in
- * whole lines only.
+ * whole lines only.  Reading a damaged message for its bounce is
+ * spool_salvage's.
  */
 #include "bounce.h"
 
 #include "config.h"
+#include "spool.h"
 #include "stats.h"
 #include "util.h"
 
@@ -219,5 +221,32 @@ int bounce_send(const struct spool_message *m, const char *headers, size_t heade
     free(text);
     if (rc == 0)
         STATS_INC(bounces_total);
+    return rc;
+}
+
+int bounce_quarantined(const char *id, char id_out[QUEUE_ID_BYTES])
+{
+    struct spool_message m;
+    char *headers, why[SPOOL_REPLY_MAX_BYTES];
+    size_t headers_len;
+    int rc = 1;
+    if (spool_salvage(id, &m, BOUNCE_HEADERS_MAX_BYTES, &headers, &headers_len) == 0) {
+        snprintf(why, sizeof why, "550 5.3.0 the relay's spool copy of this message is damaged; it was set aside "
+                 "as queue/%s.bad and not delivered", id);
+        int64_t now = util_wall_ms();
+        size_t failed = 0;
+        for (size_t i = 0; i < m.rcpt_count; i++) {
+            struct spool_rcpt *r = &m.rcpts[i];
+            failed += r->status != SPOOL_DELIVERED;
+            if (r->status == SPOOL_DELIVERED || r->status == SPOOL_FAILED)
+                continue; /* a failed one keeps its own reply */
+            r->status = SPOOL_FAILED;
+            r->when_ms = now;
+            spool_set_reply(r, "", why, strlen(why));
+        }
+        rc = failed ? bounce_send(&m, headers, headers_len, id_out) : 1;
+    }
+    free(headers);
+    spool_free(&m);
     return rc;
 }

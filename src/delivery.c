@@ -10,7 +10,9 @@
  *
  * Durability errors change what happens next: a state that cannot be
  * saved travels with the queue item until a save succeeds; a message that
- * cannot be removed keeps a final state and is removed later.
+ * cannot be removed keeps a final state and is removed later; one that
+ * cannot be parsed is bounced and set aside; one that cannot be read now
+ * is tried again.
  */
 #include "delivery.h"
 
@@ -341,6 +343,26 @@ static void read_headers(struct job *j)
     j->headers_len = len; /* no empty line within the limit: all we have */
 }
 
+/* quarantine — set aside a message that can never be read whole, after a
+ * bounce to the sender its damaged envelope still names; when that bounce
+ * cannot be stored, the message stays queued and is tried again later. */
+static void quarantine(struct queue_item *it)
+{
+    char bid[QUEUE_ID_BYTES];
+    struct log_fields lf = {.queue_id = queue_item_id(it)};
+    int r = bounce_quarantined(lf.queue_id, bid);
+    if (r < 0) {
+        log_error("bounce", &lf, "cannot store the bounce for a malformed message (errno %d); retrying later", errno);
+        queue_release(it, util_wall_ms() + config->retry_min_ms);
+        return;
+    }
+    if (r == 0)
+        log_info("bounce", &lf, "bounce %s sent for the malformed message", bid);
+    else
+        log_warn("bounce", &lf, "the malformed message names no sender and recipient to bounce to");
+    queue_quarantine(it);
+}
+
 static bool job_init(struct job *j, struct queue_item *it)
 {
     char err[256];
@@ -354,7 +376,10 @@ static bool job_init(struct job *j, struct queue_item *it)
                 queue_release(it, util_wall_ms() + config->retry_min_ms);
         } else if (e == EINVAL) {
             log_error("delivery", &lf, "%s", err);
-            queue_quarantine(it);
+            quarantine(it);
+        } else if (e != ENOMEM && util_wall_ms() - spool_id_ms(lf.queue_id) >= config->queue_lifetime_ms) {
+            log_error("delivery", &lf, "%s, for longer than MRS_QUEUE_LIFETIME: giving up", err);
+            quarantine(it); /* nothing is retried forever */
         } else {
             log_error("delivery", &lf, "%s; retrying later", err);
             queue_release(it, util_wall_ms() + config->retry_min_ms);

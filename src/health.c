@@ -436,6 +436,9 @@ static void render_queue(struct out *o)
 {
     static const struct scalar scalars[] = {
         {"mrs_queue_depth", "gauge", "Messages in the spool.", &stats.queue_depth},
+        {"mrs_queue_quarantined", "gauge",
+         "Malformed messages set aside as queue/<id>.bad (counted at start and as they are set aside).",
+         &stats.queue_quarantined},
     };
     static const struct scalar after[] = {
         {"mrs_bounces_total", "counter", "Delivery status notifications (bounces) generated.",

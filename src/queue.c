@@ -589,8 +589,9 @@ static char **read_names(DIR *d, size_t *count)
     return names;
 }
 
-/* recover — index every message of queue/ (oldest first) and remove state
- * files whose message is gone (a crash between the two unlinks). */
+/* recover — index every message of queue/ (oldest first), remove state
+ * files whose message is gone (a crash between the two unlinks), count
+ * the quarantined ones (<id>.bad). */
 static int recover(void)
 {
     char dir[QUEUE_PATH_MAX_BYTES], id[QUEUE_ID_BYTES + 8];
@@ -600,8 +601,10 @@ static int recover(void)
     if (!d)
         return -1;
     char **names = read_names(d, &n);
+    int64_t quarantined = 0;
     for (size_t i = 0; i < n; i++) {
         const char *dot = strchr(names[i], '.');
+        quarantined += dot && !strcmp(dot, ".bad");
         if (dot && !strcmp(dot, ".state") && (size_t)(dot - names[i]) < sizeof id) {
             snprintf(id, sizeof id, "%.*s", (int)(dot - names[i]), names[i]);
             if (!has_name(names, n, id) && unlinkat(dirfd(d), names[i], 0) == 0)
@@ -620,6 +623,10 @@ static int recover(void)
         free(names[i]);
     free(names);
     closedir(d);
+    STATS_SET(queue_quarantined, quarantined);
+    if (quarantined)
+        log_warn("spool", NULL, "%lld malformed message(s) set aside as queue/<id>.bad: see `mrs queue`",
+                 (long long)quarantined);
     if (count)
         log_info("spool", NULL, "recovered %zu message(s) from the spool", count);
     return 0;
@@ -656,11 +663,16 @@ void queue_quarantine(struct queue_item *it)
     char from[QUEUE_PATH_MAX_BYTES], to[QUEUE_PATH_MAX_BYTES + 8];
     msg_path("queue", it->id, from, sizeof from);
     snprintf(to, sizeof to, "%s.bad", from);
-    if (rename(from, to) == 0)
+    if (rename(from, to) == 0) {
+        /* durable, so that a restart does not find it (and bounce it)
+         * again; should the sync fail, a crash costs a second bounce at worst */
+        sync_queue_dir();
+        STATS_INC(queue_quarantined);
         log_error("spool", &(struct log_fields){.queue_id = it->id}, "malformed message moved to queue/%s.bad", it->id);
-    else if (errno != ENOENT)
+    } else if (errno != ENOENT) {
         log_error("spool", &(struct log_fields){.queue_id = it->id}, "malformed message cannot be moved aside (errno %d); "
                   "it stays out of delivery until the next start", errno);
+    }
     item_free(it);
 }
 

@@ -100,7 +100,8 @@ const char *queue_item_held_state(const struct queue_item *it, size_t *len);
  */
 int queue_done(struct queue_item *it);
 /* queue_quarantine — a message that cannot be parsed: rename it to
- * queue/<id>.bad (out of the schedule, kept for the operator). */
+ * queue/<id>.bad (out of the schedule, kept for the operator, counted in
+ * mrs_queue_quarantined). */
 void queue_quarantine(struct queue_item *it);
 /* queue_stop — wake every waiting queue_claim(): from now on they return
  * NULL.  Claimed items stay valid for their holders. */

@@ -1,4 +1,4 @@
-"""Durability errors in the queue (issue 10, items 3, 4): the syscalls
+"""Durability errors in the queue (issue 10, items 3, 4, 5): the syscalls
 really fail, and what happens next is checked, not the log line alone.
 
 - A full spool (ENOSPC): the relay runs in a private mount namespace of its
@@ -8,11 +8,18 @@ really fail, and what happens next is checked, not the log line alone.
 - A message file that cannot be removed: in the relay's namespace the file
   is bind-mounted onto itself (`nsenter -m mount --bind`), so unlink() gets
   EBUSY, as root and on any file system.
+- An envelope that cannot be read: queue/<id> is a directory, so read()
+  gets EISDIR: an I/O error, not a parse error.
+- An envelope that cannot be parsed: written straight into the spool.
 
 Real DNS (unbound), real SMTP sinks (aiosmtpd) on 127.0.0.3x, the real relay.
 """
+import email
+import email.policy
 import errno
 import os
+import random
+import shutil
 import subprocess
 import time
 import uuid
@@ -137,6 +144,15 @@ def read(path):
         return ""
 
 
+def metric(m, name):
+    code, text = m.http("GET", "/metrics")
+    assert code == 200
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
 def fill(path):
     """Write path until the file system is full (ENOSPC); bounded."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -153,6 +169,17 @@ def fill(path):
         os.close(fd)
 
 
+def spool_id():
+    now = int(time.time() * 1000)
+    return f"{now & 0xffffffffffff:012x}{random.getrandbits(32):08x}", now
+
+
+def envelope(qid, now, rcpts, sender=SENDER, received=None):
+    lines = ["MRS-SPOOL 1", f"id {qid}", f"received {received if received is not None else now}", "user ",
+             "client ", "helo ", "body 7bit", f"from {sender}"] + [f"rcpt {r}" for r in rcpts]
+    return ("\n".join(lines) + "\n\n").encode()
+
+
 def state_id(qdir, m):
     """The id of the one message in qdir, once its state file exists."""
     found = []
@@ -162,6 +189,12 @@ def state_id(qdir, m):
         return found
     wait_until("a state file", look, m=m)
     return found[0]
+
+
+def mrs_queue(m):
+    r = subprocess.run([m.h.mrs_bin, "queue"], env=m.env, capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
 
 
 # ---- item 3: a state that cannot be saved ------------------------------------
@@ -240,4 +273,89 @@ def test_unremovable_message_is_not_delivered_again_after_restart(ctx):
     finally:
         ctx.a.rcpt_replies.pop(a, None)
         ctx.b.rcpt_replies.pop(r, None)
+        m.stop()
+
+
+# ---- item 5: envelopes that cannot be read, or parsed ------------------------
+
+def test_envelope_read_error_is_retried_not_quarantined(ctx):
+    """read() of queue/<id> fails (EISDIR): an I/O error, not a damaged
+    file.  The message stays queued and is tried again; once it can be
+    read it is delivered.  Before the fix it was moved to .bad forever."""
+    spool = os.path.join(ctx.h.tmp, "eio-" + uuid.uuid4().hex[:8])
+    os.makedirs(os.path.join(spool, "queue"))
+    m = relay(ctx, spool=spool)
+    tok = new_token()
+    qid, now = spool_id()
+    path = os.path.join(spool, "queue", qid)
+    os.makedirs(os.path.join(path, "x"))  # a directory: open() works, read() gets EISDIR
+    m.start()
+    try:
+        qdir = os.path.join(spool, "queue")
+        wait_until("two tries, or the message set aside", lambda: m.log().count(f"queue/{qid}") >= 2
+                   or os.path.exists(os.path.join(qdir, qid + ".bad")), m=m)
+        assert sorted(os.listdir(qdir)) == [qid], "set aside instead of retried"
+        assert f"cannot read queue/{qid} (errno 21); retrying later" in m.log()
+        assert metric(m, "mrs_queue_quarantined") == 0
+        assert f"{qid}  unreadable" in mrs_queue(m)
+        shutil.rmtree(path)
+        tmp = os.path.join(spool, "tmp", qid + ".test")
+        with open(tmp, "wb") as f:
+            f.write(envelope(qid, now, [f"x-{tok}@a.dura.test"]) + message(tok, f"x-{tok}@a.dura.test"))
+        os.rename(tmp, path)
+        wait_msgs(ctx.a, tok)
+        wait_until("an empty spool", lambda: not os.listdir(qdir), m=m)
+        assert count_msgs(ctx.senders, tok) == 0
+    finally:
+        m.stop()
+
+
+def test_malformed_envelope_is_quarantined_counted_listed_and_bounced(ctx):
+    """A parse error quarantines (queue/<id>.bad), and that is visible:
+    mrs_queue_quarantined, `mrs queue`, and an RFC 3464 bounce to the
+    sender the damaged envelope still names.  One with no readable sender
+    is set aside without a bounce.  A restart counts them again and bounces
+    nothing twice."""
+    spool = os.path.join(ctx.h.tmp, "bad-" + uuid.uuid4().hex[:8])
+    os.makedirs(os.path.join(spool, "queue"))
+    m = relay(ctx, spool=spool)
+    tok = new_token()
+    rcpt = f"x-{tok}@a.dura.test"
+    bad1, now = spool_id()
+    bad2, _ = spool_id()
+    with open(os.path.join(spool, "queue", bad1), "wb") as f:  # "received" is not a number
+        f.write(envelope(bad1, now, [rcpt], received="soon") + message(tok, rcpt))
+    with open(os.path.join(spool, "queue", bad2), "wb") as f:
+        f.write(b"MRS-SPOOL 1\nthis is not an envelope")
+    m.start()
+    try:
+        wait_msgs(ctx.senders, tok)
+        got = [x for x in ctx.senders.messages if tok.encode() in x["data"]]
+        assert len(got) == 1 and got[0]["mail_from"] in ("", "<>") and got[0]["rcpt_tos"] == [SENDER], got
+        msg = email.message_from_bytes(got[0]["data"], policy=email.policy.compat32)
+        assert msg.get_content_type() == "multipart/report" and msg.get_param("report-type") == "delivery-status"
+        parts = msg.get_payload()
+        assert [p.get_content_type() for p in parts] == ["text/plain", "message/delivery-status",
+                                                         "text/rfc822-headers"]
+        groups = parts[1].get_payload()
+        assert groups[1]["Final-Recipient"] == f"rfc822; {rcpt}" and groups[1]["Action"] == "failed", groups[1]
+        assert groups[1]["Status"] == "5.3.0", groups[1]["Status"]
+        assert f"Subject: {tok}" in str(parts[2].get_payload())
+        text = parts[0].get_payload()
+        assert not [ln for ln in text.split("\r\n") if ln and not ln.strip()], "a line of spaces only"
+        qdir = os.path.join(spool, "queue")
+        wait_until("both set aside", lambda: sorted(os.listdir(qdir)) == sorted([bad1 + ".bad", bad2 + ".bad"]), m=m)
+        assert count_msgs(ctx.a, tok) == 0
+        assert metric(m, "mrs_queue_quarantined") == 2
+        out = mrs_queue(m)
+        assert f"{bad1}  quarantined" in out and f"from <{SENDER}>" in out, out
+        assert f"{bad2}  quarantined" in out and "from (unreadable)" in out, out
+        assert out.splitlines()[-1].startswith("0 message(s)") and "; 2 quarantined" in out.splitlines()[-1], out
+        assert m.stop() == 0
+        m.start()
+        assert metric(m, "mrs_queue_quarantined") == 2
+        assert "2 malformed message(s) set aside" in m.log()
+        time.sleep(0.5)
+        assert count_msgs(ctx.senders, tok) == 1
+    finally:
         m.stop()

@@ -10,6 +10,7 @@
 #include "spool.h"
 #include "unit.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -96,6 +97,7 @@ static void test_envelope_malformed(void)
             fprintf(stderr, "  accepted bad envelope %zu\n", i);
             CHECK(0);
         }
+        CHECK(errno == EINVAL); /* a damaged file, not a failure that may pass */
         free(m.rcpts);
         free(buf);
     }
@@ -436,6 +438,57 @@ static void test_state_bounced_round_trip(void)
     free(buf2);
 }
 
+/* salvage — spool_salvage_envelope over a copy of text. */
+static int salvage(const char *text, size_t len, struct spool_message *m, char **buf, size_t *body)
+{
+    memset(m, 0, sizeof *m);
+    *buf = malloc(len + 1);
+    memcpy(*buf, text, len);
+    (*buf)[len] = '\0';
+    return spool_salvage_envelope(*buf, len, m, body);
+}
+
+static void test_salvage_envelope(void)
+{
+    static const char bad_received[] = "MRS-SPOOL 1\nid 019ac3f1e2a7c0ffee12\nreceived x1\nfrom a@b.example\n"
+                                       "rcpt c@d.example\nrcpt <evil>@x\nrcpt caf\xc3\xa9@x\nrcpt e@f.example\n\n"
+                                       "Subject: s\r\n";
+    struct spool_message m;
+    char *buf;
+    size_t body;
+    CHECK(parse(LIT(bad_received), &m, &buf, &body) < 0); /* what the salvage is for */
+    free(m.rcpts);
+    free(buf);
+    CHECK(salvage(LIT(bad_received), &m, &buf, &body) == 0);
+    CHECK_STR(m.from, "a@b.example");
+    CHECK(m.rcpt_count == 2); /* the lines that do not look like addresses are left out */
+    CHECK_STR(m.rcpts[0].addr, "c@d.example");
+    CHECK_STR(m.rcpts[1].addr, "e@f.example");
+    CHECK(memcmp(bad_received + body, "Subject: s", 10) == 0);
+    free(m.rcpts);
+    free(buf);
+    static const char cut[] = "MRS-SPOOL 1\nfrom a@b.example\nrcpt c@d.example\nrcpt e@f.exa"; /* no end */
+    CHECK(salvage(LIT(cut), &m, &buf, &body) == 0);
+    CHECK(m.rcpt_count == 1 && body == 0);
+    free(m.rcpts);
+    free(buf);
+    static const char nul[] = "MRS-SPOOL 1\nfrom a@b.ex\0ample\nrcpt c@d.example\n\n"; /* a cut sender */
+    CHECK(salvage(LIT(nul), &m, &buf, &body) < 0);
+    free(m.rcpts);
+    free(buf);
+    static const char null_sender[] = "MRS-SPOOL 1\nfrom \nrcpt c@d.example\n\n";
+    CHECK(salvage(LIT(null_sender), &m, &buf, &body) < 0); /* a bounce is never bounced */
+    free(m.rcpts);
+    free(buf);
+    static const char no_rcpt[] = "MRS-SPOOL 1\nfrom a@b.example\n\n";
+    CHECK(salvage(LIT(no_rcpt), &m, &buf, &body) < 0);
+    free(m.rcpts);
+    free(buf);
+    CHECK(salvage(LIT("rcpt c@d.example\nfrom a@b.example\n"), &m, &buf, &body) == 0); /* first line too */
+    free(m.rcpts);
+    free(buf);
+}
+
 static void test_received_count(void)
 {
     CHECK(delivery_received_count(LIT("Received: a\r\n\tmore\r\nreceived: b\r\nX-Received: c\r\nSubject: Received:\r\n")) == 2);
@@ -480,5 +533,5 @@ UNIT_MAIN("delivery", UNIT_CASE(test_envelope_parses), UNIT_CASE(test_envelope_n
           UNIT_CASE(test_ids), UNIT_CASE(test_mx_order), UNIT_CASE(test_bounce_status), UNIT_CASE(test_bounce_format),
           UNIT_CASE(test_backoff), UNIT_CASE(test_backoff_within_bounds),
           UNIT_CASE(test_bounce_text_has_no_blank_lines_of_spaces), UNIT_CASE(test_bounce_headers_cut_at_line_boundary),
-          UNIT_CASE(test_state_bounced_round_trip), UNIT_CASE(test_received_count),
+          UNIT_CASE(test_state_bounced_round_trip), UNIT_CASE(test_salvage_envelope), UNIT_CASE(test_received_count),
           UNIT_CASE(test_ehlo_caps), UNIT_CASE(test_base64))
