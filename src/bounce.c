@@ -5,11 +5,14 @@
  * builder whose failure is sticky), then written to the spool in one go.
  * Every value that came from the network (replies, addresses) is already
  * sanitized to printable ASCII in the state; the quoted original headers are
- * the bytes the relay accepted (CRLF lines, no bare CR or LF).
+ * the bytes the relay accepted (CRLF lines, no bare CR or LF), quoted in
+ * whole lines only.  Reading a damaged message for its bounce is
+ * spool_salvage's.
  */
 #include "bounce.h"
 
 #include "config.h"
+#include "spool.h"
 #include "stats.h"
 #include "util.h"
 
@@ -115,8 +118,9 @@ static void human_part(struct sb *b, const struct spool_message *m, const char *
         const struct spool_rcpt *r = &m->rcpts[i];
         if (r->status != SPOOL_FAILED)
             continue;
-        sb_printf(b, "<%s>:\r\n    %s%s\r\n", r->addr, r->reply[0] == '4' ? "still failing after " : "",
-                  r->reply[0] == '4' ? life : "");
+        sb_printf(b, "<%s>:\r\n", r->addr);
+        if (r->reply[0] == '4') /* only then: a line of spaces alone is noise (and trailing whitespace) */
+            sb_printf(b, "    still failing after %s\r\n", life);
         sb_printf(b, "    %s%s%.*s%s\r\n\r\n", r->reply[0] ? r->reply : "no delivery attempt succeeded",
                   r->remote[0] ? " (from " : "", remote_host_len(r->remote), r->remote, r->remote[0] ? ")" : "");
     }
@@ -146,6 +150,19 @@ static void status_part(struct sb *b, const struct spool_message *m, const char 
     }
 }
 
+/* quote_len — how much of the original header section to quote: at most
+ * BOUNCE_HEADERS_MAX_BYTES, cut after the last CRLF, so that neither the
+ * cap nor a section read short ends it with a partial line or between CR
+ * and LF (a bare CR, RFC 5322 §2.3). */
+static size_t quote_len(const char *h, size_t len)
+{
+    if (len > BOUNCE_HEADERS_MAX_BYTES)
+        len = BOUNCE_HEADERS_MAX_BYTES; /* the inbound side caps them lower anyway */
+    while (len >= 2 && !(h[len - 2] == '\r' && h[len - 1] == '\n'))
+        len--;
+    return len >= 2 ? len : 0;
+}
+
 char *bounce_format(const struct spool_message *m, const char *headers, size_t headers_len, const char *id,
                     int64_t now_ms, size_t *len, bool *eightbit)
 {
@@ -154,8 +171,7 @@ char *bounce_format(const struct spool_message *m, const char *headers, size_t h
     util_rfc5322_date(now_ms / 1000, date, sizeof date);
     util_rfc5322_date(m->received_ms / 1000, arrived, sizeof arrived);
     snprintf(boundary, sizeof boundary, "%s/%s", id, "mrs-dsn");
-    if (headers_len > BOUNCE_HEADERS_MAX_BYTES)
-        headers_len = BOUNCE_HEADERS_MAX_BYTES; /* the inbound side caps them lower anyway */
+    headers_len = quote_len(headers, headers_len);
     *eightbit = false;
     for (size_t i = 0; i < headers_len; i++)
         *eightbit |= (unsigned char)headers[i] >= 0x80;
@@ -174,9 +190,7 @@ char *bounce_format(const struct spool_message *m, const char *headers, size_t h
     sb_printf(&b, "\r\n--%s\r\nContent-Description: Undelivered message headers\r\n"
                   "Content-Type: text/rfc822-headers%s\r\n\r\n", boundary,
               *eightbit ? "\r\nContent-Transfer-Encoding: 8bit" : "");
-    sb_put(&b, headers, headers_len);
-    if (headers_len >= 2 && memcmp(headers + headers_len - 2, "\r\n", 2) != 0)
-        sb_put(&b, "\r\n", 2);
+    sb_put(&b, headers, headers_len); /* whole lines: it ends with CRLF or is empty */
     sb_printf(&b, "\r\n--%s--\r\n", boundary);
     if (b.failed) {
         free(b.p);
@@ -207,5 +221,32 @@ int bounce_send(const struct spool_message *m, const char *headers, size_t heade
     free(text);
     if (rc == 0)
         STATS_INC(bounces_total);
+    return rc;
+}
+
+int bounce_quarantined(const char *id, char id_out[QUEUE_ID_BYTES])
+{
+    struct spool_message m;
+    char *headers, why[SPOOL_REPLY_MAX_BYTES];
+    size_t headers_len;
+    int rc = 1;
+    if (spool_salvage(id, &m, BOUNCE_HEADERS_MAX_BYTES, &headers, &headers_len) == 0) {
+        snprintf(why, sizeof why, "550 5.3.0 the relay's spool copy of this message is damaged; it was set aside "
+                 "as queue/%s.bad and not delivered", id);
+        int64_t now = util_wall_ms();
+        size_t failed = 0;
+        for (size_t i = 0; i < m.rcpt_count; i++) {
+            struct spool_rcpt *r = &m.rcpts[i];
+            failed += r->status != SPOOL_DELIVERED;
+            if (r->status == SPOOL_DELIVERED || r->status == SPOOL_FAILED)
+                continue; /* a failed one keeps its own reply */
+            r->status = SPOOL_FAILED;
+            r->when_ms = now;
+            spool_set_reply(r, "", why, strlen(why));
+        }
+        rc = failed ? bounce_send(&m, headers, headers_len, id_out) : 1;
+    }
+    free(headers);
+    spool_free(&m);
     return rc;
 }

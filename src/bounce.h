@@ -7,7 +7,8 @@
  * through the queue like any message, from the null sender to the original
  * envelope sender; a message from the null sender is never bounced.
  *
- * Calls queue (submit), config, stats, util.  Thread-safe: no shared state.
+ * Calls queue (submit), spool (salvaging a damaged message), config, stats,
+ * util.  Thread-safe: no shared state.
  */
 #ifndef MRS_BOUNCE_H
 #define MRS_BOUNCE_H
@@ -49,5 +50,16 @@ char *bounce_format(const struct spool_message *m, const char *headers, size_t h
  */
 int bounce_send(const struct spool_message *m, const char *headers, size_t headers_len,
                 char id_out[QUEUE_ID_BYTES]);
+
+/*
+ * bounce_quarantined — the DSN for a message being set aside because its
+ * envelope is malformed (queue/<id>): every recipient its damaged envelope
+ * still names that its state file does not show delivered fails with
+ * 5.3.0, to the sender it still names.  0 with the new id in id_out once
+ * the bounce is durable; 1 when there is no one to tell (no sender or no
+ * recipient readable, or the null sender); -1 when it could not be stored
+ * (the caller keeps the message and tries again later).
+ */
+int bounce_quarantined(const char *id, char id_out[QUEUE_ID_BYTES]);
 
 #endif

@@ -7,6 +7,12 @@
  * replies, the SMTP session) is on the heap.  A thread owns the message it
  * claimed until queue_release / queue_done / queue_quarantine, so nothing
  * per message is shared and no lock is held while delivering.
+ *
+ * Durability errors change what happens next: a state that cannot be
+ * saved travels with the queue item until a save succeeds; a message that
+ * cannot be removed keeps a final state and is removed later; one that
+ * cannot be parsed is bounced and set aside; one that cannot be read now
+ * is tried again.
  */
 #include "delivery.h"
 
@@ -63,9 +69,13 @@ int64_t delivery_backoff_ms(int attempts, int64_t min_ms, int64_t max_ms, uint32
         d = d > INT64_MAX / 2 ? max_ms : d * 2;
     if (d > max_ms)
         d = max_ms;
-    /* ±10 %: messages deferred together do not come back together */
-    int64_t spread = d / 5;
-    d = d - d / 10 + (int64_t)((double)spread * ((double)random / 4294967296.0));
+    /* ±10 %, so that messages deferred together do not come back together,
+     * but never outside [min_ms, max_ms]: the range is cut, not the result
+     * clamped, which would pile the gaps up on the bounds */
+    int64_t lo = d - d / 10 < min_ms ? min_ms : d - d / 10, hi = d + d / 10 > max_ms ? max_ms : d + d / 10;
+    uint64_t span = hi > lo ? (uint64_t)(hi - lo) : 0;
+    /* span * random / 2^32 without overflow or floating point: < span */
+    d = lo + (int64_t)((span >> 32) * random + (((span & 0xffffffffu) * random) >> 32));
     return d > 0 ? d : 1;
 }
 
@@ -205,17 +215,62 @@ static void group(struct job *j, const struct open_rcpt *open, size_t n, bool ro
 
 /* ---- one message ------------------------------------------------------------------ */
 
+/* save_state — write the state file.  When that fails (ENOSPC, EIO) the
+ * text stays with the queue item: the next holder starts from it, not
+ * from the older file, and saves it again, so recipients settled now are
+ * not delivered again at every retry while the disk fails. */
 static int save_state(struct job *j)
 {
     size_t cap = spool_state_max_bytes(&j->m);
     char *buf = malloc(cap);
     size_t len = buf ? spool_format_state(&j->m, buf, cap) : 0;
-    int rc = len ? queue_save_state(j->m.id, buf, len) : -1;
-    free(buf);
-    if (rc < 0)
-        log_error("spool", &(struct log_fields){.queue_id = j->m.id},
-                  "cannot save the delivery state (errno %d): a crash now would deliver again", errno);
-    return rc;
+    if (len && queue_save_state(j->m.id, buf, len) == 0) {
+        queue_item_hold_state(j->it, NULL, 0);
+        free(buf);
+        return 0;
+    }
+    int e = len ? errno : ENOMEM;
+    if (len)
+        queue_item_hold_state(j->it, buf, len);
+    else
+        free(buf);
+    log_error("spool", &(struct log_fields){.queue_id = j->m.id},
+              "cannot save the delivery state (errno %d): kept in memory and saved again before the next attempt; "
+              "a crash now would deliver again", e);
+    return -1;
+}
+
+/* release — hand the message back for its next attempt at due_ms; one
+ * whose state is held unsaved comes back within MRS_RETRY_MIN to retry the
+ * save (apply_held_state), whatever its next attempt. */
+static void release(struct job *j, int64_t due_ms)
+{
+    size_t len;
+    int64_t soon = util_wall_ms() + config->retry_min_ms;
+    queue_release(j->it, queue_item_held_state(j->it, &len) && due_ms > soon ? soon : due_ms);
+}
+
+/* apply_held_state — a state an earlier save could not write is newer
+ * than the file: start from it and save it again.  true when that was
+ * all this claim was for (the item came back early for the save and its
+ * next attempt is later): the item is then handed back. */
+static bool apply_held_state(struct job *j)
+{
+    size_t len;
+    const char *held = queue_item_held_state(j->it, &len);
+    if (!held)
+        return false;
+    if (spool_parse_state(held, len, &j->m) < 0) /* our own text: cannot happen */
+        log_error("spool", &(struct log_fields){.queue_id = j->m.id}, "the state kept in memory does not parse");
+    if (save_state(j) == 0)
+        log_info("spool", &(struct log_fields){.queue_id = j->m.id}, "delivery state saved after an earlier failure");
+    bool pending = false;
+    for (size_t i = 0; i < j->m.rcpt_count; i++)
+        pending |= j->m.rcpts[i].status == SPOOL_PENDING;
+    if (pending || j->m.next_ms <= util_wall_ms())
+        return false;
+    release(j, j->m.next_ms);
+    return true;
 }
 
 /* collect_open — the recipients not settled yet, grouped by domain. */
@@ -288,6 +343,26 @@ static void read_headers(struct job *j)
     j->headers_len = len; /* no empty line within the limit: all we have */
 }
 
+/* quarantine — set aside a message that can never be read whole, after a
+ * bounce to the sender its damaged envelope still names; when that bounce
+ * cannot be stored, the message stays queued and is tried again later. */
+static void quarantine(struct queue_item *it)
+{
+    char bid[QUEUE_ID_BYTES];
+    struct log_fields lf = {.queue_id = queue_item_id(it)};
+    int r = bounce_quarantined(lf.queue_id, bid);
+    if (r < 0) {
+        log_error("bounce", &lf, "cannot store the bounce for a malformed message (errno %d); retrying later", errno);
+        queue_release(it, util_wall_ms() + config->retry_min_ms);
+        return;
+    }
+    if (r == 0)
+        log_info("bounce", &lf, "bounce %s sent for the malformed message", bid);
+    else
+        log_warn("bounce", &lf, "the malformed message names no sender and recipient to bounce to");
+    queue_quarantine(it);
+}
+
 static bool job_init(struct job *j, struct queue_item *it)
 {
     char err[256];
@@ -297,10 +372,14 @@ static bool job_init(struct job *j, struct queue_item *it)
         struct log_fields lf = {.queue_id = queue_item_id(it)};
         if (e == ENOENT) {
             log_warn("delivery", &lf, "message vanished from the spool: %s", err);
-            queue_done(it);
+            if (queue_done(it) < 0) /* it is back (cannot be removed): look again later */
+                queue_release(it, util_wall_ms() + config->retry_min_ms);
         } else if (e == EINVAL) {
             log_error("delivery", &lf, "%s", err);
-            queue_quarantine(it);
+            quarantine(it);
+        } else if (e != ENOMEM && util_wall_ms() - spool_id_ms(lf.queue_id) >= config->queue_lifetime_ms) {
+            log_error("delivery", &lf, "%s, for longer than MRS_QUEUE_LIFETIME: giving up", err);
+            quarantine(it); /* nothing is retried forever */
         } else {
             log_error("delivery", &lf, "%s; retrying later", err);
             queue_release(it, util_wall_ms() + config->retry_min_ms);
@@ -317,6 +396,8 @@ static bool job_init(struct job *j, struct queue_item *it)
         queue_release(it, util_wall_ms() + config->retry_min_ms);
         return false;
     }
+    if (apply_held_state(j))
+        return false;
     read_headers(j);
     return true;
 }
@@ -364,21 +445,29 @@ static void finish_message(struct job *j, size_t failed, size_t delivered)
 {
     char bid[QUEUE_ID_BYTES];
     struct log_fields lf = {.queue_id = j->m.id, .from = j->m.from};
-    if (failed && j->m.from[0]) {
+    if (failed && j->m.from[0] && !j->m.bounce_id[0]) {
         if (bounce_send(&j->m, j->headers, j->headers_len, bid) < 0) {
             log_error("bounce", &lf, "cannot store the bounce (errno %d); retrying later", errno);
             j->m.next_ms = util_wall_ms() + config->retry_min_ms;
             save_state(j);
-            queue_release(j->it, j->m.next_ms);
+            release(j, j->m.next_ms);
             return;
         }
+        memcpy(j->m.bounce_id, bid, sizeof bid); /* a retried removal does not send it again */
         log_info("bounce", &lf, "bounce %s sent to <%s> for %zu failed recipient(s)", bid, j->m.from, failed);
-    } else if (failed) {
+    } else if (failed && !j->m.from[0]) {
         log_warn("bounce", &lf, "%zu recipient(s) of a bounce failed: a bounce is never bounced, dropped", failed);
+    }
+    if (queue_done(j->it) < 0) {
+        /* the message is still there: its state must say it is finished
+         * (and bounced), or a restart would deliver it all again */
+        j->m.next_ms = util_wall_ms() + config->retry_min_ms;
+        save_state(j);
+        release(j, j->m.next_ms);
+        return;
     }
     log_info("delivery", &(struct log_fields){.queue_id = j->m.id, .result = "done"},
              "removed from the spool: %zu delivered, %zu failed", delivered, failed);
-    queue_done(j->it);
 }
 
 /* conclude — after the attempt: finish, or save the state and hand the
@@ -408,7 +497,7 @@ static void conclude(struct job *j)
         return;
     }
     save_state(j);
-    queue_release(j->it, j->m.next_ms);
+    release(j, j->m.next_ms);
 }
 
 static void deliver(struct queue_item *it)

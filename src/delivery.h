@@ -48,7 +48,8 @@ void delivery_stop(int64_t deadline);
 /*
  * delivery_backoff_ms — pure: the pause after the attempts-th deferral:
  * min_ms doubled (attempts - 1) times, at most max_ms, then spread by
- * ±10 % using `random` (uniform over 32 bits).
+ * ±10 % using `random` (uniform over 32 bits), the spread cut to stay
+ * within [min_ms, max_ms].
  */
 int64_t delivery_backoff_ms(int attempts, int64_t min_ms, int64_t max_ms, uint32_t random);
 

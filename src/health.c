@@ -448,6 +448,9 @@ static void render_queue(struct out *o)
         {"mrs_queue_depth", "gauge", "Messages in the spool.", &stats.queue_depth},
         {"mrs_queue_held", "gauge", "Messages on hold (mrs queue hold), part of mrs_queue_depth.",
          &stats.queue_held},
+        {"mrs_queue_quarantined", "gauge",
+         "Malformed messages set aside as queue/<id>.bad (counted at start and as they are set aside).",
+         &stats.queue_quarantined},
     };
     static const struct scalar after[] = {
         {"mrs_bounces_total", "counter", "Delivery status notifications (bounces) generated.",

@@ -53,6 +53,8 @@ struct queue_item {
     bool on_hold;              /* not delivered until released; due only at its expiry */
     bool hold_expired;         /* handed out on hold at its expiry: bounce, do not try */
     bool delete_asked;         /* deleted while claimed: removed when handed back */
+    char *held_state;          /* a state not saved yet (queue_item_hold_state), or NULL */
+    size_t held_len;
 };
 
 struct queue_msg {
@@ -442,6 +444,7 @@ static void item_free(struct queue_item *it)
     }
     items_live--;
     pthread_mutex_unlock(&sched_mu);
+    free(it->held_state);
     free(it);
 }
 
@@ -495,6 +498,21 @@ struct queue_item *queue_claim(void)
 const char *queue_item_id(const struct queue_item *it)
 {
     return it->id;
+}
+
+/* Only the thread that claimed the item touches these: no lock. */
+void queue_item_hold_state(struct queue_item *it, char *data, size_t len)
+{
+    if (it->held_state != data)
+        free(it->held_state);
+    it->held_state = data;
+    it->held_len = data ? len : 0;
+}
+
+const char *queue_item_held_state(const struct queue_item *it, size_t *len)
+{
+    *len = it->held_len;
+    return it->held_state;
 }
 
 /* mono_from_wall — a wall-clock time as the monotonic clock's value. */
@@ -605,8 +623,9 @@ static char **read_names(DIR *d, size_t *count)
     return names;
 }
 
-/* recover — index every message of queue/ (oldest first) and remove state
- * files whose message is gone (a crash between the two unlinks). */
+/* recover — index every message of queue/ (oldest first), remove state
+ * files whose message is gone (a crash between the two unlinks), count
+ * the quarantined ones (<id>.bad). */
 static int recover(void)
 {
     char dir[QUEUE_PATH_MAX_BYTES], id[QUEUE_ID_BYTES + 8];
@@ -616,8 +635,10 @@ static int recover(void)
     if (!d)
         return -1;
     char **names = read_names(d, &n);
+    int64_t quarantined = 0;
     for (size_t i = 0; i < n; i++) {
         const char *dot = strchr(names[i], '.');
+        quarantined += dot && !strcmp(dot, ".bad");
         if (dot && !strcmp(dot, ".state") && (size_t)(dot - names[i]) < sizeof id) {
             snprintf(id, sizeof id, "%.*s", (int)(dot - names[i]), names[i]);
             if (!has_name(names, n, id) && unlinkat(dirfd(d), names[i], 0) == 0)
@@ -645,6 +666,10 @@ static int recover(void)
         free(names[i]);
     free(names);
     closedir(d);
+    STATS_SET(queue_quarantined, quarantined);
+    if (quarantined)
+        log_warn("spool", NULL, "%lld malformed message(s) set aside as queue/<id>.bad: see `mrs queue`",
+                 (long long)quarantined);
     if (count)
         log_info("spool", NULL, "recovered %zu message(s) from the spool (%zu on hold)", count, held);
     STATS_SET(queue_held, (int64_t)held);
@@ -669,22 +694,29 @@ static void drop_hold(struct queue_item *it)
         hold_marker(it->id, false);
 }
 
-void queue_done(struct queue_item *it)
+int queue_done(struct queue_item *it)
 {
     char msg[QUEUE_PATH_MAX_BYTES], state[QUEUE_PATH_MAX_BYTES + 8];
     msg_path("queue", it->id, msg, sizeof msg);
     snprintf(state, sizeof state, "%s.state", msg);
     bool had_state = access(state, F_OK) == 0;
-    if (unlink(msg) != 0 && errno != ENOENT)
+    if (unlink(msg) != 0 && errno != ENOENT) {
+        /* the state file is what keeps a restart from delivering it all
+         * again: it stays while the message does */
+        int e = errno;
         log_error("spool", &(struct log_fields){.queue_id = it->id},
-                  "cannot remove the delivered message (errno %d): it may be delivered again after a restart", errno);
+                  "cannot remove the finished message (errno %d): its state is kept and the removal retried", e);
+        errno = e;
+        return -1;
+    }
     /* the message must be gone for good before its state: a message that
      * came back without its state would be delivered to everyone again */
-    if (had_state && (sync_queue_dir() != 0 || unlink(state) != 0))
+    if (had_state && (sync_queue_dir() != 0 || (unlink(state) != 0 && errno != ENOENT)))
         log_warn("spool", &(struct log_fields){.queue_id = it->id}, "state file left behind (errno %d); "
                  "it is removed at the next start", errno);
     drop_hold(it);
     item_free(it);
+    return 0;
 }
 
 void queue_quarantine(struct queue_item *it)
@@ -692,11 +724,16 @@ void queue_quarantine(struct queue_item *it)
     char from[QUEUE_PATH_MAX_BYTES], to[QUEUE_PATH_MAX_BYTES + 8];
     msg_path("queue", it->id, from, sizeof from);
     snprintf(to, sizeof to, "%s.bad", from);
-    if (rename(from, to) == 0)
+    if (rename(from, to) == 0) {
+        /* durable, so that a restart does not find it (and bounce it)
+         * again; should the sync fail, a crash costs a second bounce at worst */
+        sync_queue_dir();
+        STATS_INC(queue_quarantined);
         log_error("spool", &(struct log_fields){.queue_id = it->id}, "malformed message moved to queue/%s.bad", it->id);
-    else if (errno != ENOENT)
+    } else if (errno != ENOENT) {
         log_error("spool", &(struct log_fields){.queue_id = it->id}, "malformed message cannot be moved aside (errno %d); "
                   "it stays out of delivery until the next start", errno);
+    }
     drop_hold(it);
     item_free(it);
 }
@@ -872,7 +909,11 @@ static enum queue_ctl_result list_all(FILE *out)
         left += show_one(out, &views[k], false);
         held += views[k].on_hold;
     }
-    fprintf(out, "%zu message(s), %zu recipient(s) left in %s (%zu on hold)\n", i, left, config->spool_dir, held);
+    size_t bad = spool_list_quarantined(out, util_wall_ms());
+    fprintf(out, "%zu message(s), %zu recipient(s) left in %s", i, left, config->spool_dir);
+    if (bad)
+        fprintf(out, "; %zu quarantined (queue/<id>.bad)", bad);
+    fprintf(out, " (%zu on hold)\n", held);
     free(views);
     return QUEUE_CTL_OK;
 }

@@ -82,11 +82,28 @@ const char *queue_item_id(const struct queue_item *it);
 /* queue_release — hand a claimed item back, due again at due_wall_ms
  * (wall clock; in the past or 0: at once). */
 void queue_release(struct queue_item *it, int64_t due_wall_ms);
-/* queue_done — every recipient is settled: remove the message and its
- * state file from the spool and the item from the schedule (freeing it). */
-void queue_done(struct queue_item *it);
+/*
+ * queue_item_hold_state — give a claimed item the text of a state that
+ * could not be saved (data: a heap buffer of len bytes, owned by the item
+ * from now on; NULL clears it), so that the next holder applies it over
+ * the older state file and saves it again instead of repeating deliveries
+ * the file does not know about.  Freed with the item.
+ */
+void queue_item_hold_state(struct queue_item *it, char *data, size_t len);
+/* queue_item_held_state — the text an item holds (NULL: none), *len bytes. */
+const char *queue_item_held_state(const struct queue_item *it, size_t *len);
+/*
+ * queue_done — every recipient is settled: remove the message, then its
+ * state file, from the spool and the item from the schedule (freeing it):
+ * 0.  -1 with errno when the message file cannot be removed: the state
+ * file is left as it is and the caller still holds the item (it must save
+ * the final state and hand the item back, so that neither a retry nor a
+ * restart delivers the message again).
+ */
+int queue_done(struct queue_item *it);
 /* queue_quarantine — a message that cannot be parsed: rename it to
- * queue/<id>.bad (out of the schedule, kept for the operator). */
+ * queue/<id>.bad (out of the schedule, kept for the operator, counted in
+ * mrs_queue_quarantined). */
 void queue_quarantine(struct queue_item *it);
 /* queue_item_hold_expired — whether the item was handed out because it is
  * on hold and its MRS_QUEUE_LIFETIME is over (decided when it was claimed):

@@ -1,7 +1,12 @@
 /*
  * spool — parsers of the message envelope and the state file, the state
- * formatter, loading a message for delivery, and `mrs queue` (see spool.h
- * and docs/spool.md).
+ * formatter, loading a message for delivery, salvaging what a damaged
+ * envelope still says (for its bounce), and `mrs queue` (see spool.h and
+ * docs/spool.md).
+ *
+ * Loading tells a damaged file (EINVAL: it never gets better, the message
+ * is set aside) from a failing read (EIO, ENOMEM…: it may pass, the
+ * message is tried again later).
  *
  * Files are read with hard caps (SPOOL_ENVELOPE_MAX_BYTES, the state size
  * its recipients allow), so a damaged file can cost at most that much
@@ -99,24 +104,37 @@ static int envelope_field(struct spool_message *m, char *line, size_t *rcpts)
     return 0;
 }
 
-int spool_parse_envelope(char *buf, size_t len, struct spool_message *m, size_t *body_offset)
+/* envelope_end — the LF that ends the envelope block (the second of the
+ * first "\n\n"), or NULL when buf has none. */
+static char *envelope_end(char *buf, size_t len)
 {
-    const char *end = NULL;
     for (size_t i = 1; i < len; i++)
-        if (buf[i] == '\n' && buf[i - 1] == '\n') {
-            end = buf + i;
-            break;
-        }
-    size_t vlen = sizeof QUEUE_SPOOL_VERSION - 1;
-    if (!end || len < vlen + 1 || memcmp(buf, QUEUE_SPOOL_VERSION "\n", vlen + 1) != 0)
-        return -1;
-    size_t block = (size_t)(end - buf), n = 0;
-    if (memchr(buf, '\0', block))
-        return -1;
+        if (buf[i] == '\n' && buf[i - 1] == '\n')
+            return buf + i;
+    return NULL;
+}
+
+/* count_rcpt_lines — the "rcpt " lines of the block [buf, end). */
+static size_t count_rcpt_lines(const char *buf, const char *end)
+{
+    size_t n = 0;
     for (const char *p = buf; p < end; p++)
         n += p[0] == '\n' && (size_t)(end - p) > 5 && memcmp(p + 1, "rcpt ", 5) == 0;
-    if (n == 0 || n > SPOOL_RCPTS_MAX || !(m->rcpts = calloc(n, sizeof *m->rcpts)))
+    return n;
+}
+
+int spool_parse_envelope(char *buf, size_t len, struct spool_message *m, size_t *body_offset)
+{
+    char *end = envelope_end(buf, len);
+    size_t vlen = sizeof QUEUE_SPOOL_VERSION - 1;
+    errno = EINVAL;
+    if (!end || len < vlen + 1 || memcmp(buf, QUEUE_SPOOL_VERSION "\n", vlen + 1) != 0)
         return -1;
+    size_t block = (size_t)(end - buf), n = count_rcpt_lines(buf, end);
+    if (memchr(buf, '\0', block) || n == 0 || n > SPOOL_RCPTS_MAX)
+        return -1;
+    if (!(m->rcpts = calloc(n, sizeof *m->rcpts)))
+        return -1; /* errno ENOMEM: the file may be fine */
     m->rcpt_count = n;
     m->user = m->client = m->helo = "";
     m->from = NULL;
@@ -126,11 +144,69 @@ int spool_parse_envelope(char *buf, size_t len, struct spool_message *m, size_t 
         char *nl = memchr(line, '\n', (size_t)(end - line) + 1);
         *nl = '\0';
         if (envelope_field(m, line, &rcpts) < 0)
-            return -1;
+            return errno = EINVAL, -1;
         line = nl + 1;
     }
     *body_offset = block + 1;
-    return m->id[0] && m->received_ms > 0 && m->from && rcpts == n ? 0 : -1;
+    if (!m->id[0] || m->received_ms <= 0 || !m->from || rcpts != n)
+        return errno = EINVAL, -1;
+    return 0;
+}
+
+/* ---- salvage (a malformed envelope, for its bounce) ---------------------------- */
+
+/* plausible_address — printable ASCII (a quoted local part may hold
+ * spaces) with an '@' inside, and nothing that would break "<addr>". */
+static bool plausible_address(const char *s, size_t len)
+{
+    const char *at = memchr(s, '@', len);
+    if (len == 0 || len > SPOOL_REPLY_MAX_BYTES || !at || at == s || at == s + len - 1)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] < 0x20 || s[i] > 0x7e || s[i] == '<' || s[i] == '>')
+            return false;
+    return true;
+}
+
+/* salvage_line — one NUL-terminated line of a damaged envelope (llen
+ * bytes before its LF: a NUL inside means the line is cut, so skipped). */
+static void salvage_line(struct spool_message *m, size_t cap, char *line, size_t llen)
+{
+    char *sp = strchr(line, ' ');
+    if (!sp || strlen(line) != llen)
+        return;
+    *sp = '\0';
+    const char *v = sp + 1;
+    size_t vlen = llen - (size_t)(v - line);
+    if (!strcmp(line, "from") && (vlen == 0 || plausible_address(v, vlen)))
+        m->from = v;
+    else if (!strcmp(line, "rcpt") && m->rcpt_count < cap && plausible_address(v, vlen))
+        m->rcpts[m->rcpt_count++].addr = v;
+    else if (!strcmp(line, "received"))
+        parse_i64(v, &m->received_ms); /* left 0 when it is not a number */
+}
+
+int spool_salvage_envelope(char *buf, size_t len, struct spool_message *m, size_t *body_offset)
+{
+    char *end = envelope_end(buf, len);
+    char *stop = end ? end : buf + len;
+    size_t n = count_rcpt_lines(buf, stop);
+    n = n == 0 ? 1 : n > SPOOL_RCPTS_MAX ? SPOOL_RCPTS_MAX : n;
+    *body_offset = end ? (size_t)(end - buf) + 1 : 0;
+    m->user = m->client = m->helo = "";
+    m->from = NULL;
+    if (!(m->rcpts = calloc(n, sizeof *m->rcpts)))
+        return -1;
+    for (char *line = buf; line < stop;) {
+        char *nl = memchr(line, '\n', (size_t)(stop - line));
+        size_t llen = nl ? (size_t)(nl - line) : (size_t)(stop - line);
+        if (!nl)
+            break; /* a last line without its LF may be cut short */
+        *nl = '\0';
+        salvage_line(m, n, line, llen);
+        line = nl + 1;
+    }
+    return m->from && m->from[0] && m->rcpt_count > 0 ? 0 : -1;
 }
 
 /* ---- state file ---------------------------------------------------------------- */
@@ -186,6 +262,12 @@ static int state_line(struct spool_message *m, char *line)
     }
     if (!strncmp(line, "next ", 5))
         return parse_i64(line + 5, &m->next_ms);
+    if (!strncmp(line, "bounced ", 8)) {
+        if (!spool_valid_id(line + 8))
+            return -1;
+        memcpy(m->bounce_id, line + 8, QUEUE_ID_BYTES);
+        return 0;
+    }
     return 0; /* a field a newer version added */
 }
 
@@ -219,8 +301,9 @@ size_t spool_state_max_bytes(const struct spool_message *m)
 size_t spool_format_state(const struct spool_message *m, char *out, size_t cap)
 {
     size_t len = 0;
-    int n = snprintf(out, cap, "%s\nattempts %d\nnext %lld\n", SPOOL_STATE_VERSION, m->attempts,
-                     (long long)m->next_ms);
+    int n = snprintf(out, cap, "%s\nattempts %d\nnext %lld\n%s%s%s", SPOOL_STATE_VERSION, m->attempts,
+                     (long long)m->next_ms, m->bounce_id[0] ? "bounced " : "", m->bounce_id,
+                     m->bounce_id[0] ? "\n" : "");
     if (n < 0 || (size_t)n >= cap)
         return 0;
     len = (size_t)n;
@@ -254,8 +337,12 @@ static void path_of(const char *id, const char *suffix, char *buf, size_t len)
 }
 
 /* read_envelope — read the file's start until the empty line ending the
- * envelope (at most SPOOL_ENVELOPE_MAX_BYTES) into a new heap buffer. */
-static char *read_envelope(int fd, size_t *len_out)
+ * envelope (at most SPOOL_ENVELOPE_MAX_BYTES) into a new heap buffer.
+ * NULL with errno: EINVAL when the file ends or the limit is reached
+ * first (a damaged file: with `lenient` the bytes read are returned
+ * instead), the read's own errno (EIO…) or ENOMEM otherwise, which say
+ * nothing about the file's contents. */
+static char *read_envelope(int fd, size_t *len_out, bool lenient)
 {
     size_t cap = SPOOL_READ_FIRST_BYTES, len = 0;
     char *buf = malloc(cap + 1);
@@ -263,25 +350,31 @@ static char *read_envelope(int fd, size_t *len_out)
         ssize_t n = pread(fd, buf + len, cap - len, (off_t)len);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0)
-            break;
+        if (n < 0)
+            break; /* an I/O error: errno says which */
         size_t from = len ? len - 1 : 0;
         len += (size_t)n;
-        for (size_t i = from + 1; i < len; i++)
-            if (buf[i] == '\n' && buf[i - 1] == '\n') {
-                *len_out = len;
+        *len_out = len;
+        if (envelope_end(buf + from, len - from))
+            return buf;
+        if (n == 0 || (len == cap && cap >= SPOOL_ENVELOPE_MAX_BYTES)) {
+            if (lenient)
                 return buf;
-            }
+            free(buf);
+            errno = EINVAL; /* ends, or goes on too long, before its empty line */
+            return NULL;
+        }
         if (len == cap) {
-            char *nb = cap < SPOOL_ENVELOPE_MAX_BYTES ? realloc(buf, cap * 2 + 1) : NULL;
+            char *nb = realloc(buf, cap * 2 + 1);
             if (!nb)
                 break;
             buf = nb;
             cap *= 2;
         }
     }
+    int e = errno;
     free(buf);
-    errno = EINVAL;
+    errno = e;
     return NULL;
 }
 
@@ -306,38 +399,60 @@ static int load_state(struct spool_message *m)
             break;
         len += (size_t)n;
     }
-    errno = EINVAL;
-    if (buf && len < cap)
-        rc = spool_parse_state(buf, len, m);
+    errno = buf ? EINVAL : ENOMEM; /* too long for its recipients: malformed */
+    if (buf && len < cap && (rc = spool_parse_state(buf, len, m)) < 0)
+        errno = EINVAL;
 out:
     free(buf);
     close(fd);
     return rc;
 }
 
+/* load_envelope — read and parse the envelope of the open file fd into m.
+ * -1 with errno (EINVAL: malformed) and a line in err. */
+static int load_envelope(const char *id, int fd, struct spool_message *m, char *err, size_t err_len)
+{
+    size_t len, body;
+    if (!(m->env = read_envelope(fd, &len, false))) {
+        int e = errno;
+        if (e == EINVAL)
+            snprintf(err, err_len, "queue/%s: malformed envelope (no end)", id);
+        else
+            snprintf(err, err_len, "cannot read queue/%s (errno %d)", id, e);
+        errno = e;
+        return -1;
+    }
+    if (spool_parse_envelope(m->env, len, m, &body) < 0 || strcmp(m->id, id) != 0) {
+        int e = errno == ENOMEM ? ENOMEM : EINVAL;
+        snprintf(err, err_len, e == ENOMEM ? "queue/%s: out of memory" : "queue/%s: malformed envelope", id);
+        errno = e;
+        return -1;
+    }
+    m->body_offset = (int64_t)body;
+    return 0;
+}
+
 int spool_load(const char *id, struct spool_message *m, bool keep_fd, char *err, size_t err_len)
 {
     char path[SPOOL_PATH_MAX_BYTES];
     struct stat st;
-    size_t len, body;
     memset(m, 0, sizeof *m);
     m->fd = -1;
     path_of(id, "", path, sizeof path);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) < 0) {
-        snprintf(err, err_len, "cannot open queue/%s (errno %d)", id, errno);
+        int e = errno;
+        snprintf(err, err_len, "cannot open queue/%s (errno %d)", id, e);
+        errno = e;
         goto fail;
     }
     m->file_size = st.st_size;
-    if (!(m->env = read_envelope(fd, &len)) || spool_parse_envelope(m->env, len, m, &body) < 0 ||
-        strcmp(m->id, id) != 0) {
-        snprintf(err, err_len, "queue/%s: malformed envelope", id);
-        errno = EINVAL;
+    if (load_envelope(id, fd, m, err, err_len) < 0)
         goto fail;
-    }
-    m->body_offset = (int64_t)body;
     if (load_state(m) < 0) {
-        snprintf(err, err_len, "queue/%s.state: malformed or unreadable (errno %d)", id, errno);
+        int e = errno;
+        snprintf(err, err_len, "queue/%s.state: malformed or unreadable (errno %d)", id, e);
+        errno = e;
         goto fail;
     }
     if (keep_fd)
@@ -366,6 +481,79 @@ void spool_free(struct spool_message *m)
     m->rcpt_count = 0;
 }
 
+/* ---- salvage ------------------------------------------------------------------- */
+
+/* read_head — the header section at offset of fd (at most max bytes, up
+ * to and including the CRLF before the empty line) into a heap buffer. */
+static char *read_head(int fd, int64_t offset, size_t max, size_t *len_out)
+{
+    char *buf = max ? malloc(max) : NULL;
+    ssize_t n = -1;
+    while (buf && (n = pread(fd, buf, max, (off_t)offset)) < 0 && errno == EINTR)
+        ;
+    if (n <= 0) {
+        free(buf);
+        return NULL;
+    }
+    size_t len = (size_t)n;
+    for (size_t i = 0; i + 4 <= len; i++)
+        if (!memcmp(buf + i, "\r\n\r\n", 4)) {
+            len = i + 2;
+            break;
+        }
+    *len_out = len >= 2 && !memcmp(buf, "\r\n", 2) ? 0 : len; /* "\r\n" first: no header section */
+    return buf;
+}
+
+/* salvage_open — the damaged envelope at path into m (zeroed here), with
+ * the number of its rcpt lines; the file stays open in *fd_out (or -1). */
+static int salvage_open(const char *path, struct spool_message *m, size_t *body, size_t *lines, int *fd_out)
+{
+    size_t len = 0;
+    memset(m, 0, sizeof *m);
+    m->fd = -1;
+    *body = *lines = 0;
+    if ((*fd_out = open(path, O_RDONLY | O_CLOEXEC)) < 0 || !(m->env = read_envelope(*fd_out, &len, true)))
+        return -1;
+    char *end = envelope_end(m->env, len);
+    *lines = count_rcpt_lines(m->env, end ? end : m->env + len);
+    return spool_salvage_envelope(m->env, len, m, body);
+}
+
+/* salvage_state — apply the state file when it still maps onto the
+ * recipients read (every rcpt line kept, so indexes match) and parses. */
+static void salvage_state(struct spool_message *m, size_t lines)
+{
+    if (m->rcpt_count != lines || load_state(m) == 0)
+        return;
+    for (size_t i = 0; i < m->rcpt_count; i++) { /* undo a partial update */
+        m->rcpts[i].status = SPOOL_PENDING;
+        m->rcpts[i].reply[0] = m->rcpts[i].remote[0] = '\0';
+    }
+}
+
+int spool_salvage(const char *id, struct spool_message *m, size_t headers_max, char **headers, size_t *headers_len)
+{
+    char path[SPOOL_PATH_MAX_BYTES];
+    size_t body, lines;
+    int fd;
+    *headers = NULL;
+    *headers_len = 0;
+    path_of(id, "", path, sizeof path);
+    int rc = salvage_open(path, m, &body, &lines, &fd);
+    snprintf(m->id, sizeof m->id, "%s", id);
+    if (m->received_ms <= 0)
+        m->received_ms = spool_id_ms(id);
+    if (rc == 0) {
+        salvage_state(m, lines);
+        if (body > 0)
+            *headers = read_head(fd, (int64_t)body, headers_max, headers_len);
+    }
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
 /* ---- mrs queue ----------------------------------------------------------------- */
 
 /* format_span — "3d04h", "2h05m", "4m12s", "12s". */
@@ -387,8 +575,20 @@ static int cmp_ids(const void *a, const void *b)
     return strcmp((const char *)a, (const char *)b);
 }
 
-/* collect_ids — the message ids in queue/, sorted (oldest first). */
-static char (*collect_ids(const char *dir, size_t *count))[QUEUE_ID_BYTES]
+/* id_with_suffix — whether name is a message id followed by suffix. */
+static bool id_with_suffix(const char *name, const char *suffix)
+{
+    char id[QUEUE_ID_BYTES];
+    size_t n = strlen(name), sl = strlen(suffix);
+    if (n != QUEUE_ID_BYTES - 1 + sl || strcmp(name + QUEUE_ID_BYTES - 1, suffix) != 0)
+        return false;
+    memcpy(id, name, QUEUE_ID_BYTES - 1);
+    id[QUEUE_ID_BYTES - 1] = '\0';
+    return spool_valid_id(id);
+}
+
+/* collect_ids — the ids of queue/<id><suffix>, sorted (oldest first). */
+static char (*collect_ids(const char *dir, const char *suffix, size_t *count))[QUEUE_ID_BYTES]
 {
     DIR *d = opendir(dir);
     char (*ids)[QUEUE_ID_BYTES] = NULL;
@@ -396,7 +596,7 @@ static char (*collect_ids(const char *dir, size_t *count))[QUEUE_ID_BYTES]
     if (!d)
         return NULL;
     for (struct dirent *e; (e = readdir(d)) && n < SPOOL_LIST_MAX_MESSAGES;) {
-        if (!spool_valid_id(e->d_name))
+        if (!id_with_suffix(e->d_name, suffix))
             continue;
         if (n == cap) {
             size_t nc = cap ? cap * 2 : 256;
@@ -406,7 +606,8 @@ static char (*collect_ids(const char *dir, size_t *count))[QUEUE_ID_BYTES]
             ids = p;
             cap = nc;
         }
-        memcpy(ids[n++], e->d_name, QUEUE_ID_BYTES);
+        memcpy(ids[n], e->d_name, QUEUE_ID_BYTES - 1);
+        ids[n++][QUEUE_ID_BYTES - 1] = '\0';
     }
     closedir(d);
     if (n)
@@ -423,6 +624,24 @@ size_t spool_list_message(FILE *out, const struct spool_message *m, int64_t now,
     if (note)
         fprintf(out, "    (%s)\n", note);
     return left;
+}
+
+/* list_bad — one quarantined message: what its damaged envelope still says. */
+static void list_bad(FILE *out, const char *id, int64_t now)
+{
+    char path[SPOOL_PATH_MAX_BYTES], age[32];
+    struct spool_message m;
+    size_t body, lines;
+    int fd;
+    path_of(id, ".bad", path, sizeof path);
+    salvage_open(path, &m, &body, &lines, &fd);
+    if (fd >= 0)
+        close(fd);
+    format_span(now - (m.received_ms > 0 ? m.received_ms : spool_id_ms(id)), age, sizeof age);
+    fprintf(out, "%s  quarantined  age %s  from %s%s%s  %zu recipient(s) readable  queue/%s.bad: malformed, "
+            "set aside\n", id, age, m.from ? "<" : "", m.from ? m.from : "(unreadable)", m.from ? ">" : "",
+            m.rcpt_count, id);
+    spool_free(&m);
 }
 
 /* list_one — one message: a summary line, then one line per recipient
@@ -453,12 +672,23 @@ static size_t list_one(FILE *out, const struct spool_message *m, int64_t now)
     return left;
 }
 
+/* list_quarantined — every queue/<id>.bad; returns how many. */
+static size_t list_quarantined(FILE *out, const char *dir, int64_t now)
+{
+    size_t n = 0;
+    char (*ids)[QUEUE_ID_BYTES] = collect_ids(dir, ".bad", &n);
+    for (size_t i = 0; ids && i < n; i++)
+        list_bad(out, ids[i], now);
+    free(ids);
+    return n;
+}
+
 int spool_cli_list(FILE *out)
 {
     char dir[SPOOL_PATH_MAX_BYTES], err[256];
     size_t n = 0, listed = 0, left = 0;
     snprintf(dir, sizeof dir, "%s/queue", config->spool_dir);
-    char (*ids)[QUEUE_ID_BYTES] = collect_ids(dir, &n);
+    char (*ids)[QUEUE_ID_BYTES] = collect_ids(dir, "", &n);
     if (!ids) {
         fprintf(stderr, "mrs queue: cannot read %s (errno %d): check MRS_SPOOL_DIR\n", dir, errno);
         return 1;
@@ -475,7 +705,18 @@ int spool_cli_list(FILE *out)
         listed++;
         spool_free(&m);
     }
-    fprintf(out, "%zu message(s), %zu recipient(s) left in %s\n", listed, left, config->spool_dir);
     free(ids);
+    size_t bad = list_quarantined(out, dir, now);
+    fprintf(out, "%zu message(s), %zu recipient(s) left in %s", listed, left, config->spool_dir);
+    if (bad)
+        fprintf(out, "; %zu quarantined (queue/<id>.bad)", bad);
+    fprintf(out, "\n");
     return 0;
+}
+
+size_t spool_list_quarantined(FILE *out, int64_t now)
+{
+    char dir[SPOOL_PATH_MAX_BYTES];
+    snprintf(dir, sizeof dir, "%s/queue", config->spool_dir);
+    return list_quarantined(out, dir, now);
 }

@@ -54,6 +54,7 @@ struct spool_message {
     size_t rcpt_count;
     struct spool_rcpt *rcpts; /* heap, rcpt_count entries, in RCPT order */
     int attempts;          /* delivery runs that ended with recipients deferred */
+    char bounce_id[QUEUE_ID_BYTES]; /* the bounce already committed for it ("" none): never sent twice */
     int64_t next_ms;       /* wall clock of the next attempt; 0: due now */
     bool has_state;        /* a state file was read */
     char *env;             /* heap: the envelope block, parsed in place */
@@ -67,9 +68,21 @@ struct spool_message {
  * (len bytes, modified in place: line ends become NULs) into m, which must
  * be zeroed.  m keeps pointers into buf, and allocates m->rcpts.
  * *body_offset gets the offset of the message after the empty line.
- * 0, or -1 when the block is malformed, incomplete or over the limits.
+ * 0; -1 with errno EINVAL when the block is malformed, incomplete or over
+ * the limits, ENOMEM when m->rcpts cannot be allocated (not the file's fault).
  */
 int spool_parse_envelope(char *buf, size_t len, struct spool_message *m, size_t *body_offset);
+
+/*
+ * spool_salvage_envelope — pure: what can still be read from an envelope
+ * that spool_parse_envelope refused (buf, len bytes, modified in place as
+ * there), to bounce it: `from`, `received` and the `rcpt` lines whose
+ * values look like addresses (printable ASCII with an '@', no '<' '>').
+ * m must be zeroed; it gets pointers into buf and allocates m->rcpts.
+ * *body_offset is the offset after the empty line, 0 when there is none.
+ * 0 when a non-null sender and at least one recipient were read, else -1.
+ */
+int spool_salvage_envelope(char *buf, size_t len, struct spool_message *m, size_t *body_offset);
 
 /*
  * spool_parse_state — apply a state file's text to m (after its envelope
@@ -92,11 +105,23 @@ void spool_set_reply(struct spool_rcpt *r, const char *remote, const char *reply
 /*
  * spool_load — read queue/<id> (envelope) and queue/<id>.state (when
  * present) into m.  With keep_fd the message file stays open in m->fd for
- * streaming the body.  0; -1 with errno (ENOENT: the message is gone,
- * EINVAL: a file is malformed) and a line in err.  Free with spool_free().
+ * streaming the body.  0; -1 with errno and a line in err: ENOENT the
+ * message is gone, EINVAL a file is malformed (only this one means the
+ * message can never be read), anything else (EIO, ENOMEM…) a failure that
+ * may pass: try again later.  Free with spool_free().
  */
 int spool_load(const char *id, struct spool_message *m, bool keep_fd, char *err, size_t err_len);
 void spool_free(struct spool_message *m);
+
+/*
+ * spool_salvage — for a message that is being set aside as malformed:
+ * read queue/<id> with spool_salvage_envelope, apply its state file when
+ * that still parses, and read its header section (at most headers_max
+ * bytes, up to the empty line) into *headers (heap, caller frees; NULL
+ * when none).  0 when there is someone to bounce to, else -1.  Free m
+ * with spool_free().
+ */
+int spool_salvage(const char *id, struct spool_message *m, size_t headers_max, char **headers, size_t *headers_len);
 
 /* spool_valid_id — whether name is a message id (20 lowercase hex digits). */
 bool spool_valid_id(const char *name);
@@ -109,8 +134,9 @@ const char *spool_status_name(enum spool_rcpt_status s);
 /*
  * spool_cli_list — `mrs queue`: every message of MRS_SPOOL_DIR, oldest
  * first: id, age, sender, recipients left, next attempt, and per recipient
- * not yet delivered its state and last reply.  Reads files only.  Returns
- * the exit code (0, or 1 when the spool cannot be read).
+ * not yet delivered its state and last reply; then every quarantined one
+ * (queue/<id>.bad).  Reads files only.  Returns the exit code (0, or 1
+ * when the spool cannot be read).
  */
 int spool_cli_list(FILE *out);
 
@@ -118,5 +144,9 @@ int spool_cli_list(FILE *out);
  * then each recipient not delivered yet with its last reply), then the
  * note in parentheses when not NULL.  Returns the recipients left. */
 size_t spool_list_message(FILE *out, const struct spool_message *m, int64_t now, const char *note);
+
+/* spool_list_quarantined — one line per queue/<id>.bad (what its damaged
+ * envelope still says); returns how many. */
+size_t spool_list_quarantined(FILE *out, int64_t now);
 
 #endif

@@ -663,7 +663,7 @@ def test_malformed_spool_file_is_moved_aside(ctx):
             time.sleep(0.05)
         assert m.spool_files() == [bad_id + ".bad"], m.spool_files()  # kept for the operator, out of the queue
         out = subprocess.run([ctx.h.mrs_bin, "queue"], env=m.env, capture_output=True, text=True).stdout
-        assert bad_id not in out and out.startswith("0 message(s)"), out
+        assert out.startswith(f"{bad_id}  quarantined") and out.splitlines()[-1].startswith("0 message(s)"), out
     finally:
         m.stop()
 

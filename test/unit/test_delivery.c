@@ -10,6 +10,8 @@
 #include "spool.h"
 #include "unit.h"
 
+#include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #define LIT(s) (s), (sizeof(s) - 1)
@@ -95,6 +97,7 @@ static void test_envelope_malformed(void)
             fprintf(stderr, "  accepted bad envelope %zu\n", i);
             CHECK(0);
         }
+        CHECK(errno == EINVAL); /* a damaged file, not a failure that may pass */
         free(m.rcpts);
         free(buf);
     }
@@ -241,14 +244,249 @@ static void test_bounce_format(void)
 static void test_backoff(void)
 {
     const int64_t min = 60000, max = 3600000;
-    CHECK(delivery_backoff_ms(1, min, max, 0x80000000u) == min);
-    CHECK(delivery_backoff_ms(2, min, max, 0x80000000u) == 2 * min);
+    CHECK(delivery_backoff_ms(2, min, max, 0x80000000u) == 2 * min); /* the middle of ±10 % */
     CHECK(delivery_backoff_ms(3, min, max, 0x80000000u) == 4 * min);
-    CHECK(delivery_backoff_ms(100, min, max, 0x80000000u) == max);
-    CHECK(delivery_backoff_ms(1000000, min, max, 0) == max - max / 10);
-    CHECK(delivery_backoff_ms(1000000, min, max, 0xffffffffu) <= max + max / 10);
-    CHECK(delivery_backoff_ms(1, min, max, 0) == min - min / 10);
-    CHECK(delivery_backoff_ms(1, 1, 1, 0) >= 1);
+    CHECK(delivery_backoff_ms(3, min, max, 0) == 4 * min - 4 * min / 10);
+    CHECK(delivery_backoff_ms(1, min, max, 0) == min);                 /* never below MRS_RETRY_MIN */
+    CHECK(delivery_backoff_ms(1, min, max, 0xffffffffu) < min + min / 10);
+    CHECK(delivery_backoff_ms(1, min, max, 0xffffffffu) > min + min / 11);
+    CHECK(delivery_backoff_ms(100, min, max, 0) == max - max / 10);
+    CHECK(delivery_backoff_ms(1000000, min, max, 0xffffffffu) <= max); /* never above MRS_RETRY_MAX */
+    CHECK(delivery_backoff_ms(1000000, min, max, 0xffffffffu) > max - max / 1000);
+    CHECK(delivery_backoff_ms(1, 1, 1, 0) == 1);
+    CHECK(delivery_backoff_ms(7, 2000, 2000, 0xffffffffu) == 2000);
+}
+
+/* xorshift32: a fixed sequence, so a failure can be reproduced */
+static uint32_t next_random(uint32_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 17;
+    *x ^= *x << 5;
+    return *x;
+}
+
+/* Every gap stays within [MRS_RETRY_MIN, MRS_RETRY_MAX] for any attempt
+ * count and random value, and the gaps at the maximum are still spread. */
+static void test_backoff_within_bounds(void)
+{
+    static const int64_t pairs[][2] = {{60000, 3600000}, {1000, 2000}, {100, 100}, {1000, 1050},
+                                       {100, 30LL * 86400000}, {30LL * 86400000, 30LL * 86400000}};
+    uint32_t x = 2463534242u;
+    int outside = 0;
+    for (size_t p = 0; p < sizeof pairs / sizeof pairs[0]; p++) {
+        int64_t min = pairs[p][0], max = pairs[p][1], at_max_lo = INT64_MAX, at_max_hi = 0;
+        for (int attempts = 0; attempts <= 70; attempts++)
+            for (int k = 0; k < 3000; k++) {
+                uint32_t r = k == 0 ? 0 : k == 1 ? UINT32_MAX : next_random(&x);
+                int64_t d = delivery_backoff_ms(attempts, min, max, r);
+                outside += d < min || d > max;
+                if (attempts == 70) {
+                    at_max_lo = d < at_max_lo ? d : at_max_lo;
+                    at_max_hi = d > at_max_hi ? d : at_max_hi;
+                }
+            }
+        CHECK(at_max_hi == max || max - at_max_hi <= max / 1000 + 1);
+        CHECK(max - max / 10 < min || at_max_lo <= max - max / 10 + max / 1000); /* spread below max */
+    }
+    CHECK(outside == 0);
+}
+
+/* the lines of the DSN's text/plain part (between its header and the
+ * next boundary) */
+static void check_text_part_lines(const char *dsn)
+{
+    const char *p = strstr(dsn, "Content-Type: text/plain; charset=us-ascii\r\n\r\n");
+    CHECK(p != NULL);
+    if (!p)
+        return;
+    p += strlen("Content-Type: text/plain; charset=us-ascii\r\n\r\n");
+    const char *end = strstr(p, "\r\n--");
+    CHECK(end != NULL);
+    for (const char *line = p; end && line < end;) {
+        const char *eol = strstr(line, "\r\n");
+        size_t n = (size_t)(eol - line), blanks = 0;
+        while (blanks < n && (line[blanks] == ' ' || line[blanks] == '\t'))
+            blanks++;
+        if (n > 0 && (blanks == n || line[n - 1] == ' ' || line[n - 1] == '\t')) {
+            fprintf(stderr, "  whitespace-only or trailing-whitespace line: '%.*s'\n", (int)n, line);
+            CHECK(0);
+        }
+        line = eol + 2;
+    }
+}
+
+/* no bare CR or LF anywhere in the DSN */
+static void check_crlf_only(const char *dsn, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (dsn[i] == '\n' && (i == 0 || dsn[i - 1] != '\r'))
+            CHECK(0);
+        if (dsn[i] == '\r' && (i + 1 == len || dsn[i + 1] != '\n')) {
+            fprintf(stderr, "  bare CR at %zu\n", i);
+            CHECK(0);
+        }
+    }
+}
+
+static void test_bounce_text_has_no_blank_lines_of_spaces(void)
+{
+    struct spool_message m;
+    char *buf;
+    size_t body, len;
+    bool eightbit;
+    load_config();
+    CHECK(parse(LIT(envelope), &m, &buf, &body) == 0);
+    m.rcpts[0].status = SPOOL_FAILED; /* a 5xx */
+    spool_set_reply(&m.rcpts[0], "mx1.example.org[192.0.2.1]:25", LIT("550 5.1.1 no such user"));
+    m.rcpts[1].status = SPOOL_FAILED; /* expired after 4xx, then one with no reply at all */
+    spool_set_reply(&m.rcpts[1], "", LIT("451 4.7.1 greylisted"));
+    char *dsn = bounce_format(&m, LIT("Subject: x\r\n"), "019ac3f1e2a7c0ff0000", 1764172067123LL, &len, &eightbit);
+    CHECK(dsn != NULL);
+    if (dsn) {
+        check_text_part_lines(dsn);
+        CHECK(strstr(dsn, "<alice@example.org>:\r\n    550 5.1.1 no such user (from mx1.example.org)\r\n") != NULL);
+        CHECK(strstr(dsn, "    still failing after 5 day(s)\r\n    451 4.7.1 greylisted\r\n") != NULL);
+    }
+    free(dsn);
+    spool_set_reply(&m.rcpts[1], "", LIT(""));
+    dsn = bounce_format(&m, LIT(""), "019ac3f1e2a7c0ff0000", 1764172067123LL, &len, &eightbit);
+    CHECK(dsn != NULL);
+    if (dsn)
+        check_text_part_lines(dsn);
+    free(dsn);
+    free(m.rcpts);
+    free(buf);
+}
+
+/* long_headers — a header section of at least len bytes: a first line
+ * sized so that one of the 72-byte lines after it has its CR at cr_at. */
+static char *long_headers(size_t len, size_t cr_at, size_t *out_len)
+{
+    char *h = malloc(len + 200);
+    size_t n = 0, first = (cr_at + 2) % 72 < 12 ? (cr_at + 2) % 72 + 72 : (cr_at + 2) % 72;
+    for (size_t line = first; n < len || n <= cr_at + 1; line = 72) {
+        memcpy(h + n, "X-Filler: ", 10);
+        memset(h + n + 10, 'a', line - 12);
+        memcpy(h + n + line - 2, "\r\n", 2);
+        n += line;
+    }
+    *out_len = n;
+    return h;
+}
+
+static void test_bounce_headers_cut_at_line_boundary(void)
+{
+    struct spool_message m;
+    char *buf;
+    size_t body, len, hlen;
+    bool eightbit;
+    load_config();
+    CHECK(parse(LIT(envelope), &m, &buf, &body) == 0);
+    m.rcpts[0].status = SPOOL_FAILED;
+    spool_set_reply(&m.rcpts[0], "", LIT("550 5.1.1 no such user"));
+    /* the 256 KiB cap falls between a CR and its LF */
+    char *h = long_headers(BOUNCE_HEADERS_MAX_BYTES + 5000, BOUNCE_HEADERS_MAX_BYTES - 1, &hlen);
+    CHECK(h[BOUNCE_HEADERS_MAX_BYTES - 1] == '\r' && h[BOUNCE_HEADERS_MAX_BYTES] == '\n');
+    char *dsn = bounce_format(&m, h, hlen, "019ac3f1e2a7c0ff0000", 1764172067123LL, &len, &eightbit);
+    CHECK(dsn != NULL);
+    if (dsn) {
+        check_crlf_only(dsn, len);
+        const char *q = strstr(dsn, "Content-Type: text/rfc822-headers\r\n\r\n");
+        CHECK(q && strstr(q, "aaaa\r\n\r\n--019ac3f1e2a7c0ff0000/mrs-dsn--\r\n") != NULL); /* whole lines */
+        CHECK(len < BOUNCE_HEADERS_MAX_BYTES + 4096);
+    }
+    free(dsn);
+    /* a section read short, ending inside a line and after a CR */
+    static const char part[] = "Subject: one\r\nX-Cut: abc\r";
+    dsn = bounce_format(&m, LIT(part), "019ac3f1e2a7c0ff0000", 1764172067123LL, &len, &eightbit);
+    CHECK(dsn != NULL);
+    if (dsn) {
+        check_crlf_only(dsn, len);
+        CHECK(strstr(dsn, "Subject: one\r\n\r\n--019ac3f1e2a7c0ff0000/mrs-dsn--") != NULL);
+        CHECK(strstr(dsn, "X-Cut") == NULL);
+    }
+    free(dsn);
+    free(h);
+    free(m.rcpts);
+    free(buf);
+}
+
+static void test_state_bounced_round_trip(void)
+{
+    struct spool_message m, n;
+    char *buf, *buf2;
+    size_t body;
+    CHECK(parse(LIT(envelope), &m, &buf, &body) == 0);
+    CHECK(parse(LIT(envelope), &n, &buf2, &body) == 0);
+    m.rcpts[0].status = SPOOL_FAILED;
+    m.rcpts[1].status = SPOOL_DELIVERED;
+    memcpy(m.bounce_id, "019ac3f1e2a7c0ff0001", QUEUE_ID_BYTES);
+    char text[4096];
+    size_t len = spool_format_state(&m, text, sizeof text);
+    CHECK(len > 0 && strstr(text, "\nbounced 019ac3f1e2a7c0ff0001\n") != NULL);
+    CHECK(spool_parse_state(text, len, &n) == 0);
+    CHECK_STR(n.bounce_id, "019ac3f1e2a7c0ff0001");
+    static const char bad[] = "MRS-STATE 1\nbounced nothex\n";
+    CHECK(spool_parse_state(LIT(bad), &n) < 0);
+    m.bounce_id[0] = '\0';
+    len = spool_format_state(&m, text, sizeof text);
+    CHECK(len > 0 && strstr(text, "bounced") == NULL);
+    free(m.rcpts);
+    free(n.rcpts);
+    free(buf);
+    free(buf2);
+}
+
+/* salvage — spool_salvage_envelope over a copy of text. */
+static int salvage(const char *text, size_t len, struct spool_message *m, char **buf, size_t *body)
+{
+    memset(m, 0, sizeof *m);
+    *buf = malloc(len + 1);
+    memcpy(*buf, text, len);
+    (*buf)[len] = '\0';
+    return spool_salvage_envelope(*buf, len, m, body);
+}
+
+static void test_salvage_envelope(void)
+{
+    static const char bad_received[] = "MRS-SPOOL 1\nid 019ac3f1e2a7c0ffee12\nreceived x1\nfrom a@b.example\n"
+                                       "rcpt c@d.example\nrcpt <evil>@x\nrcpt caf\xc3\xa9@x\nrcpt e@f.example\n\n"
+                                       "Subject: s\r\n";
+    struct spool_message m;
+    char *buf;
+    size_t body;
+    CHECK(parse(LIT(bad_received), &m, &buf, &body) < 0); /* what the salvage is for */
+    free(m.rcpts);
+    free(buf);
+    CHECK(salvage(LIT(bad_received), &m, &buf, &body) == 0);
+    CHECK_STR(m.from, "a@b.example");
+    CHECK(m.rcpt_count == 2); /* the lines that do not look like addresses are left out */
+    CHECK_STR(m.rcpts[0].addr, "c@d.example");
+    CHECK_STR(m.rcpts[1].addr, "e@f.example");
+    CHECK(memcmp(bad_received + body, "Subject: s", 10) == 0);
+    free(m.rcpts);
+    free(buf);
+    static const char cut[] = "MRS-SPOOL 1\nfrom a@b.example\nrcpt c@d.example\nrcpt e@f.exa"; /* no end */
+    CHECK(salvage(LIT(cut), &m, &buf, &body) == 0);
+    CHECK(m.rcpt_count == 1 && body == 0);
+    free(m.rcpts);
+    free(buf);
+    static const char nul[] = "MRS-SPOOL 1\nfrom a@b.ex\0ample\nrcpt c@d.example\n\n"; /* a cut sender */
+    CHECK(salvage(LIT(nul), &m, &buf, &body) < 0);
+    free(m.rcpts);
+    free(buf);
+    static const char null_sender[] = "MRS-SPOOL 1\nfrom \nrcpt c@d.example\n\n";
+    CHECK(salvage(LIT(null_sender), &m, &buf, &body) < 0); /* a bounce is never bounced */
+    free(m.rcpts);
+    free(buf);
+    static const char no_rcpt[] = "MRS-SPOOL 1\nfrom a@b.example\n\n";
+    CHECK(salvage(LIT(no_rcpt), &m, &buf, &body) < 0);
+    free(m.rcpts);
+    free(buf);
+    CHECK(salvage(LIT("rcpt c@d.example\nfrom a@b.example\n"), &m, &buf, &body) == 0); /* first line too */
+    free(m.rcpts);
+    free(buf);
 }
 
 static void test_received_count(void)
@@ -293,4 +531,7 @@ static void test_base64(void)
 UNIT_MAIN("delivery", UNIT_CASE(test_envelope_parses), UNIT_CASE(test_envelope_null_sender),
           UNIT_CASE(test_envelope_malformed), UNIT_CASE(test_state_round_trip), UNIT_CASE(test_state_malformed),
           UNIT_CASE(test_ids), UNIT_CASE(test_mx_order), UNIT_CASE(test_bounce_status), UNIT_CASE(test_bounce_format),
-          UNIT_CASE(test_backoff), UNIT_CASE(test_received_count), UNIT_CASE(test_ehlo_caps), UNIT_CASE(test_base64))
+          UNIT_CASE(test_backoff), UNIT_CASE(test_backoff_within_bounds),
+          UNIT_CASE(test_bounce_text_has_no_blank_lines_of_spaces), UNIT_CASE(test_bounce_headers_cut_at_line_boundary),
+          UNIT_CASE(test_state_bounced_round_trip), UNIT_CASE(test_salvage_envelope), UNIT_CASE(test_received_count),
+          UNIT_CASE(test_ehlo_caps), UNIT_CASE(test_base64))
