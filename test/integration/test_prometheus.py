@@ -1,6 +1,7 @@
 """configs/prometheus (alerting rules, their unit tests, the Grafana
-dashboard) agree with promtool and with the /metrics of the built relay
-(issue 15 part 5, SPEC §6 and §8.6).
+dashboard) and the Prometheus Operator objects in configs/kubernetes agree
+with promtool and with the /metrics of the built relay (issue 15 parts 5
+and 7, SPEC §6 and §8.6).
 
 promtool comes from Debian's prometheus package (build.sh test_pkgs
 installs it; no daemon is started).  The relay is started once in setup()
@@ -25,6 +26,7 @@ ALERTS = os.path.join(PROM, "alerts.yml")
 PROM_CONFIG = os.path.join(PROM, "prometheus.yml")
 DASHBOARD = os.path.join(PROM, "grafana-dashboard.json")
 UNIT_TESTS = sorted(glob.glob(os.path.join(PROM, "tests", "*.yml")))
+K8S = os.path.join(TOP, "configs", "kubernetes")
 
 # Metric names issue 15 says the relay will expose (part 3, queue control:
 # held messages) that may not be on main yet.  A name here that the live
@@ -259,6 +261,14 @@ def test_unit_tests_fail_when_an_alert_never_fires(ctx):
             f"{name} never fires and its unit tests still pass:\n{r.stdout[-2000:]}"
 
 
+def test_prometheusrule_is_alerts_yml(ctx):
+    docs = [d for d in _yaml().safe_load_all(open(os.path.join(K8S, "prometheusrule.yaml"))) if d]
+    (pr,) = [d for d in docs if d.get("kind") == "PrometheusRule"]
+    assert pr["apiVersion"] == "monitoring.coreos.com/v1"
+    assert pr["spec"]["groups"] == _load(ALERTS)["groups"], \
+        "configs/kubernetes/prometheusrule.yaml spec.groups differs from configs/prometheus/alerts.yml groups"
+
+
 # --- the live relay ---------------------------------------------------------
 
 def test_promtool_check_metrics_live(ctx):
@@ -366,3 +376,31 @@ def test_grafana_dashboard(ctx):
             for y in range(g["y"], g["y"] + g["h"]):
                 assert (x, y) not in cells, f"{p['title']} overlaps {cells[(x, y)]}"
                 cells[(x, y)] = p["title"]
+
+
+# --- Kubernetes: the scrape the alerts rely on ---------------------------------
+
+def test_servicemonitor_scrapes_the_health_port_as_job_mrs(ctx):
+    """The ServiceMonitor selects a Service whose port of that name reaches
+    the container's health port, and its jobLabel gives job="mrs", the job
+    the availability alerts select."""
+    docs = []
+    for p in sorted(glob.glob(os.path.join(K8S, "*.yaml"))):
+        with open(p) as f:
+            docs += [d for d in _yaml().safe_load_all(f) if d]
+    (sm,) = [d for d in docs if d.get("kind") == "ServiceMonitor"]
+    (sts,) = [d for d in docs if d.get("kind") == "StatefulSet"]
+    (c,) = [c for c in sts["spec"]["template"]["spec"]["containers"] if c["name"] == "mrs"]
+    cports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    (ep,) = sm["spec"]["endpoints"]
+    assert ep.get("path", "/metrics") == "/metrics"
+    sel = sm["spec"]["selector"]["matchLabels"]
+    services = [d for d in docs if d.get("kind") == "Service" and
+                all(d["metadata"].get("labels", {}).get(k) == v for k, v in sel.items())]
+    targets = [(s, p) for s in services for p in s["spec"]["ports"] if p.get("name") == ep["port"]]
+    assert targets, f"no selected Service has a port named {ep['port']}"
+    for s, p in targets:
+        t = p.get("targetPort", p["port"])
+        assert (cports.get(t) if isinstance(t, str) else t) == cports["health"], (s["metadata"]["name"], p)
+        job = s["metadata"]["labels"].get(sm["spec"].get("jobLabel", ""), s["metadata"]["name"])
+        assert job == "mrs", f"scraped as job={job!r}; the alerts select job=\"mrs\""
