@@ -632,6 +632,24 @@ def test_kubernetes_networkpolicy_matches_ports(h):
     assert out == want, f"egress {sorted(out)}, the relay needs {sorted(want)}"
 
 
+def test_readme_says_what_is_per_pod(h):
+    """Issue 15 part 8: the README's section on several replicas names each
+    piece of per-pod state, what a per-user limit becomes over R replicas,
+    and a shared-store proposal; every MRS_* it names is a real variable."""
+    with open(os.path.join(TOP, "README.md")) as f:
+        readme = f.read()
+    m = re.search(r"^### Running several replicas\n(.*?)(?=^##)", readme, re.M | re.S)
+    assert m, "README has no '### Running several replicas' section"
+    sec = m.group(1)
+    for must in ("spool", "MRS_RATE_LIMIT", "R×N/h", "AUTH throttles", "MRS_MAX_CONNECTIONS_PER_CLIENT",
+                 "DNS cache", "verify cache", "Proposal", "Redis", "Kubernetes API"):
+        assert must in sec, f"the replicas section does not mention {must!r}"
+    assert "configs/prometheus" in readme and "Alerts and dashboard" in readme
+    ok = accepted()
+    for name in re.findall(r"\bMRS_[A-Z0-9_]*[A-Z0-9]\b", sec):
+        assert name in ok, f"README's replicas section names {name}, which the binary does not read"
+
+
 # --- Dockerfile and .dockerignore -------------------------------------------
 
 def _dockerfile_stages():
