@@ -217,7 +217,7 @@ fuzzer_probe() {
 
 test_pkgs() {
     need_pkgs dnsmasq-base unbound python3 swaks curl openssl procps iproute2 python3-aiosmtpd python3-yaml \
-        clang libclang-rt-14-dev valgrind libnet-ssleay-perl util-linux
+        clang libclang-rt-14-dev valgrind libnet-ssleay-perl util-linux prometheus
     need_cap unbound sh -c 'command -v unbound-checkconf && unbound -V'
     need_cap dnsmasq-base dnsmasq --version
     need_cap python3-aiosmtpd /usr/bin/python3 -c 'import aiosmtpd.controller'
@@ -228,6 +228,9 @@ test_pkgs() {
     need_cap openssl openssl s_client -help
     need_cap util-linux prlimit --version
     need_cap valgrind valgrind --version
+    # promtool (check rules / test rules / check metrics); the package's
+    # daemon is never started (need_pkgs installs under policy-rc.d 101).
+    need_cap prometheus promtool --version
     need_cap libclang-rt-14-dev fuzzer_probe
 }
 

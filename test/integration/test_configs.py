@@ -1,11 +1,15 @@
-"""configs/ and the Dockerfile agree with the binary (SPEC §6, issue 6 Tests).
+"""configs/ and the Dockerfile agree with the binary (SPEC §6, issue 6 Tests;
+Kubernetes manifests of SPEC §8.6 / issue 15 part 7).
 
 The YAML files parse; every MRS_* variable that configs/docker-compose.yml,
 configs/kubernetes/*.yaml, configs/mrs.env.example and the Dockerfile set is
 one the binary accepts, and the binary accepts its value (`mrs token x`
 loads and validates the whole configuration: exit 2 naming the variable when
 a value is malformed); ports, probes, volumes and secrets match the values
-those variables give.
+those variables give.  The cert-manager Certificate feeds the Secret mounted
+where MRS_TLS_CERT/KEY point (as a directory, so renewals arrive) and its
+output format is served by the relay; the NetworkPolicy opens exactly the
+container's ports.
 
 The accepted names come from src/config.c's vars[] table (plus the _FILE
 variants); test_accepted_names_are_read_by_the_binary proves that list
@@ -16,6 +20,9 @@ import glob
 import json
 import os
 import re
+import socket
+import ssl
+import subprocess
 import time
 
 from harness import TOP
@@ -237,7 +244,8 @@ def test_yaml_files_parse(h):
                 assert d.get("apiVersion") and d.get("kind") and d.get("metadata", {}).get("name"), \
                     f"{p}: a document lacks apiVersion, kind or metadata.name"
                 kinds.add(d["kind"])
-    for k in ("Secret", "StatefulSet", "Service", "PodDisruptionBudget"):
+    for k in ("Secret", "StatefulSet", "Service", "PodDisruptionBudget", "NetworkPolicy", "Certificate",
+              "ServiceMonitor", "PrometheusRule"):
         assert k in kinds, f"configs/kubernetes has no {k}"
 
 
@@ -403,6 +411,243 @@ def test_kubernetes_services_and_budget_match(h):
         res = _load_yaml(kust)[0]["resources"]
         for r in res:
             assert os.path.exists(os.path.join(K8S, r)), f"kustomization lists missing {r}"
+
+
+def _strings(node):
+    """Every string value (not key) in a parsed YAML/JSON document."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for v in node.values():
+            yield from _strings(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _strings(v)
+
+
+def _pod_specs(docs):
+    """(where, pod spec) of every workload in docs."""
+    for d in docs:
+        spec = d.get("spec") or {}
+        pod = (spec.get("template") or {}).get("spec")
+        if pod:
+            yield f"{d['kind']} {d['metadata']['name']}", pod
+
+
+def test_kubernetes_every_mrs_name_is_accepted(h):
+    """Every MRS_* variable any container in the manifests sets is accepted
+    with its value, and every MRS_* name the manifests, the alerts and the
+    dashboard mention in their values (descriptions included) is one the
+    binary reads: a renamed variable cannot linger in an alert text."""
+    docs = _k8s_docs()
+    pods = list(_pod_specs(docs))
+    assert pods, "no workload in configs/kubernetes"
+    for where, pod in pods:
+        for c in pod.get("containers", []) + pod.get("initContainers", []):
+            env = {e["name"]: e.get("value", "") for e in c.get("env", [])}
+            if any(n.startswith("MRS_") for n in env):
+                assert_config_accepted(h, env, f"{where} container {c['name']}")
+    ok = accepted()
+    sources = [(f"{d['kind']} {d['metadata']['name']}", d) for d in docs]
+    prom = os.path.join(CONFIGS, "prometheus")
+    for p in sorted(glob.glob(os.path.join(prom, "**", "*.yml"), recursive=True)):
+        sources += [(os.path.relpath(p, TOP), d) for d in _load_yaml(p)]
+    with open(os.path.join(prom, "grafana-dashboard.json")) as f:
+        sources.append(("grafana-dashboard.json", json.load(f)))
+    mentioned = 0
+    for where, doc in sources:
+        for text in _strings(doc):
+            for name in re.findall(r"\bMRS_[A-Z0-9_]*[A-Z0-9]\b", text):
+                assert name in ok, f"{where} names {name}, which the binary does not read"
+                mentioned += 1
+    assert mentioned >= 10, mentioned
+
+
+def test_kubernetes_kustomization_lists_every_manifest(h):
+    kust = _load_yaml(os.path.join(K8S, "kustomization.yaml"))[0]
+    listed = set(kust["resources"])
+    files = {os.path.basename(p) for p in glob.glob(os.path.join(K8S, "*.yaml"))} - {"kustomization.yaml"}
+    assert "secret.yaml" not in listed, "an apply would overwrite the real Secrets with the example's"
+    assert listed == files - {"secret.yaml"}, \
+        f"kustomization.yaml resources {sorted(listed)}, files {sorted(files)}"
+
+
+def _sts_container(docs):
+    sts = _one(docs, "StatefulSet")
+    pod = sts["spec"]["template"]["spec"]
+    (c,) = [c for c in pod["containers"] if c["name"] == "mrs"]
+    env = {e["name"]: e["value"] for e in c["env"] if "value" in e}
+    return sts, pod, c, env
+
+
+def _mount_of(c, path):
+    """The volumeMount whose directory holds path."""
+    found = [m for m in c["volumeMounts"] if path.startswith(m["mountPath"].rstrip("/") + "/")]
+    assert len(found) == 1, f"{path}: mounts {found}"
+    return found[0]
+
+
+def test_kubernetes_certificate_feeds_the_tls_volume(h):
+    """cert-manager's Certificate (ECDSA P-256, a new key at every renewal)
+    writes the Secret that is mounted, as a directory, where MRS_TLS_CERT
+    and MRS_TLS_KEY point (tls.crt, tls.key), for the name the relay uses."""
+    docs = _k8s_docs()
+    cert = _one(docs, "Certificate")
+    assert cert["apiVersion"] == "cert-manager.io/v1", cert["apiVersion"]
+    spec = cert["spec"]
+    pk = spec["privateKey"]
+    assert (pk["algorithm"], pk["size"], pk["rotationPolicy"]) == ("ECDSA", 256, "Always"), pk
+    assert spec["issuerRef"].get("name"), "issuerRef needs a name"
+    _, pod, c, env = _sts_container(docs)
+    assert env["MRS_HOSTNAME"] in spec["dnsNames"], (env["MRS_HOSTNAME"], spec["dnsNames"])
+    # Renewal happens well before the 14-day alert (alerts.yml) would fire.
+    if "renewBefore" in spec:
+        renew = duration_s(spec["renewBefore"])
+        assert 14 * 86400 < renew < duration_s(spec.get("duration", "2160h")), spec
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for name, key in (("MRS_TLS_CERT", "tls.crt"), ("MRS_TLS_KEY", "tls.key")):
+        m = _mount_of(c, env[name])
+        assert env[name] == m["mountPath"].rstrip("/") + "/" + key, (name, env[name], key)
+        assert volumes[m["name"]]["secret"]["secretName"] == spec["secretName"], \
+            f"{name} is read from {volumes[m['name']]}, the Certificate writes {spec['secretName']}"
+    # No Secret mounted with subPath: such a mount never receives an update,
+    # so neither a renewed certificate nor a changed users file would arrive.
+    secret_vols = {n for n, v in volumes.items() if "secret" in v}
+    for m in c["volumeMounts"]:
+        if m["name"] in secret_vols:
+            assert "subPath" not in m and "subPathExpr" not in m, f"{m['mountPath']}: subPath never updates"
+    assert duration_s(env.get("MRS_RELOAD_INTERVAL", "10s")) > 0, "MRS_RELOAD_INTERVAL=0 reloads only on SIGHUP"
+
+
+def _kubelet_secret_dir(root, files):
+    """A Secret volume as the kubelet writes it: the files in a timestamped
+    directory, ..data a symlink to it, each name a symlink into ..data."""
+    stamp = os.path.join(root, "..2026_01_01_00_00_00.000000001")
+    os.makedirs(stamp)
+    for name, data in files.items():
+        with open(os.path.join(stamp, name), "wb") as f:
+            f.write(data)
+    os.symlink(os.path.basename(stamp), os.path.join(root, "..data"))
+    for name in files:
+        os.symlink(os.path.join("..data", name), os.path.join(root, name))
+
+
+def test_kubernetes_certificate_secret_is_served(h):
+    """What the Certificate produces (an ECDSA P-256 key in cert-manager's
+    encoding, tls.crt/tls.key/ca.crt in a kubelet Secret directory) loads
+    with the StatefulSet's MRS_TLS_* paths: the relay is ready, serves that
+    certificate and reports its notAfter in the expiry gauge."""
+    docs = _k8s_docs()
+    cert = _one(docs, "Certificate")
+    _, _, c, env = _sts_container(docs)
+    d = os.path.join(h.tmp, "cert-manager")
+    os.makedirs(d)
+    key, crt = os.path.join(d, "key.pem"), os.path.join(d, "crt.pem")
+    # cert-manager's default encoding (PKCS1) is SEC1 for an EC key.
+    encoding = cert["spec"]["privateKey"].get("encoding", "PKCS1")
+    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key],
+                   check=True, capture_output=True)
+    if encoding == "PKCS8":
+        subprocess.run(["openssl", "pkcs8", "-topk8", "-nocrypt", "-in", key, "-out", key + ".p8"],
+                       check=True, capture_output=True)
+        os.replace(key + ".p8", key)
+    name = env["MRS_HOSTNAME"]
+    subprocess.run(["openssl", "req", "-x509", "-key", key, "-out", crt, "-days", "90", "-subj", f"/CN={name}",
+                    "-addext", f"subjectAltName=DNS:{name}"], check=True, capture_output=True)
+    with open(key, "rb") as f:
+        key_pem = f.read()
+    with open(crt, "rb") as f:
+        crt_pem = f.read()
+    assert (b"BEGIN EC PRIVATE KEY" if encoding == "PKCS1" else b"BEGIN PRIVATE KEY") in key_pem
+    mount = _mount_of(c, env["MRS_TLS_CERT"])["mountPath"].rstrip("/")
+    secret = os.path.join(h.tmp, "secret-tls")
+    os.makedirs(secret)
+    _kubelet_secret_dir(secret, {"tls.crt": crt_pem, "tls.key": key_pem, "ca.crt": crt_pem})
+    rebased = {n: secret + env[n][len(mount):] for n in ("MRS_TLS_CERT", "MRS_TLS_KEY")}
+    m = h.mrs(env=dict(rebased, MRS_HOSTNAME=name, MRS_RELOAD_INTERVAL=env.get("MRS_RELOAD_INTERVAL", "10s")))
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", m.submissions_port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=name) as tls:
+            served = tls.getpeercert(binary_form=True)
+    assert served == ssl.PEM_cert_to_DER_cert(crt_pem.decode()), "the relay serves another certificate"
+    end = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", crt], check=True,
+                         capture_output=True, text=True).stdout.strip().split("=", 1)[1]
+    _, metrics = m.http("GET", "/metrics")
+    gauge = re.search(r"^mrs_tls_certificate_expiry_timestamp_seconds (\S+)$", metrics, re.M)
+    assert gauge and int(float(gauge.group(1))) == int(ssl.cert_time_to_seconds(end)), (gauge, end)
+    m.stop()
+
+
+def _np_port(cports, p):
+    port = p["port"]
+    if isinstance(port, str):
+        assert port in cports, f"NetworkPolicy names port {port!r}, the container has {sorted(cports)}"
+        return cports[port]
+    return port
+
+
+def test_kubernetes_networkpolicy_matches_ports(h):
+    """SMTP ports open to all, the health port only to the monitoring
+    namespace, and out only DNS and SMTP: the ports are the container's
+    (and the listeners'), and the delivery port is MRS_DELIVERY_PORT."""
+    docs = _k8s_docs()
+    np = _one(docs, "NetworkPolicy")
+    sts, _, c, env = _sts_container(docs)
+    assert _matches(np["spec"]["podSelector"]["matchLabels"], sts["spec"]["template"]["metadata"]["labels"])
+    assert set(np["spec"]["policyTypes"]) == {"Ingress", "Egress"}, np["spec"]["policyTypes"]
+    cports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    for pname, var in (("submission", "MRS_SUBMISSION_LISTEN"), ("submissions", "MRS_SUBMISSIONS_LISTEN"),
+                       ("health", "MRS_HEALTH_LISTEN")):
+        assert cports[pname] == listen_port(effective(env, var)), (pname, cports)
+    everyone, by_peer = set(), []
+    for rule in np["spec"]["ingress"]:
+        assert rule.get("ports"), "an ingress rule without ports opens every port"
+        ports = {(_np_port(cports, p), p.get("protocol", "TCP")) for p in rule["ports"]}
+        if rule.get("from"):
+            by_peer.append((rule["from"], ports))
+        else:
+            everyone |= ports
+    smtp = {(cports["submission"], "TCP"), (cports["submissions"], "TCP")}
+    health = (cports["health"], "TCP")
+    assert everyone == smtp, f"open to all: {everyone}, want the SMTP ports {smtp}"
+    peers = [peers for peers, ports in by_peer if health in ports]
+    assert peers == [[{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]], \
+        f"the health port must be open to the monitoring namespace only: {peers}"
+    reachable = everyone | {p for _, ports in by_peer for p in ports}
+    assert reachable == {(p, "TCP") for p in cports.values()}, (reachable, cports)
+    out = set()
+    for rule in np["spec"]["egress"]:
+        assert rule.get("ports"), "an egress rule without ports opens every port"
+        out |= {(p["port"], p.get("protocol", "TCP")) for p in rule["ports"]}
+    want = {(53, "UDP"), (53, "TCP"), (int(effective(env, "MRS_DELIVERY_PORT")), "TCP"), (587, "TCP"),
+            (465, "TCP")}
+    for server in (env.get("MRS_DNS_SERVERS") or "").split(","):
+        m = re.search(r"\]:(\d+)$|^[^:\[\]]+:(\d+)$", server.strip())
+        if m:
+            want |= {(int(m.group(1) or m.group(2)), "UDP"), (int(m.group(1) or m.group(2)), "TCP")}
+    if env.get("MRS_SMARTHOST"):
+        want.add((int(env["MRS_SMARTHOST"].rsplit(":", 1)[1]), "TCP"))
+    assert out == want, f"egress {sorted(out)}, the relay needs {sorted(want)}"
+
+
+def test_readme_says_what_is_per_pod(h):
+    """Issue 15 part 8: the README's section on several replicas names each
+    piece of per-pod state, what a per-user limit becomes over R replicas,
+    and a shared-store proposal; every MRS_* it names is a real variable."""
+    with open(os.path.join(TOP, "README.md")) as f:
+        readme = f.read()
+    m = re.search(r"^### Running several replicas\n(.*?)(?=^##)", readme, re.M | re.S)
+    assert m, "README has no '### Running several replicas' section"
+    sec = m.group(1)
+    for must in ("spool", "MRS_RATE_LIMIT", "R×N/h", "AUTH throttles", "MRS_MAX_CONNECTIONS_PER_CLIENT",
+                 "DNS cache", "verify cache", "Proposal", "Redis", "Kubernetes API"):
+        assert must in sec, f"the replicas section does not mention {must!r}"
+    assert "configs/prometheus" in readme and "Alerts and dashboard" in readme
+    ok = accepted()
+    for name in re.findall(r"\bMRS_[A-Z0-9_]*[A-Z0-9]\b", sec):
+        assert name in ok, f"README's replicas section names {name}, which the binary does not read"
 
 
 # --- Dockerfile and .dockerignore -------------------------------------------
