@@ -321,24 +321,30 @@ run_relay() {
     # Ctrl-C / SIGTERM: drain the relay, then stop the demo servers
     trap 'kill -TERM $mrs_pid 2>/dev/null' INT TERM
     if [ $demo = 1 ]; then
-        local i port=${MRS_SUBMISSION_LISTEN##*:} hp=${MRS_HEALTH_LISTEN##*:}
-        for i in $(seq 1 150); do
-            "$OUT/mrs" healthcheck "127.0.0.1:$hp" 2>/dev/null && break
+        local i ready=0 port=${MRS_SUBMISSION_LISTEN##*:} hp=${MRS_HEALTH_LISTEN##*:}
+        for i in $(seq 1 600); do
             kill -0 "$mrs_pid" 2>/dev/null || break
+            if "$OUT/mrs" healthcheck "127.0.0.1:$hp" 2>/dev/null; then ready=1; break; fi
             sleep 0.1
         done
+        if [ $ready = 0 ]; then
+            kill -TERM "$mrs_pid" "$demo_pid" 2>/dev/null
+            wait 2>/dev/null
+            die "mrs did not become ready (see its lines above)"
+        fi
         say "ready. Send a message through the relay (STARTTLS + AUTH on port $port), e.g.:"
         printf '\n  swaks --server 127.0.0.1:%s --tls --auth PLAIN --auth-user demo@localhost --auth-password %s --from newsletter@%s --to friend@example.net --header "Subject: hello from mrs"\n\n' \
             "$port" "$pw" "$DEMO_DOMAIN" >&2
         say "then see it delivered: ls $RUN_DIR/demo/mail/ (each message a .eml file). Ctrl-C stops everything."
     fi
+    # a trapped signal interrupts wait (status 128+n) while mrs drains:
+    # wait until mrs itself has exited and take its status
     local rc=0
-    wait "$mrs_pid" || rc=$?
-    # a signal interrupts the first wait; wait again for the drain to finish
-    if kill -0 "$mrs_pid" 2>/dev/null; then
+    while :; do
         rc=0
         wait "$mrs_pid" || rc=$?
-    fi
+        kill -0 "$mrs_pid" 2>/dev/null || break
+    done
     if [ -n "$demo_pid" ]; then
         kill -TERM "$demo_pid" 2>/dev/null
         wait "$demo_pid" 2>/dev/null
