@@ -192,8 +192,10 @@ static void transaction(struct job *j, const struct open_rcpt *open, size_t n)
 /* group — route the domain of open[0] and carry open[0..n). */
 static void group(struct job *j, const struct open_rcpt *open, size_t n, bool route_again)
 {
-    if (route_again)
-        route_lookup(open[0].domain, j->route);
+    if (route_again && route_lookup(open[0].domain, j->route) == ROUTE_OK && j->route->denied_count)
+        log_warn("delivery", &(struct log_fields){.queue_id = j->m.id, .result = "denied"},
+                 "%s: %zu mail exchanger address(es) in MRS_DELIVERY_DENY_NETS left out: %s", open[0].domain,
+                 j->route->denied_count, j->route->denied);
     if (j->route->status == ROUTE_OK) {
         transaction(j, open, n);
         return;
