@@ -275,6 +275,82 @@ def log_lines(m, *parts):
     return [ln for ln in m.log().splitlines() if all(p in ln for p in parts)]
 
 
+# ---- MRS_DELIVERY_DOMAIN_CONCURRENCY ------------------------------------------
+
+def test_tarpit_domain_holds_only_its_share_and_healthy_mail_flows(ctx):
+    tarpit = SlowServer(ctx.h, TARPIT, ctx.port, "tarpit")
+    m = relay(ctx, MRS_DELIVERY_DOMAIN_CONCURRENCY="2")
+    try:
+        for _ in range(6):
+            submit(m, ["x@tarpit.test"], new_token())
+        # two sessions sit in the tarpit; the other four messages wait in
+        # the queue, not in a thread
+        wait_for("2 tarpit sessions and 4 waiting messages",
+                 lambda: tarpit.counts()["open"] == 2 and metric(m, "mrs_delivery_domain_waits_total") == 4)
+        # no busy loop: nobody retries the waiting messages while the
+        # tarpit holds its slots (nothing is given back)
+        time.sleep(2)
+        assert metric(m, "mrs_delivery_domain_waits_total") == 4
+        assert len(log_lines(m, "result=waiting", "MRS_DELIVERY_DOMAIN_CONCURRENCY")) == 4, m.log()[-3000:]
+
+        # mail to a healthy destination flows on the two free threads, and
+        # a message for both domains delivers its healthy half now
+        toks = [new_token() for _ in range(3)]
+        for t in toks:
+            submit(m, ["y@healthy.test"], t)
+        mixed = new_token()
+        submit(m, ["z@tarpit.test", "w@healthy.test"], mixed)
+        for t in toks:
+            wait_msgs(ctx.healthy, t, timeout=30)
+        got = wait_msgs(ctx.healthy, mixed, timeout=30)
+        assert got[0]["rcpt_tos"] == ["w@healthy.test"], got
+        # … and its tarpit half waits like the others (the fifth wait)
+        wait_for("the mixed message's tarpit recipient waiting",
+                 lambda: metric(m, "mrs_delivery_domain_waits_total") == 5)
+        c = tarpit.counts()
+        assert c["open"] == 2 and c["max_open"] == 2 and c["total"] == 2, c
+
+        # the tarpit goes away: each slot given back wakes a waiting
+        # message (no poll: MRS_RETRY_MAX is 5m), so all seven get their
+        # attempt (refused now) and are deferred
+        tarpit.stop()
+        wait_for("every tarpit recipient deferred",
+                 lambda: len({ln.split("queue_id=")[1].split()[0]
+                              for ln in log_lines(m, "result=deferred", "@tarpit.test")}) == 7)
+        assert tarpit.counts()["max_open"] == 2
+    finally:
+        tarpit.stop()
+        m.stop()
+
+
+test_tarpit_domain_holds_only_its_share_and_healthy_mail_flows.timeout = 150
+
+
+# ---- MRS_DELIVERY_ATTEMPT_TIMEOUT ---------------------------------------------
+
+def test_attempt_timeout_defers_a_server_that_answers_just_in_time(ctx):
+    # every reply takes 2.5 s, under the 4 s per-command timeout: without an
+    # attempt limit the session would go on command after command
+    slow = SlowServer(ctx.h, TRICKLE, ctx.port, "trickle", reply_s=2.5)
+    m = relay(ctx, MRS_DELIVERY_ATTEMPT_TIMEOUT="3s", MRS_DELIVERY_COMMAND_TIMEOUT="4s",
+              MRS_DELIVERY_DATA_TIMEOUT="4s", MRS_RETRY_MIN="5m", MRS_RETRY_MAX="10m")
+    try:
+        submit(m, ["x@trickle.test"], new_token())
+        line = wait_for("the attempt deferred by MRS_DELIVERY_ATTEMPT_TIMEOUT",
+                        lambda: log_lines(m, "rcpt=x@trickle.test", "result=deferred"), timeout=30)[0]
+        assert "451 4.4.2 mx.trickle.test[127.0.0.53]" in line, line
+        assert "delivery attempt over MRS_DELIVERY_ATTEMPT_TIMEOUT (3s)" in line, line
+        assert slow.counts()["completed"] == 0  # never got as far as the end of data
+        assert metric(m, "mrs_delivery_attempt_timeouts_total") == 1
+        assert log_lines(m, "result=attempt-timeout", "trickle.test")
+        # the log line comes before the state file is written: poll the listing
+        wait_for("mrs queue shows why", lambda: "MRS_DELIVERY_ATTEMPT_TIMEOUT" in
+                 ctx.h.run([ctx.h.mrs_bin, "queue"], env=m.env).stdout)
+    finally:
+        slow.stop()
+        m.stop()
+
+
 # ---- MRS_DELIVERY_DENY_NETS ---------------------------------------------------
 
 def test_default_deny_nets_refuse_loopback_exchangers_with_5_4_4(ctx):
