@@ -1,7 +1,8 @@
 /* Unit tests of the queue's destination slots (MRS_DELIVERY_DOMAIN_CONCURRENCY):
  * taking and giving slots, parking a claimed message until a slot is given
  * back (oldest first, every one once none is held), parking when a slot
- * came free meanwhile, and a parked message's latest time.  Runs the real
+ * came free meanwhile, a parked message's latest time, and the operator's
+ * hold and delete of a parked message.  Runs the real
  * schedule on a spool in a temporary folder; alarm() bounds a claim that
  * would block. */
 #include "config.h"
@@ -131,6 +132,33 @@ static void test_parked_until_its_latest_time(void)
     queue_done(ia);
 }
 
+/* The operator's commands on a parked message: a hold stays a hold when a
+ * slot is given back (it leaves the waiting list), a delete frees it
+ * without a dangling entry in the list (ASan would see one). */
+static void test_operator_hold_and_delete_of_a_parked_message(void)
+{
+    char a[QUEUE_ID_BYTES], b[QUEUE_ID_BYTES], c[QUEUE_ID_BYTES];
+    FILE *out = fopen("/dev/null", "w");
+    setup();
+    CHECK(out != NULL);
+    CHECK(queue_slot_take(KEY, 1));
+    commit(a);
+    commit(b);
+    struct queue_item *ia = claim(a), *ib = claim(b);
+    queue_park(ia, KEY, 1, util_wall_ms() + FAR_MS);
+    queue_park(ib, KEY, 1, util_wall_ms() + FAR_MS);
+    CHECK(queue_control(QUEUE_CTL_HOLD, a, out) == QUEUE_CTL_OK);
+    CHECK(queue_control(QUEUE_CTL_DELETE, b, out) == QUEUE_CTL_OK);
+    queue_slot_give(KEY);             /* nobody to wake: a is held, b is gone */
+    commit(c);
+    struct queue_item *ic = claim(c); /* a is not due */
+    CHECK(queue_control(QUEUE_CTL_RELEASE, a, out) == QUEUE_CTL_OK);
+    ia = claim(a);
+    queue_done(ia);
+    queue_done(ic);
+    fclose(out);
+}
+
 /* cleanup — the spool folders (empty by now). */
 static void test_cleanup(void)
 {
@@ -144,4 +172,5 @@ static void test_cleanup(void)
 }
 
 UNIT_MAIN("queue_slots", UNIT_CASE(test_take_and_give), UNIT_CASE(test_parked_until_a_slot_is_given_back),
-          UNIT_CASE(test_parked_until_its_latest_time), UNIT_CASE(test_cleanup))
+          UNIT_CASE(test_parked_until_its_latest_time),
+          UNIT_CASE(test_operator_hold_and_delete_of_a_parked_message), UNIT_CASE(test_cleanup))
