@@ -5,8 +5,17 @@
  * Threads are detached, created with an explicit DELIVERY_STACK_BYTES
  * stack; everything large (the message's recipients, the route, the
  * replies, the SMTP session) is on the heap.  A thread owns the message it
- * claimed until queue_release / queue_done / queue_quarantine, so nothing
- * per message is shared and no lock is held while delivering.
+ * claimed until queue_release / queue_park / queue_done /
+ * queue_quarantine, so nothing per message is shared and no lock is held
+ * while delivering.
+ *
+ * One destination (a recipient domain) at a time: its attempt has a
+ * wall-clock end (MRS_DELIVERY_ATTEMPT_TIMEOUT) that every wait in
+ * smtp_client respects, and it holds one of the domain's
+ * MRS_DELIVERY_DOMAIN_CONCURRENCY slots (queue_slot_take).  A domain with
+ * none free is skipped; when nothing else is left to do, the message is
+ * parked in the queue until a slot is given back, so a slow destination
+ * holds its share of threads and no more.
  *
  * Durability errors change what happens next: a state that cannot be
  * saved travels with the queue item until a save succeeds; a message that
@@ -58,7 +67,15 @@ struct job {
     struct route *route;
     bool settled_final;                 /* a recipient became delivered or failed since the last save */
     bool stopped;                       /* draining: the rest waits for the next start */
+    bool deferred_now;                  /* a recipient was deferred in this attempt */
+    int64_t deadline_ms;                /* the current destination's attempt ends (util_now_ms clock) */
+    bool slot_held;                     /* a slot of slot_key (MRS_DELIVERY_DOMAIN_CONCURRENCY) */
+    uint64_t slot_key;
+    const char *wait_domain;            /* the first domain skipped for want of a slot, or NULL */
+    uint64_t wait_key;
 };
+
+static uint8_t domain_key_secret[CRYPTO_KEY_BYTES]; /* delivery_domain_key: set at start */
 
 /* ---- pure helpers ---------------------------------------------------------- */
 
@@ -77,6 +94,23 @@ int64_t delivery_backoff_ms(int attempts, int64_t min_ms, int64_t max_ms, uint32
     /* span * random / 2^32 without overflow or floating point: < span */
     d = lo + (int64_t)((span >> 32) * random + (((span & 0xffffffffu) * random) >> 32));
     return d > 0 ? d : 1;
+}
+
+uint64_t delivery_domain_key(const uint8_t secret[CRYPTO_KEY_BYTES], const char *domain)
+{
+    char low[SMTP_DOMAIN_MAX_BYTES + 1];
+    uint8_t h[CRYPTO_SHA256_BYTES];
+    uint64_t key;
+    size_t n = 0;
+    /* recipient domains are validated to fit; a longer one is keyed by its
+     * first SMTP_DOMAIN_MAX_BYTES bytes (it shares their slots, no more) */
+    for (; domain[n] && n < SMTP_DOMAIN_MAX_BYTES; n++)
+        low[n] = util_lower(domain[n]);
+    if (n > 0 && low[n - 1] == '.')
+        n--;
+    crypto_keyed_hash(secret, low, n, h);
+    memcpy(&key, h, sizeof key);
+    return key;
 }
 
 int delivery_received_count(const char *h, size_t len)
@@ -123,6 +157,7 @@ static void settle(struct job *j, size_t i, enum spool_rcpt_status st, const cha
     r->status = st;
     r->when_ms = util_wall_ms();
     j->settled_final |= st == SPOOL_DELIVERED || st == SPOOL_FAILED;
+    j->deferred_now |= st == SPOOL_DEFERRED;
     spool_set_reply(r, remote ? remote : "", reply, strlen(reply));
     if (st != SPOOL_PENDING)
         STATS_INC(deliveries_total[counter[st]]);
@@ -155,7 +190,7 @@ static enum smtp_client_tls tls_mode(const struct route *r)
 static enum smtp_client_result try_target(struct job *j, struct smtp_client_job *cj, struct smtp_client_outcome *out)
 {
     enum smtp_client_result res = smtp_client_deliver(cj, out);
-    if (res == SMTP_CLIENT_TLS_FAILED && cj->tls == SMTP_CLIENT_TLS_OPPORTUNISTIC) {
+    if (res == SMTP_CLIENT_TLS_FAILED && cj->tls == SMTP_CLIENT_TLS_OPPORTUNISTIC && util_now_ms() < cj->deadline_ms) {
         log_warn("delivery", &(struct log_fields){.queue_id = j->m.id, .remote = cj->target->label,
                                                   .result = "tls-failed", .reason = out->reply.text},
                  "STARTTLS handshake failed: retrying once in plaintext on a new connection");
@@ -164,6 +199,16 @@ static enum smtp_client_result try_target(struct job *j, struct smtp_client_job 
         cj->tls = SMTP_CLIENT_TLS_OPPORTUNISTIC;
     }
     return res;
+}
+
+/* attempt_timed_out — MRS_DELIVERY_ATTEMPT_TIMEOUT ended a session: what
+ * was not settled is deferred with a reply that says so. */
+static void attempt_timed_out(struct job *j, const char *domain)
+{
+    STATS_INC(delivery_attempt_timeouts_total);
+    log_warn("delivery", &(struct log_fields){.queue_id = j->m.id, .result = "attempt-timeout"},
+             "the delivery attempt to %s ran out of time (MRS_DELIVERY_ATTEMPT_TIMEOUT %lld ms): "
+             "what is not settled is deferred", domain, (long long)config->delivery_attempt_timeout_ms);
 }
 
 /* transaction — recipients open[0..n) (one domain) through j->route. */
@@ -177,10 +222,13 @@ static void transaction(struct job *j, const struct open_rcpt *open, size_t n)
         .tls = tls_mode(j->route), .user = j->route->smarthost ? config->smarthost_user : NULL,
         .password = config->smarthost_password, .queue_id = j->m.id, .from = j->m.from,
         .eightbit = j->m.eightbit, .fd = j->m.fd, .offset = j->m.body_offset,
-        .length = j->m.file_size - j->m.body_offset, .rcpt_count = n, .rcpts = j->rcpts, .rcpt_replies = j->replies};
+        .length = j->m.file_size - j->m.body_offset, .rcpt_count = n, .rcpts = j->rcpts, .rcpt_replies = j->replies,
+        .deadline_ms = j->deadline_ms};
     for (size_t t = 0; t < j->route->count; t++) {
         cj.target = &j->route->targets[t];
         enum smtp_client_result res = try_target(j, &cj, &out);
+        if (out.attempt_timeout)
+            attempt_timed_out(j, open[0].domain);
         if (res == SMTP_CLIENT_SENT || res == SMTP_CLIENT_REFUSED) {
             for (size_t i = 0; i < n; i++) {
                 const struct smtp_client_reply *r = res == SMTP_CLIENT_SENT ? &j->replies[i] : &out.reply;
@@ -189,6 +237,8 @@ static void transaction(struct job *j, const struct open_rcpt *open, size_t n)
             return;
         }
         last = out.reply;
+        if (out.attempt_timeout)
+            break; /* the other addresses wait for the next attempt */
         log_info("delivery", &(struct log_fields){.queue_id = j->m.id, .remote = cj.target->label,
                                                   .result = "next", .reason = out.reply.text},
                  "no delivery at this address; %zu more to try", j->route->count - t - 1);
@@ -202,8 +252,10 @@ static void transaction(struct job *j, const struct open_rcpt *open, size_t n)
 /* group — route the domain of open[0] and carry open[0..n). */
 static void group(struct job *j, const struct open_rcpt *open, size_t n, bool route_again)
 {
-    if (route_again)
-        route_lookup(open[0].domain, j->route);
+    if (route_again && route_lookup(open[0].domain, j->route) == ROUTE_OK && j->route->denied_count)
+        log_warn("delivery", &(struct log_fields){.queue_id = j->m.id, .result = "denied"},
+                 "%s: %zu mail exchanger address(es) in MRS_DELIVERY_DENY_NETS left out: %s", open[0].domain,
+                 j->route->denied_count, j->route->denied);
     if (j->route->status == ROUTE_OK) {
         transaction(j, open, n);
         return;
@@ -292,19 +344,85 @@ static bool same_domain(const struct open_rcpt *a, const struct open_rcpt *b)
     return config->smarthost_set || ascii_casecmp(a->domain, b->domain) == 0;
 }
 
+/* ---- destinations: attempt deadline and domain slots ------------------------------ */
+
+/* destination_begin — the attempt at o's domain starts: its deadline
+ * (MRS_DELIVERY_ATTEMPT_TIMEOUT) and a slot of its domain
+ * (MRS_DELIVERY_DOMAIN_CONCURRENCY; the smarthost is the one destination
+ * the operator chose: not limited).  false when the domain has none free:
+ * its recipients are not tried now (wait_for_slot). */
+static bool destination_begin(struct job *j, const struct open_rcpt *o)
+{
+    j->deadline_ms = util_now_ms() + config->delivery_attempt_timeout_ms;
+    if (config->smarthost_set)
+        return true;
+    uint64_t key = delivery_domain_key(domain_key_secret, o->domain);
+    if (queue_slot_take(key, config->delivery_domain_concurrency)) {
+        j->slot_key = key;
+        j->slot_held = true;
+        return true;
+    }
+    if (!j->wait_domain) {
+        j->wait_domain = o->domain;
+        j->wait_key = key;
+    }
+    STATS_INC(delivery_domain_waits_total);
+    log_info("delivery", &(struct log_fields){.queue_id = j->m.id, .result = "waiting"},
+             "%s: %lld deliveries to it in progress (MRS_DELIVERY_DOMAIN_CONCURRENCY): its recipients wait "
+             "for one to end, no attempt counted", o->domain, (long long)config->delivery_domain_concurrency);
+    return false;
+}
+
+/* destination_end — give the slot back (a waiting message becomes due). */
+static void destination_end(struct job *j)
+{
+    if (j->slot_held)
+        queue_slot_give(j->slot_key);
+    j->slot_held = false;
+}
+
+/* wait_for_slot — open[0..n) were not tried: their domain had no slot
+ * free.  They keep their status; the reply says why (for `mrs queue` and,
+ * should the lifetime end, the bounce).  Once the lifetime is over they
+ * are deferred now, so that conclude bounces them instead of waiting on. */
+static void wait_for_slot(struct job *j, const struct open_rcpt *open, size_t n)
+{
+    char why[SPOOL_REPLY_MAX_BYTES];
+    bool over = util_wall_ms() >= j->m.received_ms + config->queue_lifetime_ms;
+    snprintf(why, sizeof why, "451 4.4.5 not tried: %lld deliveries to %s were in progress "
+             "(MRS_DELIVERY_DOMAIN_CONCURRENCY)", (long long)config->delivery_domain_concurrency, open[0].domain);
+    for (size_t i = 0; i < n; i++) {
+        struct spool_rcpt *r = &j->m.rcpts[open[i].index];
+        if (over)
+            settle(j, open[i].index, SPOOL_DEFERRED, NULL, why, NULL);
+        else if (!r->reply[0])
+            spool_set_reply(r, "", why, strlen(why));
+    }
+}
+
 /* attempt — every open recipient: one transaction per domain (per
- * DELIVERY_RCPTS_PER_TRANSACTION), the state saved in between when a
- * recipient became final, so that a crash does not deliver a finished
- * domain again (a deferred one is tried again anyway). */
+ * DELIVERY_RCPTS_PER_TRANSACTION) while holding a slot of the domain, the
+ * state saved in between when a recipient became final, so that a crash
+ * does not deliver a finished domain again (a deferred one is tried again
+ * anyway).  A domain without a free slot is skipped (see park). */
 static void attempt(struct job *j)
 {
     size_t n = collect_open(j);
+    bool go = true;
     for (size_t i = 0; i < n;) {
         size_t end = i + 1;
         while (end < n && end - i < DELIVERY_RCPTS_PER_TRANSACTION && same_domain(&j->open[i], &j->open[end]))
             end++;
-        group(j, &j->open[i], end - i, i == 0 || !same_domain(&j->open[i - 1], &j->open[i]));
+        bool first = i == 0 || !same_domain(&j->open[i - 1], &j->open[i]);
+        if (first)
+            go = destination_begin(j, &j->open[i]);
+        if (go)
+            group(j, &j->open[i], end - i, first);
+        else
+            wait_for_slot(j, &j->open[i], end - i);
         i = end;
+        if (i == n || !same_domain(&j->open[i - 1], &j->open[i]))
+            destination_end(j);
         if (i < n && util_draining()) {
             j->stopped = true;
             break;
@@ -312,6 +430,7 @@ static void attempt(struct job *j)
         if (i < n && j->settled_final && save_state(j) == 0)
             j->settled_final = false;
     }
+    destination_end(j); /* the drain may stop inside a domain */
 }
 
 /* read_headers — the header section (up to the empty line), for the loop
@@ -475,15 +594,15 @@ static void finish_message(struct job *j, size_t failed, size_t delivered)
 static void conclude(struct job *j)
 {
     size_t open = 0, failed = 0, delivered = 0;
-    bool pending = false;
     for (size_t i = 0; i < j->m.rcpt_count; i++) {
         enum spool_rcpt_status st = j->m.rcpts[i].status;
         open += st == SPOOL_DEFERRED || st == SPOOL_PENDING;
-        pending |= st == SPOOL_PENDING;
     }
-    if (open && !pending)
+    /* recipients still pending were skipped by the drain or for want of a
+     * domain slot: they are not what the back-off is about */
+    if (open && !j->stopped)
         expire_or_schedule(j);
-    else if (pending)
+    else if (open)
         j->m.next_ms = 0; /* cut short by the drain: due at the next start */
     open = 0;
     for (size_t i = 0; i < j->m.rcpt_count; i++) {
@@ -498,6 +617,22 @@ static void conclude(struct job *j)
     }
     save_state(j);
     release(j, j->m.next_ms);
+}
+
+/* park — only recipients of domains without a free slot are left (none
+ * was deferred now): hand the message back to wait for a slot, counting
+ * no attempt, and at the latest to look again after MRS_RETRY_MAX or when
+ * its lifetime ends.  false when it is not that case, or when the outcomes
+ * settled now cannot be saved (conclude then takes over). */
+static bool park(struct job *j)
+{
+    if (!j->wait_domain || j->stopped || j->deferred_now)
+        return false;
+    if (j->settled_final && save_state(j) < 0)
+        return false;
+    int64_t latest = util_wall_ms() + config->retry_max_ms, end = j->m.received_ms + config->queue_lifetime_ms;
+    queue_park(j->it, j->wait_key, config->delivery_domain_concurrency, latest < end ? latest : end);
+    return true;
 }
 
 static void deliver(struct queue_item *it)
@@ -522,7 +657,8 @@ static void deliver(struct queue_item *it)
         } else {
             attempt(&j);
         }
-        conclude(&j);
+        if (!park(&j))
+            conclude(&j);
     }
     job_free(&j);
 }
@@ -551,6 +687,7 @@ int delivery_start(char *err, size_t err_len)
 {
     pthread_condattr_t ca;
     pthread_attr_t a;
+    crypto_random(domain_key_secret, sizeof domain_key_secret);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&run_cv, &ca);

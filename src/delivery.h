@@ -11,13 +11,18 @@
  * MRS_RETRY_MIN doubling to MRS_RETRY_MAX, jittered, until
  * MRS_QUEUE_LIFETIME).  The state is saved between the transactions of one
  * message, so a crash redelivers only a recipient whose 250 came just
- * before it.
+ * before it.  Each destination's attempt is capped by
+ * MRS_DELIVERY_ATTEMPT_TIMEOUT; at most MRS_DELIVERY_DOMAIN_CONCURRENCY
+ * deliveries go to one domain at once, the others wait in the queue, not
+ * in a thread (SPEC §8.1).
  *
  * Calls queue, spool, route, smtp_client, bounce, config, crypto, log,
  * stats, util.  Nothing calls delivery but main (start and stop).
  */
 #ifndef MRS_DELIVERY_H
 #define MRS_DELIVERY_H
+
+#include "crypto.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -55,5 +60,10 @@ int64_t delivery_backoff_ms(int attempts, int64_t min_ms, int64_t max_ms, uint32
 
 /* delivery_received_count — pure: the Received: fields of a header section. */
 int delivery_received_count(const char *headers, size_t len);
+
+/* delivery_domain_key — pure: the slot key of a recipient domain (ASCII
+ * case and a trailing dot ignored), a keyed hash so that a tenant cannot
+ * pick a domain that shares another's slots. */
+uint64_t delivery_domain_key(const uint8_t secret[CRYPTO_KEY_BYTES], const char *domain);
 
 #endif

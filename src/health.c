@@ -455,6 +455,12 @@ static void render_queue(struct out *o)
     static const struct scalar after[] = {
         {"mrs_bounces_total", "counter", "Delivery status notifications (bounces) generated.",
          &stats.bounces_total},
+        {"mrs_delivery_domain_waits_total", "counter",
+         "Times a recipient domain was skipped: MRS_DELIVERY_DOMAIN_CONCURRENCY deliveries to it were in progress.",
+         &stats.delivery_domain_waits_total},
+        {"mrs_delivery_attempt_timeouts_total", "counter",
+         "Outbound SMTP sessions ended by MRS_DELIVERY_ATTEMPT_TIMEOUT (the rest deferred).",
+         &stats.delivery_attempt_timeouts_total},
     };
     render_scalars(o, scalars, sizeof scalars / sizeof scalars[0]);
     int64_t oldest = LOAD(stats.queue_oldest_ms), now = wall_ms();

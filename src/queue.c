@@ -14,6 +14,16 @@
  * capacity is reserved when an item is created (queue_open, recovery), so
  * queue_commit and queue_release never allocate and cannot fail.  One
  * mutex (sched_mu) guards all of it; no file I/O happens under it.
+ *
+ * Slots (MRS_DELIVERY_DOMAIN_CONCURRENCY): a table of keys (one per busy
+ * destination) with the number of deliveries holding one and the items
+ * parked until one is free.  A parked item stays in the heap, due at its
+ * latest time, and is also in its slot's waiting list; giving a slot back
+ * makes the oldest waiting item due at once (all of them when none is held
+ * any more), so nothing waits for a poll and no thread is held.  Holding a
+ * slot and parking are decided under sched_mu, so no wake-up is lost.
+ * Each delivery thread holds at most one slot: the table has one entry per
+ * thread.
  */
 #include "queue.h"
 
@@ -44,6 +54,9 @@ struct queue_item {
     char id[QUEUE_ID_BYTES];
     int64_t due_ms;            /* monotonic clock */
     uint64_t seq;              /* FIFO among equal due times */
+    uint64_t park_key;         /* parked: waiting for a slot of this key (queue_park) */
+    struct queue_item *park_prev, *park_next; /* that slot's waiting list, oldest first */
+    bool parked;
     int64_t received_ms;       /* wall clock, from the id */
     size_t heap_pos;           /* QUEUE_NOT_IN_HEAP while claimed or not committed */
     bool listed;               /* in the arrival list (committed) */
@@ -83,11 +96,20 @@ static struct queue_item *oldest, *newest;
 static uint64_t next_seq;
 static bool stopping, indexed;
 
+struct slot {
+    uint64_t key;
+    int64_t held;                          /* deliveries holding one */
+    struct queue_item *first, *last;       /* parked items, oldest first */
+};
+static struct slot *slots;                 /* config->delivery_threads entries */
+static size_t slot_count;
+
 static void sched_setup(void);
 static int recover(void);
 static struct queue_item *item_new(const char *id);
 static void item_free(struct queue_item *it);
 static void sched_add(struct queue_item *it, int64_t due_ms);
+static void park_unlink(struct queue_item *it);
 
 void queue_dir(const char *sub, char *buf, size_t len)
 {
@@ -153,6 +175,12 @@ int queue_init(char *err, size_t err_len)
     }
     remove_tmp_leftovers();
     pthread_once(&sched_once, sched_setup);
+    if (!slots && !(slots = calloc((size_t)config->delivery_threads, sizeof *slots))) {
+        snprintf(err, err_len, "MRS_DELIVERY_THREADS: out of memory for %lld delivery slots",
+                 (long long)config->delivery_threads);
+        return -1;
+    }
+    slot_count = (size_t)config->delivery_threads;
     if (!indexed && recover() < 0) {
         snprintf(err, err_len, "MRS_SPOOL_DIR: cannot read %s (errno %d)", path, errno);
         return -1;
@@ -483,6 +511,8 @@ struct queue_item *queue_claim(void)
             /* decided here, under the lock: a hold that arrives while the
              * thread works must not turn a normal attempt into a bounce */
             it->hold_expired = it->on_hold && util_wall_ms() >= it->received_ms + config->queue_lifetime_ms;
+            if (it->parked)
+                park_unlink(it); /* its latest time came before a slot */
             pthread_mutex_unlock(&sched_mu);
             return it;
         }
@@ -561,6 +591,104 @@ void queue_stop(void)
     pthread_mutex_lock(&sched_mu);
     stopping = true;
     pthread_cond_broadcast(&sched_cv);
+    pthread_mutex_unlock(&sched_mu);
+}
+
+/* ---- destination slots ------------------------------------------------------ */
+
+/* slot_find — the entry of key (a free one for it when create), under
+ * sched_mu.  An entry is in use while a slot is held or an item waits. */
+static struct slot *slot_find(uint64_t key, bool create)
+{
+    struct slot *free_one = NULL;
+    for (size_t i = 0; i < slot_count; i++) {
+        bool used = slots[i].held > 0 || slots[i].first;
+        if (used && slots[i].key == key)
+            return &slots[i];
+        if (!used && !free_one)
+            free_one = &slots[i];
+    }
+    if (create && free_one) {
+        free_one->key = key;
+        return free_one;
+    }
+    return NULL;
+}
+
+/* park_unlink — take a parked item out of its slot's waiting list. */
+static void park_unlink(struct queue_item *it)
+{
+    struct slot *s = slot_find(it->park_key, false);
+    if (s) {
+        *(it->park_prev ? &it->park_prev->park_next : &s->first) = it->park_next;
+        *(it->park_next ? &it->park_next->park_prev : &s->last) = it->park_prev;
+    }
+    it->park_prev = it->park_next = NULL;
+    it->parked = false;
+}
+
+/* wake — a parked item becomes due at once (its due time only moves
+ * earlier, so sifting up keeps the heap in order). */
+static void wake(struct queue_item *it)
+{
+    park_unlink(it);
+    int64_t now = util_now_ms();
+    if (it->due_ms > now) {
+        it->due_ms = now;
+        heap_up(it->heap_pos);
+    }
+}
+
+bool queue_slot_take(uint64_t key, int64_t limit)
+{
+    pthread_mutex_lock(&sched_mu);
+    struct slot *s = slot_find(key, true);
+    bool ok = !s || s->held < limit; /* no entry: cannot happen (one per thread); never block on it */
+    if (s && ok)
+        s->held++;
+    pthread_mutex_unlock(&sched_mu);
+    return ok;
+}
+
+void queue_slot_give(uint64_t key)
+{
+    pthread_mutex_lock(&sched_mu);
+    struct slot *s = slot_find(key, false);
+    if (s && s->held > 0)
+        s->held--;
+    if (s && s->first) {
+        /* the oldest waiter takes the slot; when none is held any more,
+         * all of them (a woken item may have vanished: nobody is left to
+         * wake the others later) */
+        do
+            wake(s->first);
+        while (s->held == 0 && s->first);
+        pthread_cond_broadcast(&sched_cv);
+    }
+    pthread_mutex_unlock(&sched_mu);
+}
+
+void queue_park(struct queue_item *it, uint64_t key, int64_t limit, int64_t latest_wall_ms)
+{
+    int64_t due = mono_from_wall(latest_wall_ms);
+    pthread_mutex_lock(&sched_mu);
+    struct slot *s = slot_find(key, false);
+    if (it->delete_asked || it->on_hold || !s || s->held < limit) {
+        /* the operator's word first; or a slot was given back meanwhile */
+        pthread_mutex_unlock(&sched_mu);
+        queue_release(it, 0);
+        return;
+    }
+    it->claimed = false;
+    it->hold_expired = false;
+    it->park_key = key;
+    it->parked = true;
+    it->park_next = NULL;
+    it->park_prev = s->last;
+    *(s->last ? &s->last->park_next : &s->first) = it;
+    s->last = it;
+    heap_push(it, due);
+    pthread_cond_signal(&sched_cv);
     pthread_mutex_unlock(&sched_mu);
 }
 
@@ -820,6 +948,8 @@ static int hold_marker(const char *id, bool on)
 static void heap_remove(struct queue_item *it)
 {
     size_t i = it->heap_pos;
+    if (it->parked)
+        park_unlink(it);
     if (i == QUEUE_NOT_IN_HEAP)
         return;
     struct queue_item *last = heap[--heap_len];
@@ -844,6 +974,8 @@ static struct queue_item *find_item(const char *id)
  * (caller holds sched_mu). */
 static void reschedule(struct queue_item *it, int64_t due_ms)
 {
+    if (it->parked)
+        park_unlink(it); /* the operator decides when: no slot wakes it (a hold stays a hold) */
     if (it->heap_pos == QUEUE_NOT_IN_HEAP)
         return;
     it->due_ms = due_ms;

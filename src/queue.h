@@ -135,6 +135,25 @@ const char *queue_ctl_name(enum queue_ctl op);
 void queue_stop(void);
 
 /*
+ * Slots: at most `limit` deliveries to one destination at once
+ * (MRS_DELIVERY_DOMAIN_CONCURRENCY); key names the destination (delivery
+ * hashes the domain).  A thread holds at most one slot at a time.
+ *
+ * queue_slot_take — take a slot of key: false when `limit` are held.
+ * queue_slot_give — give one back: the item parked longest under key
+ *   becomes due at once (every one of them when no slot is held any more).
+ * queue_park — hand a claimed item back to wait for a slot of key without
+ *   holding a thread: due when one is given back, at once when one is free
+ *   by now (no lost wake-up), or at latest_wall_ms at the latest.  Its
+ *   holder may claim it again then and must check again.  An operator's
+ *   hold or delete (queue_control) wins, as with queue_release; flush,
+ *   hold and release take a parked item off its slot's waiting list.
+ */
+bool queue_slot_take(uint64_t key, int64_t limit);
+void queue_slot_give(uint64_t key);
+void queue_park(struct queue_item *it, uint64_t key, int64_t limit, int64_t latest_wall_ms);
+
+/*
  * queue_save_state — replace queue/<id>.state with data (len bytes):
  * tmp/<id>.state written, fsynced, renamed over it, the directory fsynced
  * (group commit).  0 only when durable.

@@ -55,6 +55,13 @@ size_t route_order_mx(const struct dns_mx *mx, size_t n, const uint32_t *keys, s
     return k;
 }
 
+static void format_ip(const struct dns_addr *a, char *ip, size_t len)
+{
+    if (!inet_ntop(a->family, a->family == AF_INET6 ? (const void *)&a->u.in6.sin6_addr : (const void *)&a->u.in.sin_addr,
+                   ip, (socklen_t)len))
+        snprintf(ip, len, "?");
+}
+
 static void add_target(struct route *r, const char *host, const struct dns_addr *a, uint16_t port)
 {
     struct route_target *t = &r->targets[r->count++];
@@ -62,14 +69,27 @@ static void add_target(struct route *r, const char *host, const struct dns_addr 
     t->addr = *a;
     dns_addr_set_port(&t->addr, port);
     snprintf(t->host, sizeof t->host, "%s", host);
-    if (!inet_ntop(a->family, a->family == AF_INET6 ? (const void *)&a->u.in6.sin6_addr : (const void *)&a->u.in.sin_addr,
-                   ip, sizeof ip))
-        snprintf(ip, sizeof ip, "?");
+    format_ip(a, ip, sizeof ip);
     snprintf(t->label, sizeof t->label, "%s[%s]:%u", host, ip, (unsigned)port);
 }
 
-/* add_host — the A, then the AAAA addresses of host.  A lookup failing
- * temporarily sets *temp and describes itself in why. */
+/* denied — whether MRS_DELIVERY_DENY_NETS forbids connecting to a (SPEC
+ * §8.1; IPv4-mapped IPv6 counts as IPv4); a denied address is counted and
+ * named in r->denied.  The smarthost is the operator's choice: exempt. */
+static bool denied(struct route *r, const char *host, const struct dns_addr *a)
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (r->smarthost || !config_addr_in_nets(&a->u.sa, config->deny_nets, config->deny_net_count))
+        return false;
+    size_t used = strlen(r->denied);
+    format_ip(a, ip, sizeof ip);
+    if (r->denied_count++ < ROUTE_DENIED_NAMED)
+        snprintf(r->denied + used, sizeof r->denied - used, "%s%s[%s]", used ? ", " : "", host, ip);
+    return true;
+}
+
+/* add_host — the A, then the AAAA addresses of host that are not denied.
+ * A lookup failing temporarily sets *temp and describes itself in why. */
 static void add_host(struct route *r, const char *host, uint16_t port, bool *temp, char *why, size_t why_len)
 {
     static const uint16_t types[] = {DNS_TYPE_A, DNS_TYPE_AAAA};
@@ -78,8 +98,12 @@ static void add_host(struct route *r, const char *host, uint16_t port, bool *tem
         struct dns_result *res = NULL;
         enum dns_status st = dns_lookup(host, types[t], 0, &res);
         if (st == DNS_OK) {
-            for (size_t i = 0; i < res->count && added < ROUTE_ADDRS_PER_HOST && r->count < ROUTE_ADDRS_MAX; i++, added++)
+            for (size_t i = 0; i < res->count && added < ROUTE_ADDRS_PER_HOST && r->count < ROUTE_ADDRS_MAX; i++) {
+                if (denied(r, host, &res->addr[i]))
+                    continue;
                 add_target(r, host, &res->addr[i], port);
+                added++;
+            }
         } else if (!dns_status_permanent(st)) {
             *temp = true;
             snprintf(why, why_len, "%s %s: %s", types[t] == DNS_TYPE_A ? "A" : "AAAA", host, dns_status_name(st));
@@ -152,6 +176,9 @@ enum route_status route_lookup(const char *domain, struct route *r)
         return r->status;
     if (temp)
         return fail(r, ROUTE_TEMPFAIL, "451 4.4.3 no address found for the mail exchangers of %s (%s)", domain, why);
+    if (r->denied_count)
+        return fail(r, ROUTE_PERMFAIL, "550 5.4.4 %s: every address of its mail exchangers is in "
+                    "MRS_DELIVERY_DENY_NETS, never connected to: %s", domain, r->denied);
     return fail(r, ROUTE_PERMFAIL, "550 5.4.4 %s: no mail exchanger with an address (%s)", domain,
                 st == DNS_NODATA ? "no MX, A or AAAA record" : "MX hosts without A or AAAA records");
 }

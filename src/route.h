@@ -7,7 +7,10 @@
  * bounce.  With MRS_SMARTHOST every domain goes to that one host.
  *
  * The result is an ordered list of addresses (at most ROUTE_ADDRS_MAX, from
- * at most ROUTE_MX_MAX exchangers) that delivery tries in turn.
+ * at most ROUTE_MX_MAX exchangers) that delivery tries in turn.  Exchanger
+ * addresses inside MRS_DELIVERY_DENY_NETS (loopback, link-local, metadata
+ * services…; SPEC §8.1) are left out: a domain left with none fails with
+ * 5.4.4.  The smarthost is exempt.
  *
  * Calls dns, config, crypto (random order).  Thread-safe: no shared state.
  */
@@ -25,6 +28,7 @@
 #define ROUTE_ADDRS_PER_HOST 4    /* addresses tried per exchanger (A first, then AAAA) */
 #define ROUTE_ADDRS_MAX 16        /* addresses tried per domain, in all */
 #define ROUTE_ERROR_MAX_BYTES 300
+#define ROUTE_DENIED_NAMED 4      /* denied addresses named in route.denied */
 
 enum route_status {
     ROUTE_OK = 0,     /* targets holds at least one address */
@@ -44,6 +48,8 @@ struct route {
     char error[ROUTE_ERROR_MAX_BYTES];     /* "451 4.4.3 …" / "550 5.1.2 …" when not ROUTE_OK */
     size_t count;
     struct route_target targets[ROUTE_ADDRS_MAX];
+    size_t denied_count;                   /* addresses left out: MRS_DELIVERY_DENY_NETS */
+    char denied[200];                      /* the first ROUTE_DENIED_NAMED of them, "host[ip], …" */
 };
 
 /*

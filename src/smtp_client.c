@@ -172,13 +172,44 @@ static void finish(struct client *cl, enum smtp_client_result res, const struct 
     set_state(cl, quit ? CS_QUIT : CS_DONE);
 }
 
+/* ---- the attempt's deadline ------------------------------------------------- */
+
+/* capped — deadline d, or the attempt's end when that comes first. */
+static int64_t capped(const struct client *cl, int64_t d)
+{
+    return cl->job->deadline_ms > 0 && cl->job->deadline_ms < d ? cl->job->deadline_ms : d;
+}
+
+static bool attempt_over(const struct client *cl)
+{
+    return cl->job->deadline_ms > 0 && util_now_ms() >= cl->job->deadline_ms;
+}
+
+/* attempt_over_reply — our 451 for a session cut short by
+ * MRS_DELIVERY_ATTEMPT_TIMEOUT (RFC 3463 4.4.2: the connection was
+ * dropped), noted in the outcome. */
+static void attempt_over_reply(struct client *cl, struct smtp_client_reply *why, const char *during)
+{
+    int64_t ms = config->delivery_attempt_timeout_ms;
+    cl->out->attempt_timeout |= !cl->result_set;
+    if (ms % 1000)
+        set_reply(why, 451, false, "451 4.4.2 %s: delivery attempt over MRS_DELIVERY_ATTEMPT_TIMEOUT (%lldms) during %s",
+                  cl->job->target->label, (long long)ms, during);
+    else
+        set_reply(why, 451, false, "451 4.4.2 %s: delivery attempt over MRS_DELIVERY_ATTEMPT_TIMEOUT (%llds) during %s",
+                  cl->job->target->label, (long long)(ms / 1000), during);
+}
+
 /* lost — the connection failed (st) in the current state. */
 static void lost(struct client *cl, enum conn_status st)
 {
     const struct smtp_client_job *j = cl->job;
     struct smtp_client_reply why;
-    set_reply(&why, 451, false, "451 4.4.2 %s: %s during %s", j->target->label, conn_status_name(st),
-              state_names[cl->state]);
+    if (st == CONN_TIMEOUT && attempt_over(cl))
+        attempt_over_reply(cl, &why, state_names[cl->state]);
+    else
+        set_reply(&why, 451, false, "451 4.4.2 %s: %s during %s", j->target->label, conn_status_name(st),
+                  state_names[cl->state]);
     if (cl->state >= CS_RCPT && cl->state <= CS_DOT && !cl->settled) {
         /* in a transaction: what the server refused stays refused, the rest
          * is retried; after the end of data it may have been delivered */
@@ -197,16 +228,16 @@ static void lost(struct client *cl, enum conn_status st)
 static int64_t reply_deadline(const struct client *cl)
 {
     if (cl->state == CS_DOT)
-        return util_now_ms() + config->delivery_data_timeout_ms;
+        return capped(cl, util_now_ms() + config->delivery_data_timeout_ms);
     if (cl->state == CS_QUIT)
-        return util_now_ms() + SMTP_CLIENT_QUIT_TIMEOUT_MS;
-    return util_now_ms() + config->delivery_command_timeout_ms;
+        return capped(cl, util_now_ms() + SMTP_CLIENT_QUIT_TIMEOUT_MS);
+    return capped(cl, util_now_ms() + config->delivery_command_timeout_ms);
 }
 
 /* send_line — cl->line plus CRLF; `shown` replaces it in the log (secrets). */
 static enum conn_status send_line(struct client *cl, const char *shown)
 {
-    int64_t deadline = util_now_ms() + config->delivery_command_timeout_ms;
+    int64_t deadline = capped(cl, util_now_ms() + config->delivery_command_timeout_ms);
     if (log_enabled(LOG_DEBUG))
         log_debug("smtp-out", &(struct log_fields){.queue_id = cl->job->queue_id, .remote = cl->job->target->label},
                   "> %s", shown ? shown : cl->line);
@@ -292,7 +323,8 @@ static enum conn_status send_body(struct client *cl)
         if (n <= 0)
             return CONN_ERROR; /* the spool file: never end the data early with a dot */
         size_t o = smtp_dot_stuff(cl->in, (size_t)n, cl->stuffed, &sol);
-        enum conn_status st = conn_write(&cl->conn, util_now_ms() + config->delivery_command_timeout_ms, cl->stuffed, o);
+        enum conn_status st = conn_write(&cl->conn, capped(cl, util_now_ms() + config->delivery_command_timeout_ms),
+                                         cl->stuffed, o);
         if (st != CONN_OK)
             return st;
         tail[0] = n >= 2 ? cl->in[n - 2] : tail[1];
@@ -401,12 +433,25 @@ static void after_ehlo(struct client *cl)
     }
 }
 
+/* tls_failed — the handshake failed; when the attempt's time ran out,
+ * that is the reason, and no plaintext retry follows. */
+static void tls_failed(struct client *cl)
+{
+    struct smtp_client_reply why;
+    if (attempt_over(cl)) {
+        attempt_over_reply(cl, &why, "TLS handshake");
+        finish(cl, SMTP_CLIENT_NEXT, &why, false);
+        return;
+    }
+    set_reply(&why, 451, false, "451 4.7.5 TLS handshake with %s failed: %s", cl->job->target->label, cl->conn.tls_error);
+    finish(cl, SMTP_CLIENT_TLS_FAILED, &why, false);
+}
+
 /* on_starttls — 220: drop whatever was sent along (RFC 3207 §4.2), shake
  * hands, and start over with EHLO. */
 static void on_starttls(struct client *cl)
 {
     const struct smtp_client_job *j = cl->job;
-    struct smtp_client_reply why;
     if (cl->r.code != 220) {
         if (j->tls == SMTP_CLIENT_TLS_STARTTLS) {
             finish(cl, SMTP_CLIENT_NEXT, &cl->r, true);
@@ -417,10 +462,9 @@ static void on_starttls(struct client *cl)
         return;
     }
     conn_discard_input(&cl->conn);
-    int64_t deadline = util_now_ms() + config->delivery_command_timeout_ms;
+    int64_t deadline = capped(cl, util_now_ms() + config->delivery_command_timeout_ms);
     if (conn_tls_client(&cl->conn, deadline, j->target->host, j->tls == SMTP_CLIENT_TLS_STARTTLS) != CONN_OK) {
-        set_reply(&why, 451, false, "451 4.7.5 TLS handshake with %s failed: %s", j->target->label, cl->conn.tls_error);
-        finish(cl, SMTP_CLIENT_TLS_FAILED, &why, false);
+        tls_failed(cl);
         return;
     }
     cl->tls_up = true;
@@ -526,10 +570,18 @@ static bool start(struct client *cl)
 {
     const struct smtp_client_job *j = cl->job;
     struct smtp_client_reply why;
+    if (attempt_over(cl)) { /* nothing left of the attempt: not even a connection */
+        attempt_over_reply(cl, &why, "connect");
+        finish(cl, SMTP_CLIENT_NEXT, &why, false);
+        return false;
+    }
     int fd = conn_connect(&j->target->addr.u.sa, (unsigned)j->target->addr.len,
-                          util_now_ms() + config->delivery_connect_timeout_ms);
+                          capped(cl, util_now_ms() + config->delivery_connect_timeout_ms));
     if (fd < 0) {
-        set_reply(&why, 451, false, "451 4.4.1 connect to %s: %s", j->target->label, errno_text(errno));
+        if (errno == ETIMEDOUT && attempt_over(cl))
+            attempt_over_reply(cl, &why, "connect");
+        else
+            set_reply(&why, 451, false, "451 4.4.1 connect to %s: %s", j->target->label, errno_text(errno));
         finish(cl, SMTP_CLIENT_NEXT, &why, false);
         return false;
     }
@@ -541,9 +593,9 @@ static bool start(struct client *cl)
     }
     cl->connected = true;
     if (j->tls == SMTP_CLIENT_TLS_IMPLICIT &&
-        conn_tls_client(&cl->conn, util_now_ms() + config->delivery_command_timeout_ms, j->target->host, true) != CONN_OK) {
-        set_reply(&why, 451, false, "451 4.7.5 TLS handshake with %s failed: %s", j->target->label, cl->conn.tls_error);
-        finish(cl, SMTP_CLIENT_TLS_FAILED, &why, false);
+        conn_tls_client(&cl->conn, capped(cl, util_now_ms() + config->delivery_command_timeout_ms), j->target->host,
+                        true) != CONN_OK) {
+        tls_failed(cl);
         return false;
     }
     cl->tls_up = j->tls == SMTP_CLIENT_TLS_IMPLICIT;
@@ -566,7 +618,13 @@ enum smtp_client_result smtp_client_deliver(const struct smtp_client_job *job, s
     size_t steps_max = 16 + job->rcpt_count;
     if (start(cl)) {
         for (size_t steps = 0; cl->state != CS_DONE && steps < steps_max; steps++) {
-            enum conn_status st = enter(cl);
+            /* a write rarely has to wait: check the attempt's end here too;
+             * QUIT is a courtesy the attempt has no time left for */
+            if (attempt_over(cl) && cl->state == CS_QUIT) {
+                set_state(cl, CS_DONE);
+                break;
+            }
+            enum conn_status st = attempt_over(cl) ? CONN_TIMEOUT : enter(cl);
             if (st == CONN_OK)
                 st = read_reply(cl);
             if (st != CONN_OK)

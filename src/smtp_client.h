@@ -9,7 +9,10 @@
  * or LOGIN when a user is given → MAIL FROM (SIZE=, BODY=8BITMIME when both
  * sides have them) → one RCPT per recipient, each with its own reply → DATA
  * with dot-stuffing, streamed from the spool file → QUIT.  Every read and
- * write has a deadline from MRS_DELIVERY_*_TIMEOUT (RFC 5321 §4.5.3.2).
+ * write has a deadline from MRS_DELIVERY_*_TIMEOUT (RFC 5321 §4.5.3.2),
+ * and none goes past the job's deadline (MRS_DELIVERY_ATTEMPT_TIMEOUT: a
+ * server that answers each command just in time cannot hold a thread for
+ * hours).
  * Passwords never reach a log line.
  *
  * Calls conn (and through it tls), smtp_proto, crypto (wiping), config,
@@ -60,6 +63,8 @@ struct smtp_client_job {
     size_t rcpt_count;
     const char *const *rcpts;
     struct smtp_client_reply *rcpt_replies; /* out: rcpt_count entries */
+    int64_t deadline_ms;               /* util_now_ms clock: the attempt's end, no wait goes past it;
+                                        * 0 = none.  Over it, what is not settled is deferred */
 };
 
 enum smtp_client_result {
@@ -78,6 +83,7 @@ struct smtp_client_outcome {
     bool tls;                          /* the session was encrypted */
     bool tls_verified;                 /* and the certificate verified */
     char tls_version[24];              /* "TLSv1.3" */
+    bool attempt_timeout;              /* the session ended because job->deadline_ms passed */
 };
 
 /* The extensions of an EHLO reply that the client uses. */

@@ -528,10 +528,30 @@ static void test_base64(void)
     CHECK_STR(out, "AHVzZXIAcGFzcw==");
 }
 
+/* The slot key of a recipient domain (MRS_DELIVERY_DOMAIN_CONCURRENCY):
+ * one key whatever the ASCII case or a trailing dot, another per domain
+ * and per secret; and the deny-list refusal's text bounces as 5.4.4. */
+static void test_domain_key(void)
+{
+    uint8_t a[CRYPTO_KEY_BYTES] = {1}, b[CRYPTO_KEY_BYTES] = {2};
+    char status[BOUNCE_STATUS_BYTES];
+    CHECK(crypto_init() == 0);
+    uint64_t k = delivery_domain_key(a, "tarpit.example");
+    CHECK(delivery_domain_key(a, "TarPit.EXAMPLE") == k);
+    CHECK(delivery_domain_key(a, "tarpit.example.") == k);
+    CHECK(delivery_domain_key(a, "tarpit.example2") != k);
+    CHECK(delivery_domain_key(a, "arpit.example") != k);
+    CHECK(delivery_domain_key(b, "tarpit.example") != k);
+    CHECK(delivery_domain_key(a, "") != k);
+    bounce_status("550 5.4.4 x.example: every address of its mail exchangers is in MRS_DELIVERY_DENY_NETS, "
+                  "never connected to: mx.x.example[127.0.0.1]", status);
+    CHECK_STR(status, "5.4.4");
+}
+
 UNIT_MAIN("delivery", UNIT_CASE(test_envelope_parses), UNIT_CASE(test_envelope_null_sender),
           UNIT_CASE(test_envelope_malformed), UNIT_CASE(test_state_round_trip), UNIT_CASE(test_state_malformed),
           UNIT_CASE(test_ids), UNIT_CASE(test_mx_order), UNIT_CASE(test_bounce_status), UNIT_CASE(test_bounce_format),
           UNIT_CASE(test_backoff), UNIT_CASE(test_backoff_within_bounds),
           UNIT_CASE(test_bounce_text_has_no_blank_lines_of_spaces), UNIT_CASE(test_bounce_headers_cut_at_line_boundary),
           UNIT_CASE(test_state_bounced_round_trip), UNIT_CASE(test_salvage_envelope), UNIT_CASE(test_received_count),
-          UNIT_CASE(test_ehlo_caps), UNIT_CASE(test_base64))
+          UNIT_CASE(test_ehlo_caps), UNIT_CASE(test_base64), UNIT_CASE(test_domain_key))
