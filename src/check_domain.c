@@ -277,6 +277,10 @@ static void print_item(const struct check_item *it, const char *domain)
 static void print_dkim(const struct check_report *r)
 {
     const struct check_item *it = &r->dkim;
+    if (r->selectors == 0) { /* nothing the customer can do: no mark */
+        printf("  (%s)\n", it->text);
+        return;
+    }
     printf("%s %s\n", it->ok ? OK_MARK : BAD_MARK, it->text);
     for (int i = 0; i < r->selectors; i++) {
         const struct dkim_selector_report *s = &r->selector[i];
