@@ -52,7 +52,9 @@ def run(h, dns, keys, sel, args):
     used = cpu_seconds(m.proc.pid) - before
     line = next((ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")), "")
     res = dict(kv.split("=", 1) for kv in line.split()[1:])
-    signed = m.log().count("result=signed")
+    _, metrics = m.http("GET", "/metrics")
+    signed = sum(int(ln.rsplit(" ", 1)[1]) for ln in metrics.splitlines()
+                 if ln.startswith("mrs_dkim_signatures_total{") and 'result="signed"' in ln)
     m.stop()
     accepted = int(res.get("accepted", 0))
     return accepted, used, signed
