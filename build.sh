@@ -217,7 +217,8 @@ fuzzer_probe() {
 
 test_pkgs() {
     need_pkgs dnsmasq-base unbound python3 swaks curl openssl procps iproute2 python3-aiosmtpd python3-yaml \
-        clang libclang-rt-14-dev valgrind libnet-ssleay-perl util-linux prometheus
+        clang libclang-rt-14-dev valgrind libnet-ssleay-perl util-linux prometheus \
+        python3-dkim python3-nacl python3-dnspython opendkim-tools
     need_cap unbound sh -c 'command -v unbound-checkconf && unbound -V'
     need_cap dnsmasq-base dnsmasq --version
     need_cap python3-aiosmtpd /usr/bin/python3 -c 'import aiosmtpd.controller'
@@ -227,6 +228,14 @@ test_pkgs() {
     need_cap curl sh -c 'curl --version | grep -qw smtps'
     need_cap openssl openssl s_client -help
     need_cap util-linux prlimit --version
+    # DKIM verifiers (test_dkim): dkimpy with Ed25519 through PyNaCl and its
+    # DNS through dnspython; OpenDKIM's opendkim-testmsg, run in a private
+    # mount namespace (unshare) with the test's resolv.conf
+    need_cap python3-dkim /usr/bin/python3 -c 'import dkim, dkim.crypto'
+    need_cap python3-nacl /usr/bin/python3 -c 'import nacl.signing'
+    need_cap python3-dnspython /usr/bin/python3 -c 'import dns.resolver'
+    need_cap opendkim-tools sh -c 'command -v opendkim-testmsg'
+    need_cap util-linux unshare --version
     need_cap valgrind valgrind --version
     # promtool (check rules / test rules / check metrics); the package's
     # daemon is never started (need_pkgs installs under policy-rc.d 101).

@@ -100,13 +100,53 @@ static void examine_token(struct check_report *r, const struct policy_findings *
             f->other_tokens, prefix, f->other_tokens == 1 ? "" : "s", f->other_tokens == 1 ? "s" : "");
 }
 
-/* examine_dkim — a recommendation only: it never decides authorization. */
+/* append — one more line of `publish` (several CNAMEs). */
+static void append(char *dst, size_t cap, const char *line)
+{
+    size_t n = strlen(dst);
+    if (n < cap)
+        snprintf(dst + n, cap - n, "%s%s", n ? "\n" : "", line);
+}
+
+/* examine_dkim — a recommendation only: it never decides authorization.
+ * Per key: delegated, or the exact CNAME to add. */
 static void examine_dkim(struct check_report *r)
 {
     struct check_item *it = &r->dkim;
-    it->ok = false;
-    put(it->text, sizeof it->text, "DKIM: this relay signs no mail (MRS_DKIM_KEYS is not set); "
-        "nothing to publish");
+    char line[2 * sizeof r->selector[0].name + 16];
+    int missing = 0;
+    r->selectors = dkim_sign_examine(r->domain, r->selector, CONFIG_DKIM_KEYS_MAX);
+    if (r->selectors == 0) {
+        it->ok = false;
+        put(it->text, sizeof it->text, "DKIM: this relay signs no mail (MRS_DKIM_KEYS is not set); "
+            "nothing to publish");
+        return;
+    }
+    for (int i = 0; i < r->selectors; i++) {
+        const struct dkim_selector_report *s = &r->selector[i];
+        if (s->status == DKIM_DELEGATED)
+            continue;
+        missing++;
+        snprintf(line, sizeof line, "%s CNAME %s", s->name, s->target);
+        if (s->status == DKIM_DNS_FAILED)
+            put(it->hint, sizeof it->hint, "The lookup of %s failed (%s); check again later", s->name,
+                s->dns_status);
+        else
+            append(it->publish, sizeof it->publish, line);
+        if (s->status == DKIM_OTHER_KEY || s->status == DKIM_SEVERAL_RECORDS)
+            put(it->note, sizeof it->note, "%s has %s; replace %s by the CNAME", s->name,
+                s->status == DKIM_OTHER_KEY ? "a record that does not carry this relay's key"
+                                            : "several TXT records",
+                s->status == DKIM_OTHER_KEY ? "it" : "them");
+    }
+    it->ok = missing == 0;
+    if (it->ok)
+        put(it->text, sizeof it->text, "DKIM: %s has delegated all %d signing key(s): its mail is signed "
+            "with d=%s", r->domain, r->selectors, r->domain);
+    else
+        put(it->text, sizeof it->text, "DKIM (recommended, not required): %s has delegated %d of %d signing "
+            "key(s); add one CNAME per key so its mail is signed with d=%s", r->domain,
+            r->selectors - missing, r->selectors, r->domain);
 }
 
 static int examine(struct check_report *r)
@@ -233,6 +273,34 @@ static void print_item(const struct check_item *it, const char *domain)
         printf("    (%s)\n", it->note);
 }
 
+/* print_dkim — the DKIM recommendation, one line per key. */
+static void print_dkim(const struct check_report *r)
+{
+    const struct check_item *it = &r->dkim;
+    if (r->selectors == 0) { /* nothing the customer can do: no mark */
+        printf("  (%s)\n", it->text);
+        return;
+    }
+    printf("%s %s\n", it->ok ? OK_MARK : BAD_MARK, it->text);
+    for (int i = 0; i < r->selectors; i++) {
+        const struct dkim_selector_report *s = &r->selector[i];
+        if (s->status == DKIM_DELEGATED)
+            printf("    %s %s (%s): delegated\n", OK_MARK, s->name, dkim_alg_name(s->alg));
+        else if (s->status == DKIM_DNS_FAILED)
+            printf("    %s %s (%s): DNS lookup failed (%s)\n", BAD_MARK, s->name, dkim_alg_name(s->alg),
+                   s->dns_status);
+        else
+            printf("    %s %s (%s): %s; add this record to the zone of %s:\n      %s CNAME %s\n", BAD_MARK,
+                   s->name, dkim_alg_name(s->alg),
+                   s->status == DKIM_OTHER_KEY ? "has a record without this relay's key (replace it)"
+                   : s->status == DKIM_SEVERAL_RECORDS ? "has several TXT records (replace them)"
+                                                        : "not delegated",
+                   r->domain, s->name, s->target);
+    }
+    if (it->note[0])
+        printf("    (%s)\n", it->note);
+}
+
 int check_domain_cli(int argc, char **argv)
 {
     if (argc != 4 || argv[2][0] == '\0') {
@@ -263,6 +331,7 @@ int check_domain_cli(int argc, char **argv)
         print_item(&r->spf, r->domain);
         print_item(&r->token, r->domain);
     }
+    print_dkim(r);
     int code = check_domain_exit_code(r);
     if (code == 0)
         printf("Result: authorized (the relay accepts MAIL FROM this domain for %s)\n", r->user);
@@ -338,7 +407,9 @@ static void key_str(struct json *j, const char *key, const char *v)
         lit(j, "null");
 }
 
-static void item_json(struct json *j, const char *key, const struct check_item *it, bool examined)
+/* item_json — "key":{ok,text,publish,change_from,hint,note}; with `open`
+ * the object is left open for more keys. */
+static void item_json(struct json *j, const char *key, const struct check_item *it, bool examined, bool open)
 {
     rawf(j, "\"%s\":{\"ok\":%s,", key, !examined ? "null" : it->ok ? "true" : "false");
     key_str(j, "text", examined ? it->text : NULL);
@@ -350,6 +421,26 @@ static void item_json(struct json *j, const char *key, const struct check_item *
     key_str(j, "hint", examined ? it->hint : NULL);
     lit(j, ",");
     key_str(j, "note", examined ? it->note : NULL);
+    if (!open)
+        lit(j, "}");
+}
+
+static void selector_json(struct json *j, const struct dkim_selector_report *s, bool comma)
+{
+    char cname[2 * sizeof s->name + 16];
+    snprintf(cname, sizeof cname, "%s CNAME %s", s->name, s->target);
+    rawf(j, "%s{\"ok\":%s,", comma ? "," : "", s->status == DKIM_DELEGATED ? "true" : "false");
+    key_str(j, "selector", s->selector);
+    lit(j, ",");
+    key_str(j, "algorithm", dkim_alg_name(s->alg));
+    lit(j, ",");
+    key_str(j, "status", dkim_sign_delegation_name(s->status));
+    lit(j, ",");
+    key_str(j, "name", s->name);
+    lit(j, ",");
+    key_str(j, "publish", s->status == DKIM_DELEGATED ? NULL : cname);
+    lit(j, ",");
+    key_str(j, "dns", s->dns_status);
     lit(j, "}");
 }
 
@@ -390,12 +481,15 @@ int check_domain_json(const struct check_report *r, char *out, size_t cap)
     lit(&j, "},");
     dns_json(&j, r->answer);
     lit(&j, ",");
-    item_json(&j, "spf", &r->spf, r->examined);
+    item_json(&j, "spf", &r->spf, r->examined, false);
     lit(&j, ",");
-    item_json(&j, "token", &r->token, r->examined);
+    item_json(&j, "token", &r->token, r->examined, false);
     lit(&j, ",");
-    item_json(&j, "dkim", &r->dkim, true);
-    lit(&j, "}\n");
+    item_json(&j, "dkim", &r->dkim, true, true);
+    lit(&j, ",\"selectors\":[");
+    for (int i = 0; i < r->selectors; i++)
+        selector_json(&j, &r->selector[i], i > 0);
+    lit(&j, "]}}\n");
     return j.full ? -1 : (int)j.len;
 }
 

@@ -4,13 +4,16 @@
  * the health listener's `GET /check?user=&domain=` (SPEC §8.6) render the
  * same report, as text and as JSON.
  *
- * Calls policy (the same decision the relay makes), dns, crypto, config.
+ * Calls policy (the same decision the relay makes), dkim_sign (whether the
+ * domain delegated each DKIM key), dns, crypto, config.
  * Thread-safe: a report is owned by its caller.
  */
 #ifndef MRS_CHECK_DOMAIN_H
 #define MRS_CHECK_DOMAIN_H
 
 #include "auth.h"
+#include "config.h"
+#include "dkim_sign.h"
 #include "policy.h"
 
 #include <stdbool.h>
@@ -38,6 +41,8 @@ struct check_report {
     struct policy_verdict verdict;  /* what the relay answers MAIL FROM */
     bool examined;                  /* the records were looked at (no temporary failure) */
     struct check_item spf, token, dkim;
+    int selectors;                  /* DKIM keys examined (SPEC §8.3) */
+    struct dkim_selector_report selector[CONFIG_DKIM_KEYS_MAX];
 };
 
 enum check_status {

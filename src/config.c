@@ -444,12 +444,64 @@ void config_format_addr(const struct sockaddr *sa, char *buf, size_t len)
     }
 }
 
+/* dkim_selector_ok — one DNS label: letters, digits, inner hyphens. */
+static bool dkim_selector_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > CONFIG_DKIM_SELECTOR_MAX_BYTES || s[0] == '-' || s[n - 1] == '-')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '-')
+            return false;
+    return true;
+}
+
+/* dkim_key_item — one "SELECTOR:PATH" of n bytes into out. */
+static int dkim_key_item(const char *p, size_t n, struct config_dkim_key *out)
+{
+    const char *colon = memchr(p, ':', n);
+    if (!colon)
+        return -1;
+    size_t sl = (size_t)(colon - p), pl = n - sl - 1;
+    if (!dkim_selector_ok(p, sl) || pl == 0 || pl >= sizeof out->path)
+        return -1;
+    memcpy(out->selector, p, sl);
+    out->selector[sl] = '\0';
+    memcpy(out->path, colon + 1, pl);
+    out->path[pl] = '\0';
+    return memchr(out->path, '\0', pl) ? -1 : 0;
+}
+
+int config_parse_dkim_keys(const char *s, struct config_dkim_key *out, int max, int *count)
+{
+    *count = 0;
+    for (const char *p = s; *p;) {
+        if (*p == '#') { /* a comment: to the end of the line */
+            while (*p && *p != '\n')
+                p++;
+            continue;
+        }
+        if (*p == ',' || isspace((unsigned char)*p)) {
+            p++;
+            continue;
+        }
+        size_t n = strcspn(p, ", \t\r\n#");
+        if (*count == max || dkim_key_item(p, n, &out[*count]) < 0)
+            return -1;
+        for (int i = 0; i < *count; i++)
+            if (strcasecmp(out[i].selector, out[*count].selector) == 0)
+                return -1;
+        (*count)++;
+        p += n;
+    }
+    return *count > 0 ? 0 : -1;
+}
+
 /* ---- the variable table ---------------------------------------------- */
 
 enum kind {
     K_DURATION, K_SIZE, K_UINT, K_BOOL, K_LISTEN, K_PATH, K_DOMAIN, K_PREFIX,
     K_PORT, K_LOGFMT, K_LOGLEVEL, K_TLSMODE, K_DNS, K_SMARTHOST, K_RATE, K_TEXT,
-    K_USERS, K_SECRET, K_HOSTNAME, K_NETS
+    K_USERS, K_SECRET, K_HOSTNAME, K_NETS, K_DKIMKEYS, K_DKIMFILE
 };
 
 struct var {
@@ -475,6 +527,9 @@ static const struct var vars[] = {
     {"MRS_SPF_INCLUDE", K_DOMAIN, "elastx.email", F(spf_include), 0, 0, "a domain name"},
     {"MRS_TOKEN_PREFIX", K_PREFIX, "elastx-mrs", F(token_prefix), 0, 0, "letters, digits, '.', '_' or '-' (at most 63)"},
     {"MRS_CHECK_HEADER_FROM", K_BOOL, "on", F(check_header_from), 0, 0, "on or off"},
+    {"MRS_DKIM_KEYS", K_DKIMKEYS, NULL, 0, 0, 0, "comma-separated SELECTOR:PATH (a selector is one DNS label, unique; at most 8 keys)"},
+    {"MRS_DKIM_KEYS_FILE", K_DKIMFILE, NULL, F(dkim_keys_file), 0, 0, "a readable file of SELECTOR:PATH lines (at most 8 keys)"},
+    {"MRS_DKIM_DOMAIN", K_DOMAIN, NULL, F(dkim_domain), 0, 0, "a domain name"},
     {"MRS_DNS_SERVERS", K_DNS, NULL, 0, 0, 0, "comma-separated IP, IP:PORT or [IPv6]:PORT (at most 8)"},
     {"MRS_DNS_TIMEOUT", K_DURATION, "2s", F(dns_timeout_ms), 100, 60000, "a duration from 100ms to 60s, e.g. 2s"},
     {"MRS_DNS_DEADLINE", K_DURATION, "10s", F(dns_deadline_ms), 100, 120000, "a duration from 100ms to 120s, e.g. 10s"},
@@ -644,6 +699,16 @@ static int parse_var(const struct var *v, const char *value)
         return config_parse_rate(value, &cfg.rate_limit_count, &cfg.rate_limit_window_ms);
     case K_NETS:
         return config_parse_nets(value, cfg.deny_nets, CONFIG_NETS_MAX, &cfg.deny_net_count);
+    case K_DKIMKEYS:
+        return config_parse_dkim_keys(value, cfg.dkim_keys, CONFIG_DKIM_KEYS_MAX, &cfg.dkim_key_count);
+    case K_DKIMFILE: {
+        if (set_string(field, CONFIG_PATH_MAX_BYTES, value) < 0)
+            return -1;
+        char *text = config_read_file(value, CONFIG_DKIM_KEYS_FILE_MAX_BYTES, NULL);
+        int rc = text ? config_parse_dkim_keys(text, cfg.dkim_keys, CONFIG_DKIM_KEYS_MAX, &cfg.dkim_key_count) : -1;
+        free(text);
+        return rc;
+    }
     case K_USERS:
     case K_SECRET:
         if (value[0] == '\0' || !(*(char **)field = strdup(value)))
@@ -740,6 +805,12 @@ int config_load(char *err, size_t err_len)
                  cfg.tls_cert[0] ? "MRS_TLS_CERT" : "MRS_TLS_KEY");
         return -1;
     }
+    if (getenv("MRS_DKIM_KEYS") && cfg.dkim_keys_file[0]) {
+        snprintf(err, err_len, "MRS_DKIM_KEYS_FILE: set together with MRS_DKIM_KEYS: set only one of them");
+        return -1;
+    }
+    if (!cfg.dkim_domain[0])
+        memcpy(cfg.dkim_domain, cfg.spf_include, sizeof cfg.dkim_domain);
     if (cfg.retry_max_ms < cfg.retry_min_ms) {
         snprintf(err, err_len, "MRS_RETRY_MAX: must not be smaller than MRS_RETRY_MIN");
         return -1;

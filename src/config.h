@@ -22,6 +22,9 @@
 #define CONFIG_DNS_SERVERS_MAX 8
 #define CONFIG_ERROR_MAX_BYTES 512
 #define CONFIG_NETS_MAX 32
+#define CONFIG_DKIM_KEYS_MAX 8
+#define CONFIG_DKIM_SELECTOR_MAX_BYTES 63   /* one DNS label */
+#define CONFIG_DKIM_KEYS_FILE_MAX_BYTES (64 * 1024)
 
 /* One network of MRS_DELIVERY_DENY_NETS: IPv4 networks are kept in their
  * IPv4-mapped IPv6 form (::ffff:a.b.c.d, prefix + 96), so one comparison
@@ -48,6 +51,12 @@ struct config_hostport {
     uint16_t port;
 };
 
+/* One DKIM key of MRS_DKIM_KEYS: SELECTOR:PATH (SPEC §8.3). */
+struct config_dkim_key {
+    char selector[CONFIG_DKIM_SELECTOR_MAX_BYTES + 1];
+    char path[CONFIG_PATH_MAX_BYTES];
+};
+
 enum config_log_format { CONFIG_LOG_TEXT, CONFIG_LOG_JSON };
 enum config_tls_mode { CONFIG_TLS_STARTTLS, CONFIG_TLS_IMPLICIT, CONFIG_TLS_NONE };
 
@@ -66,6 +75,11 @@ struct config {
     char spf_include[CONFIG_HOSTNAME_MAX_BYTES + 1];
     char token_prefix[64];
     bool check_header_from;
+
+    struct config_dkim_key dkim_keys[CONFIG_DKIM_KEYS_MAX]; /* MRS_DKIM_KEYS (or its file) */
+    int dkim_key_count;                     /* 0: no signing */
+    char dkim_keys_file[CONFIG_PATH_MAX_BYTES]; /* MRS_DKIM_KEYS_FILE: re-read on reload */
+    char dkim_domain[CONFIG_HOSTNAME_MAX_BYTES + 1]; /* MRS_DKIM_DOMAIN, default MRS_SPF_INCLUDE */
 
     struct sockaddr_storage dns_servers[CONFIG_DNS_SERVERS_MAX];
     socklen_t dns_server_lens[CONFIG_DNS_SERVERS_MAX];
@@ -153,6 +167,13 @@ int config_parse_nets(const char *s, struct config_net *out, int max, int *count
 /* config_addr_in_nets — whether an IPv4 or IPv6 address (IPv4-mapped
  * included) lies inside one of the networks. */
 bool config_addr_in_nets(const struct sockaddr *sa, const struct config_net *nets, int count);
+
+/* config_parse_dkim_keys — SELECTOR:PATH items separated by commas or
+ * white space (newlines too, for MRS_DKIM_KEYS_FILE; `#` starts a comment
+ * to the end of the line).  A selector is one DNS label (letters, digits,
+ * inner hyphens, at most 63), unique; a path is non-empty.  At most max
+ * items, at least one.  0, or -1 on a malformed list. */
+int config_parse_dkim_keys(const char *s, struct config_dkim_key *out, int max, int *count);
 
 /* config_read_file — read a whole small file (at most max bytes) into a new
  * NUL-terminated heap string.  Returns NULL with errno set on failure. */

@@ -96,6 +96,42 @@ int crypto_base64_decode(const char *b64, size_t len, uint8_t *out, size_t cap, 
     return 0;
 }
 
+size_t crypto_base64_encode(const void *in, size_t n, char *out, size_t cap)
+{
+    size_t need = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL); /* with the NUL */
+    if (cap < need)
+        return 0;
+    sodium_bin2base64(out, cap, in, n, sodium_base64_VARIANT_ORIGINAL);
+    return need - 1;
+}
+
+_Static_assert(crypto_sign_SECRETKEYBYTES == 64 && crypto_sign_PUBLICKEYBYTES == CRYPTO_ED25519_PUBLIC_BYTES &&
+                   crypto_sign_SEEDBYTES == CRYPTO_ED25519_SEED_BYTES &&
+                   crypto_sign_BYTES == CRYPTO_ED25519_SIGNATURE_BYTES,
+               "Ed25519 sizes");
+
+int crypto_ed25519_from_seed(const uint8_t seed[CRYPTO_ED25519_SEED_BYTES], struct crypto_ed25519 *k)
+{
+    return crypto_sign_seed_keypair(k->public_key, k->secret, seed) == 0 ? 0 : -1;
+}
+
+int crypto_ed25519_sign(const struct crypto_ed25519 *k, const void *msg, size_t len,
+                        uint8_t sig[CRYPTO_ED25519_SIGNATURE_BYTES])
+{
+    return crypto_sign_detached(sig, NULL, msg, len, k->secret) == 0 ? 0 : -1;
+}
+
+bool crypto_ed25519_verify(const uint8_t pk[CRYPTO_ED25519_PUBLIC_BYTES], const void *msg, size_t len,
+                           const uint8_t sig[CRYPTO_ED25519_SIGNATURE_BYTES])
+{
+    return crypto_sign_verify_detached(sig, msg, len, pk) == 0;
+}
+
+void crypto_ed25519_wipe(struct crypto_ed25519 *k)
+{
+    sodium_memzero(k, sizeof *k);
+}
+
 bool crypto_equal(const void *a, const void *b, size_t n)
 {
     return sodium_memcmp(a, b, n) == 0;

@@ -2,7 +2,8 @@
  * crypto — the only user of libsodium.
  *
  * Randomness, SHA-256 (account tokens, SPEC §1), Argon2id password hashes
- * (`mrs passwd`, AUTH), keyed hashes for the AUTH verify cache, constant-time
+ * (`mrs passwd`, AUTH), keyed hashes for the AUTH verify cache, Ed25519
+ * signatures (DKIM ed25519-sha256, RFC 8463), base64, constant-time
  * comparison and wiping of secrets.  Swapping libsodium touches this file
  * only.  Thread-safe after crypto_init().  Leaf module.
  */
@@ -54,6 +55,32 @@ bool crypto_password_hash_valid(const char *hash);
 /* crypto_base64_decode — standard base64 (with padding) into out; -1 when
  * malformed or longer than cap. */
 int crypto_base64_decode(const char *b64, size_t len, uint8_t *out, size_t cap, size_t *out_len);
+
+/* crypto_base64_encode — standard base64 with padding of n bytes into out
+ * (NUL-terminated).  Returns the length, or 0 when cap is too small
+ * (CRYPTO_BASE64_LEN(n) + 1 bytes are needed). */
+#define CRYPTO_BASE64_LEN(n) (((n) + 2) / 3 * 4)
+size_t crypto_base64_encode(const void *in, size_t n, char *out, size_t cap);
+
+/* Ed25519 (RFC 8032), for DKIM ed25519-sha256 (RFC 8463).  A private key is
+ * its 32-byte seed (what PKCS#8 files hold); the expanded secret key stays
+ * inside struct crypto_ed25519 and is wiped by crypto_ed25519_wipe(). */
+#define CRYPTO_ED25519_SEED_BYTES 32
+#define CRYPTO_ED25519_PUBLIC_BYTES 32
+#define CRYPTO_ED25519_SIGNATURE_BYTES 64
+struct crypto_ed25519 {
+    uint8_t secret[64];                              /* libsodium's seed || public key */
+    uint8_t public_key[CRYPTO_ED25519_PUBLIC_BYTES];
+};
+/* crypto_ed25519_from_seed — the key pair of a seed.  0, or -1. */
+int crypto_ed25519_from_seed(const uint8_t seed[CRYPTO_ED25519_SEED_BYTES], struct crypto_ed25519 *k);
+/* crypto_ed25519_sign — the detached signature of msg (PureEdDSA).  0, or -1. */
+int crypto_ed25519_sign(const struct crypto_ed25519 *k, const void *msg, size_t len,
+                        uint8_t sig[CRYPTO_ED25519_SIGNATURE_BYTES]);
+/* crypto_ed25519_verify — whether sig is pk's signature of msg. */
+bool crypto_ed25519_verify(const uint8_t pk[CRYPTO_ED25519_PUBLIC_BYTES], const void *msg, size_t len,
+                           const uint8_t sig[CRYPTO_ED25519_SIGNATURE_BYTES]);
+void crypto_ed25519_wipe(struct crypto_ed25519 *k);
 
 /* crypto_equal — constant-time comparison of two n-byte buffers. */
 bool crypto_equal(const void *a, const void *b, size_t n);

@@ -487,10 +487,22 @@ static void render_dns(struct out *o)
     render_scalars(o, scalars, sizeof scalars / sizeof scalars[0]);
 }
 
+static void render_dkim(struct out *o)
+{
+    family(o, "mrs_dkim_signatures_total", "counter",
+           "DKIM signing per key and accepted message, by algorithm and result.");
+    for (int a = 0; a < STATS_DKIM_ALGS; a++)
+        for (int r = 0; r < STATS_DKIM_RESULTS; r++)
+            out_printf(o, "mrs_dkim_signatures_total{algorithm=\"%s\",result=\"%s\"} %lld\n",
+                       stats_dkim_alg_name((enum stats_dkim_alg)a),
+                       stats_dkim_result_name((enum stats_dkim_result)r),
+                       LOAD(stats.dkim_signatures_total[a][r]));
+}
+
 static void render_config(struct out *o)
 {
     family(o, "mrs_config_reloads_total", "counter",
-           "Reloads of the TLS certificate/key and the users (SIGHUP or a change on disk), by outcome.");
+           "Reloads of the TLS certificate/key, the users and the DKIM keys (SIGHUP or a change on disk), by outcome.");
     for (int w = 0; w < STATS_RELOAD_COUNT; w++)
         for (int r = 0; r < STATS_RELOAD_RESULTS; r++)
             out_printf(o, "mrs_config_reloads_total{what=\"%s\",result=\"%s\"} %lld\n",
@@ -511,6 +523,7 @@ static int render_metrics(struct out *o)
     render_messages(o);
     render_queue(o);
     render_dns(o);
+    render_dkim(o);
     render_config(o);
     return o->full ? 500 : 200;
 }

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "crypto.h"
 #include "delivery.h"
+#include "dkim_sign.h"
 #include "dns.h"
 #include "health.h"
 #include "listener.h"
@@ -43,6 +44,10 @@ static void usage(FILE *out)
           "  token USERNAME             print the TXT record value that authorizes USERNAME\n"
           "  check-domain USERNAME ADDRESS-OR-DOMAIN\n"
           "                             check a sender domain's DNS records for USERNAME\n"
+          "  dkim-keygen rsa [BITS] | ed25519\n"
+          "                             print a new DKIM private key (PEM)\n"
+          "  dkim-records [DOMAIN]      print the TXT records of the DKIM keys (MRS_DKIM_KEYS) and\n"
+          "                             the CNAME a customer domain adds\n"
           "  healthcheck [HOST:PORT]    GET /healthz on the health listener; exit 0 when healthy\n"
           "  queue                      list the spool\n"
           "  queue show|flush|hold|release|delete ID   act on one message of the running relay\n"
@@ -214,6 +219,8 @@ static int cmd_serve(void)
     if (tls_server_load(config->tls_cert, config->tls_key, config->hostname, err, sizeof err) < 0)
         start_fail(1, err);
     health_set(HEALTH_TLS, 1, NULL);
+    if (dkim_sign_load(err, sizeof err) < 0)
+        start_fail(1, err);
     char ca_err[CONFIG_ERROR_MAX_BYTES] = "";
     bool have_ca = tls_client_init(config->smarthost_ca_file, ca_err, sizeof ca_err) == 0;
     if (auth_load(err, sizeof err, &malformed) < 0)
@@ -251,9 +258,9 @@ static int cmd_serve(void)
     if (auth_user_count() == 0)
         log_warn("auth", NULL, "no users configured (MRS_USERS / MRS_USERS_FILE): every AUTH will fail");
     log_info("start", NULL, "mrs %s ready as %s: submission %s, submissions %s, health %s, %zu user(s), "
-             "%d DNS server(s), spool %s with %lld queued message(s), %lld delivery thread(s) %s%s",
+             "%zu DKIM key(s), %d DNS server(s), spool %s with %lld queued message(s), %lld delivery thread(s) %s%s",
              MRS_VERSION, config->hostname, config->submission.text, config->submissions.text,
-             config->health.text, auth_user_count(), nservers, config->spool_dir,
+             config->health.text, auth_user_count(), dkim_sign_key_count(), nservers, config->spool_dir,
              (long long)STATS_GET(queue_depth), (long long)config->delivery_threads,
              config->smarthost_set ? "via smarthost " : "to MX hosts",
              config->smarthost_set ? config->smarthost.host : "");
@@ -289,7 +296,16 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "check-domain")) {
         load_config_or_exit();
+        char err[CONFIG_ERROR_MAX_BYTES];
+        if (tls_init(err, sizeof err) < 0 || dkim_sign_load(err, sizeof err) < 0)
+            fprintf(stderr, "mrs check-domain: DKIM keys not loaded, DKIM is not checked: %s\n", err);
         return check_domain_cli(argc, argv);
+    }
+    if (!strcmp(cmd, "dkim-keygen"))
+        return dkim_sign_keygen_cli(argc, argv);
+    if (!strcmp(cmd, "dkim-records")) {
+        load_config_or_exit();
+        return dkim_sign_records_cli(argc, argv);
     }
     if (!strcmp(cmd, "healthcheck")) {
         /* Docker reserves exit code 2 for HEALTHCHECK: a bad variable is 1 here */

@@ -42,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -74,6 +75,11 @@ struct queue_msg {
     int fd;
     bool failed;
     size_t len;
+    int64_t written;           /* bytes given to queue_write so far */
+    int64_t envelope_end;      /* `written` after the envelope's empty line */
+    int64_t reserve_off;       /* queue_reserve: where the reserved room starts, -1 none */
+    size_t reserve_len;
+    bool reserve_open;         /* reserved and not filled yet */
     struct queue_item *item;   /* reserved at open, scheduled at commit */
     char id[QUEUE_ID_BYTES];
     char buf[QUEUE_WRITE_BUFFER_BYTES];
@@ -231,6 +237,7 @@ static int flush_buf(struct queue_msg *m)
 int queue_write(struct queue_msg *m, const void *data, size_t len)
 {
     const char *p = data;
+    m->written += (int64_t)len;
     while (len > 0 && !m->failed) {
         if (m->len == sizeof m->buf && flush_buf(m) < 0)
             break;
@@ -260,6 +267,9 @@ struct queue_msg *queue_open(const char *id, const struct queue_envelope *env)
     }
     m->len = 0;
     m->failed = false;
+    m->written = 0;
+    m->reserve_off = -1;
+    m->reserve_open = false;
     snprintf(m->id, sizeof m->id, "%s", id);
     msg_path("tmp", id, path, sizeof path);
     m->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
@@ -282,7 +292,81 @@ struct queue_msg *queue_open(const char *id, const struct queue_envelope *env)
     for (size_t i = 0; i < env->rcpt_count; i++)
         write_line(m, "rcpt", env->rcpts[i]);
     queue_write(m, "\n", 1);
+    m->envelope_end = m->written;
     return m;
+}
+
+/* ---- a head written last (see queue.h) --------------------------------------- */
+
+int queue_reserve(struct queue_msg *m, size_t len)
+{
+    if (m->failed || m->reserve_off >= 0 || m->written != m->envelope_end || len < QUEUE_RESERVE_MIN ||
+        len > (size_t)INT32_MAX || flush_buf(m) < 0) {
+        m->failed = true;
+        return -1;
+    }
+    /* the room starts at the envelope's empty line, which the fill writes
+     * again after its pad line; the file position moves past the room and
+     * later writes land there (the room is a hole until it is filled) */
+    m->reserve_off = m->envelope_end - 1;
+    m->reserve_len = len;
+    if (lseek(m->fd, (off_t)(m->reserve_off + (int64_t)len), SEEK_SET) < 0) {
+        m->failed = true;
+        return -1;
+    }
+    m->reserve_open = true;
+    return 0;
+}
+
+/* pwrite_all — n bytes at off, through short writes. */
+static int pwrite_all(int fd, const char *p, size_t n, int64_t off)
+{
+    while (n > 0) {
+        ssize_t w = pwrite(fd, p, n, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+        off += w;
+    }
+    return 0;
+}
+
+int queue_fill(struct queue_msg *m, const struct iovec *iov, int iovcnt)
+{
+    char spaces[64];
+    size_t total = 0;
+    memset(spaces, ' ', sizeof spaces);
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    if (m->failed || !m->reserve_open || total > m->reserve_len - QUEUE_RESERVE_MIN) {
+        m->failed = true;
+        return -1;
+    }
+    /* "pad" + spaces + "\n" (an envelope key every reader ignores), the
+     * empty line, then the pieces: exactly reserve_len bytes */
+    int64_t off = m->reserve_off;
+    size_t blanks = m->reserve_len - QUEUE_RESERVE_MIN - total;
+    int rc = pwrite_all(m->fd, "pad", 3, off);
+    for (off += 3; rc == 0 && blanks > 0;) {
+        size_t k = blanks < sizeof spaces ? blanks : sizeof spaces;
+        rc = pwrite_all(m->fd, spaces, k, off);
+        off += (int64_t)k;
+        blanks -= k;
+    }
+    if (rc == 0)
+        rc = pwrite_all(m->fd, "\n\n", 2, off);
+    off += 2;
+    for (int i = 0; rc == 0 && i < iovcnt; i++) {
+        rc = pwrite_all(m->fd, iov[i].iov_base, iov[i].iov_len, off);
+        off += (int64_t)iov[i].iov_len;
+    }
+    m->reserve_open = false;
+    if (rc < 0)
+        m->failed = true;
+    return rc;
 }
 
 /* sync_queue_dir — group commit of the directory entry (see the top). */
@@ -317,6 +401,8 @@ int queue_commit(struct queue_msg *m)
     char from[QUEUE_PATH_MAX_BYTES], to[QUEUE_PATH_MAX_BYTES];
     msg_path("tmp", m->id, from, sizeof from);
     msg_path("queue", m->id, to, sizeof to);
+    if (m->reserve_open)
+        m->failed = true; /* a head reserved and never written: the file is not a message */
     int rc = flush_buf(m);
     if (rc == 0 && fsync(m->fd) != 0)
         rc = -1;

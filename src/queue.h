@@ -63,6 +63,23 @@ int queue_write(struct queue_msg *m, const void *data, size_t len);
 /* queue_commit — make the message durable and visible to delivery, and
  * free m.  0 only when it is on disk: then, and only then, reply 250. */
 int queue_commit(struct queue_msg *m);
+/*
+ * Writing the head of a message last (DKIM, SPEC §8.3: its signature covers
+ * the whole body, which streams to the file before the signature exists).
+ * queue_reserve — right after queue_open, before any message byte: leave
+ * `len` bytes (at least QUEUE_RESERVE_MIN) for the start of the message;
+ * what queue_write adds next goes behind them.  queue_fill — before the
+ * commit, exactly once: the iov pieces become the start of the message,
+ * and the room they leave is taken by a `pad` line ending the envelope
+ * (docs/spool.md), so the file reads as any other.  -1 when the pieces do
+ * not fit or a write fails; the error sticks (the commit fails too), as
+ * does a reservation never filled.
+ */
+#define QUEUE_RESERVE_MIN 5 /* "pad" + "\n" + the "\n" ending the envelope */
+struct iovec;
+int queue_reserve(struct queue_msg *m, size_t len);
+int queue_fill(struct queue_msg *m, const struct iovec *iov, int iovcnt);
+
 /* queue_abort — drop an unfinished message and free m. */
 void queue_abort(struct queue_msg *m);
 

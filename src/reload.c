@@ -3,7 +3,7 @@
  * change on disk, and on SIGHUP (see reload.h).
  *
  * Each watched set of files ("tls": certificate and key; "users": the users
- * file) has a fingerprint: the SHA-256 of the contents of its files, in
+ * file; "dkim": MRS_DKIM_KEYS_FILE and the key files) has a fingerprint: the SHA-256 of the contents of its files, in
  * order.  A cheap stat() identity (device, inode, size, mtime, ctime, with
  * symlinks followed) decides whether the contents are read at all; the
  * fingerprint decides whether to reload.  Following symlinks is what makes
@@ -14,14 +14,19 @@
  * every interval, and a half-written swap (certificate new, key old) is
  * retried when the key arrives.
  *
- * Runs on the main thread only (the signal loop); calls auth, tls, crypto,
- * config, log, stats.
+ * The DKIM set's files may change with a reload (MRS_DKIM_KEYS_FILE names
+ * them): its list is taken again before each look, so a key file that is
+ * listed before it exists is loaded when it arrives.
+ *
+ * Runs on the main thread only (the signal loop); calls auth, tls,
+ * dkim_sign, crypto, config, log, stats.
  */
 #include "reload.h"
 
 #include "auth.h"
 #include "config.h"
 #include "crypto.h"
+#include "dkim_sign.h"
 #include "log.h"
 #include "stats.h"
 #include "tls.h"
@@ -34,7 +39,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define RELOAD_FILES_MAX 8 /* 4 certificate/key pairs */
+#define RELOAD_FILES_MAX (CONFIG_DKIM_KEYS_MAX + 1) /* 4 certificate/key pairs; the DKIM keys and their list */
 #define RELOAD_READ_CHUNK_BYTES 4096
 
 struct file_id {
@@ -108,18 +113,24 @@ static void load(struct watched *w, const char *why)
     int rc;
     if (w->what == STATS_RELOAD_USERS)
         rc = auth_load(err, sizeof err, &malformed);
+    else if (w->what == STATS_RELOAD_DKIM)
+        rc = dkim_sign_load(err, sizeof err);
     else
         rc = tls_server_load(config->tls_cert, config->tls_key, config->hostname, err, sizeof err);
     STATS_INC(config_reloads_total[w->what][rc == 0 ? STATS_RELOAD_OK : STATS_RELOAD_ERROR]);
     if (rc < 0) {
         if (w->what == STATS_RELOAD_USERS)
             log_error("reload", NULL, "users not reloaded (%s), the old table stays: %s", why, err);
+        else if (w->what == STATS_RELOAD_DKIM)
+            log_error("reload", NULL, "DKIM keys not reloaded (%s), the old ones stay: %s", why, err);
         else
             log_error("reload", NULL, "certificate not reloaded (%s), the old one stays: %s", why, err);
         return;
     }
     if (w->what == STATS_RELOAD_USERS)
         log_info("reload", NULL, "users reloaded (%s): %zu", why, auth_user_count());
+    else if (w->what == STATS_RELOAD_DKIM)
+        log_info("reload", NULL, "DKIM keys reloaded (%s): %zu", why, dkim_sign_key_count());
     else
         log_info("reload", NULL, "certificate reloaded from %s (%s)", config->tls_cert, why);
     if (w->what == STATS_RELOAD_TLS)
@@ -149,12 +160,27 @@ static void add_paths(struct watched *w, const char *list)
     w->active = n > 0;
 }
 
+/* dkim_paths — take the DKIM set's file list again (see the top). */
+static void dkim_paths(struct watched *w)
+{
+    for (int i = 0; i < RELOAD_FILES_MAX; i++) {
+        free(w->paths[i]);
+        w->paths[i] = NULL;
+    }
+    w->active = dkim_sign_paths(w->paths, RELOAD_FILES_MAX) > 0;
+}
+
 void reload_init(void)
 {
     memset(sets, 0, sizeof sets);
     struct watched *t = &sets[STATS_RELOAD_TLS], *u = &sets[STATS_RELOAD_USERS];
+    struct watched *k = &sets[STATS_RELOAD_DKIM];
     t->what = STATS_RELOAD_TLS;
     u->what = STATS_RELOAD_USERS;
+    k->what = STATS_RELOAD_DKIM;
+    dkim_paths(k);
+    if (k->active)
+        remember(k);
     if (config->tls_cert[0]) {
         add_paths(t, config->tls_cert);
         add_paths(t, config->tls_key);
@@ -179,6 +205,12 @@ void reload_all(void)
         load(t, "SIGHUP");
         remember(t);
     }
+    struct watched *k = &sets[STATS_RELOAD_DKIM];
+    if (k->active || config->dkim_key_count > 0) {
+        dkim_paths(k);
+        remember(k);
+        load(k, "SIGHUP");
+    }
 }
 
 void reload_check(void)
@@ -195,6 +227,11 @@ void reload_check(void)
         }
         if (!moved)
             continue;
+        if (w->what == STATS_RELOAD_DKIM) {
+            dkim_paths(w); /* the list file may name other keys now */
+            for (int i = 0; i < RELOAD_FILES_MAX && w->paths[i]; i++)
+                w->ids[i] = identify(w->paths[i]);
+        }
         uint8_t fp[CRYPTO_SHA256_BYTES];
         fingerprint(w, fp);
         if (memcmp(fp, w->tried, sizeof fp) == 0)

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "conn.h"
 #include "crypto.h"
+#include "dkim_sign.h"
 #include "log.h"
 #include "policy.h"
 #include "queue.h"
@@ -32,12 +33,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define SESSION_MAX_ERRORS_PREAUTH 5
 #define SESSION_MAX_ERRORS 10
 #define SESSION_HEADER_MAX_BYTES (256 * 1024)
 #define SESSION_DATA_CHUNK_BYTES (16 * 1024)
+#define SESSION_PREFIX_MAX_BYTES 2048     /* Received:, Message-ID:, Date: */
 #define SESSION_MAX_RECEIVED_HEADERS 50   /* more looks like a mail loop */
 #define SESSION_WRITE_TIMEOUT_MS 30000
 #define SESSION_TLS_HANDSHAKE_MS 20000
@@ -621,53 +624,71 @@ static void cmd_rcpt(struct session *s, const char *arg, size_t len)
  * header section is held in memory (bounded) until its end so the relay can
  * add Received:, Message-ID: and Date: and check From:, then everything is
  * streamed to the spool.  The data is always read to its real end, even when
- * the message is already refused, so the session stays in sync. */
+ * the message is already refused, so the session stays in sync.
+ *
+ * With DKIM keys (SPEC §8.3) the head (our prefix and the client's header
+ * section) stays in memory until the message is accepted: the body streams
+ * to the spool behind room reserved for the head and the signatures, which
+ * cover the whole body, and queue_fill() writes them there before the
+ * commit (docs/spool.md).  The body is hashed as it streams. */
 struct data_rx {
     struct queue_msg *q;
     char qid[QUEUE_ID_BYTES];
     struct smtp_dot dot;
-    char *out, *hdr;
+    char *out, *hdr, *prefix;
     size_t hdr_len, hdr_cap, hdr_block; /* hdr_block: header bytes up to the empty line */
+    size_t prefix_len;
     bool in_body, hdr_too_big, oversize, write_failed;
     int64_t size;
+    struct dkim_job *dkim;              /* NULL: no DKIM keys */
 };
 
-/* write_prefix — our trace and missing fields, before the client's headers
- * (RFC 5321 §4.4: Received at the top). */
-static void write_prefix(struct session *s, struct data_rx *d)
+/* make_prefix — our trace and missing fields, before the client's headers
+ * (RFC 5321 §4.4: Received at the top), into d->prefix. */
+static void make_prefix(struct session *s, struct data_rx *d)
 {
-    char date[64], buf[2048];
+    char date[64], *buf = d->prefix;
+    size_t cap = SESSION_PREFIX_MAX_BYTES;
     util_rfc5322_date(util_wall_ms() / 1000, date, sizeof date);
     /* RFC 5321 §4.4; "for" only with a single recipient, so a Bcc list is
      * never revealed to the others */
     bool one = s->rcpt_count == 1;
-    int n = snprintf(buf, sizeof buf,
+    int n = snprintf(buf, cap,
                      "Received: from %s ([%s])\r\n\tby %s (mrs) with ESMTPSA id %s\r\n"
                      "\t(%s)\r\n\t(authenticated user %s)%s%s%s; %s\r\n",
                      s->helo[0] ? s->helo : "unknown", s->client, config->hostname, d->qid,
                      s->tls_info, s->user, one ? "\r\n\tfor <" : "", one ? s->rcpts[0] : "",
                      one ? ">" : "", date);
-    if (n < 0 || (size_t)n >= sizeof buf)
+    if (n < 0 || (size_t)n >= cap)
         n = 0;
     size_t len = (size_t)n;
     if (!smtp_header_count(d->hdr, d->hdr_block, "Message-ID:")) {
-        n = snprintf(buf + len, sizeof buf - len, "Message-ID: <%s@%s>\r\n", d->qid, config->hostname);
-        len += n > 0 && (size_t)n < sizeof buf - len ? (size_t)n : 0;
+        n = snprintf(buf + len, cap - len, "Message-ID: <%s@%s>\r\n", d->qid, config->hostname);
+        len += n > 0 && (size_t)n < cap - len ? (size_t)n : 0;
     }
     if (!smtp_header_count(d->hdr, d->hdr_block, "Date:")) {
-        n = snprintf(buf + len, sizeof buf - len, "Date: %s\r\n", date);
-        len += n > 0 && (size_t)n < sizeof buf - len ? (size_t)n : 0;
+        n = snprintf(buf + len, cap - len, "Date: %s\r\n", date);
+        len += n > 0 && (size_t)n < cap - len ? (size_t)n : 0;
     }
-    if (d->q && queue_write(d->q, buf, len) < 0)
-        d->write_failed = true;
+    d->prefix_len = len;
 }
 
 static void end_headers(struct session *s, struct data_rx *d, size_t block)
 {
     d->in_body = true;
     d->hdr_block = block;
-    write_prefix(s, d);
-    if (d->q && queue_write(d->q, d->hdr, d->hdr_len) < 0)
+    make_prefix(s, d);
+    if (d->dkim) {
+        /* the head goes in at commit, behind the signatures: reserve its
+         * room (what the header buffer holds, body bytes included) */
+        size_t room = dkim_sign_head(d->dkim, d->prefix, d->prefix_len, d->hdr, block);
+        if (d->q && queue_reserve(d->q, QUEUE_RESERVE_MIN + room + d->prefix_len + d->hdr_len) < 0)
+            d->write_failed = true;
+        size_t body = block + 2 <= d->hdr_len ? block + 2 : d->hdr_len; /* after the empty line */
+        dkim_sign_body(d->dkim, d->hdr + body, d->hdr_len - body);
+        return;
+    }
+    if (d->q && (queue_write(d->q, d->prefix, d->prefix_len) < 0 || queue_write(d->q, d->hdr, d->hdr_len) < 0))
         d->write_failed = true;
 }
 
@@ -686,6 +707,8 @@ static void take(struct session *s, struct data_rx *d, const char *p, size_t n)
     if (d->in_body) {
         if (d->q && queue_write(d->q, p, n) < 0)
             d->write_failed = true;
+        if (d->dkim)
+            dkim_sign_body(d->dkim, p, n);
         return;
     }
     if (d->hdr_len + n > SESSION_HEADER_MAX_BYTES) {
@@ -758,8 +781,26 @@ static void data_free(struct data_rx *d)
 {
     if (d->q)
         queue_abort(d->q);
+    dkim_sign_free(d->dkim);
     free(d->out);
     free(d->hdr);
+    free(d->prefix);
+}
+
+/* sign_head — the DKIM signatures, our prefix and the client's header
+ * buffer into the room reserved for them.  -1 only when the spool write
+ * fails: DKIM itself never refuses a message. */
+static int sign_head(struct session *s, struct data_rx *d)
+{
+    char *sigs = NULL;
+    struct log_fields lf = s->lf;
+    lf.queue_id = d->qid;
+    lf.from = s->from.addr;
+    size_t n = dkim_sign_finish(d->dkim, &lf, &sigs);
+    struct iovec iov[3] = {{sigs, n}, {d->prefix, d->prefix_len}, {d->hdr, d->hdr_len}};
+    int rc = queue_fill(d->q, iov, 3);
+    free(sigs);
+    return rc;
 }
 
 /* data_verdict — after the real end of data: the reply for this message. */
@@ -793,6 +834,11 @@ static void data_verdict(struct session *s, struct data_rx *d)
         reply(s, v.code, v.enhanced, "%s", v.text);
         refuse(s, v.status == POLICY_TEMPFAIL ? STATS_REFUSED_DNS_TEMP : STATS_REFUSED_HEADER_FROM);
     } else {
+        if (d->dkim && sign_head(s, d) < 0) {
+            reply(s, 451, "4.3.0", "Cannot store the message now; try again later");
+            refuse(s, STATS_REFUSED_SPOOL);
+            return;
+        }
         struct queue_msg *q = d->q;
         d->q = NULL;
         if (queue_commit(q) != 0) {
@@ -831,7 +877,9 @@ static void cmd_data(struct session *s, const char *arg, size_t len)
     d.hdr_cap = 4096;
     d.out = malloc(SMTP_AUTH_LINE_MAX_BYTES + 2);
     d.hdr = malloc(d.hdr_cap);
-    d.q = d.out && d.hdr ? queue_open(d.qid, &env) : NULL;
+    d.prefix = malloc(SESSION_PREFIX_MAX_BYTES);
+    d.dkim = dkim_sign_begin();
+    d.q = d.out && d.hdr && d.prefix ? queue_open(d.qid, &env) : NULL;
     if (!d.q) {
         log_error("spool", &s->lf, "cannot open a spool file");
         reply(s, 451, "4.3.0", "Cannot store the message now; try again later");

@@ -27,5 +27,16 @@ const char *stats_delivery_name(enum stats_delivery d)
 
 const char *stats_reload_name(enum stats_reload w)
 {
-    return w == STATS_RELOAD_USERS ? "users" : "tls";
+    return w == STATS_RELOAD_USERS ? "users" : w == STATS_RELOAD_DKIM ? "dkim" : "tls";
+}
+
+const char *stats_dkim_alg_name(enum stats_dkim_alg a)
+{
+    return a == STATS_DKIM_ED25519 ? "ed25519-sha256" : "rsa-sha256";
+}
+
+const char *stats_dkim_result_name(enum stats_dkim_result r)
+{
+    static const char *const names[STATS_DKIM_RESULTS] = {"signed", "not_delegated", "dns_error", "error"};
+    return (unsigned)r < STATS_DKIM_RESULTS ? names[r] : "other";
 }

@@ -35,8 +35,18 @@ enum stats_refusal {
 enum stats_delivery { STATS_DELIVERED = 0, STATS_DEFERRED, STATS_BOUNCED, STATS_DELIVERY_COUNT };
 
 /* mrs_config_reloads_total{what,result} */
-enum stats_reload { STATS_RELOAD_TLS = 0, STATS_RELOAD_USERS, STATS_RELOAD_COUNT };
+enum stats_reload { STATS_RELOAD_TLS = 0, STATS_RELOAD_USERS, STATS_RELOAD_DKIM, STATS_RELOAD_COUNT };
 enum stats_reload_result { STATS_RELOAD_OK = 0, STATS_RELOAD_ERROR, STATS_RELOAD_RESULTS };
+
+/* mrs_dkim_signatures_total{algorithm,result}: one per key and accepted message */
+enum stats_dkim_alg { STATS_DKIM_RSA = 0, STATS_DKIM_ED25519, STATS_DKIM_ALGS };
+enum stats_dkim_result {
+    STATS_DKIM_SIGNED = 0,      /* a signature was added */
+    STATS_DKIM_NOT_DELEGATED,   /* the From: domain has not delegated this key */
+    STATS_DKIM_DNS_ERROR,       /* the delegation could not be looked up */
+    STATS_DKIM_ERROR,           /* signing failed (or the message cannot be signed) */
+    STATS_DKIM_RESULTS
+};
 
 struct stats {
     atomic_int_fast64_t sessions_open[STATS_LISTENERS];
@@ -65,6 +75,7 @@ struct stats {
     atomic_int_fast64_t started_ms;                   /* wall clock at start */
     atomic_int_fast64_t config_reloads_total[STATS_RELOAD_COUNT][STATS_RELOAD_RESULTS];
     atomic_int_fast64_t tls_certificate_expiry_s;     /* notAfter of the served certificate */
+    atomic_int_fast64_t dkim_signatures_total[STATS_DKIM_ALGS][STATS_DKIM_RESULTS];
 };
 
 extern struct stats stats;
@@ -80,5 +91,7 @@ const char *stats_refusal_name(enum stats_refusal r);
 const char *stats_listener_name(enum stats_listener l);
 const char *stats_delivery_name(enum stats_delivery d);
 const char *stats_reload_name(enum stats_reload w);
+const char *stats_dkim_alg_name(enum stats_dkim_alg a);
+const char *stats_dkim_result_name(enum stats_dkim_result r);
 
 #endif

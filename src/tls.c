@@ -657,6 +657,86 @@ bool tls_peer_verified(const struct tls_conn *t)
     return mbedtls_ssl_get_verify_result(&t->ssl) == 0;
 }
 
+/* ---- RSA keys for DKIM ------------------------------------------------------ */
+
+struct tls_rsa_key {
+    mbedtls_pk_context pk;
+};
+
+int tls_rsa_key_parse(const char *pem, size_t len, struct tls_rsa_key **out, size_t *bits,
+                      char *err, size_t err_len)
+{
+    struct tls_rsa_key *k = calloc(1, sizeof *k);
+    if (!k) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    mbedtls_pk_init(&k->pk);
+    /* PEM input is given with its NUL (mbedTLS's convention) */
+    int ret = mbedtls_pk_parse_key(&k->pk, (const unsigned char *)pem, len + 1, NULL, 0,
+                                   mbedtls_ctr_drbg_random, &drbg);
+    if (ret != 0) {
+        describe(ret, err, err_len, "not a PEM RSA or Ed25519 private key");
+        tls_rsa_key_free(k);
+        return -1;
+    }
+    if (mbedtls_pk_get_type(&k->pk) != MBEDTLS_PK_RSA) {
+        snprintf(err, err_len, "a %s key: DKIM signs with RSA or Ed25519 keys only", mbedtls_pk_get_name(&k->pk));
+        tls_rsa_key_free(k);
+        return -1;
+    }
+    *bits = mbedtls_pk_get_bitlen(&k->pk);
+    *out = k;
+    return 0;
+}
+
+int tls_rsa_key_public_der(const struct tls_rsa_key *k, uint8_t *out, size_t cap, size_t *len)
+{
+    /* mbedTLS writes at the end of the buffer and returns the length */
+    int n = mbedtls_pk_write_pubkey_der((mbedtls_pk_context *)(uintptr_t)&k->pk, out, cap);
+    if (n <= 0)
+        return -1;
+    memmove(out, out + cap - (size_t)n, (size_t)n);
+    *len = (size_t)n;
+    return 0;
+}
+
+int tls_rsa_sign_sha256(const struct tls_rsa_key *k, const uint8_t hash[32], uint8_t *sig, size_t cap,
+                        size_t *sig_len)
+{
+    /* the pk context is not modified apart from the RSA blinding values,
+     * which mbedTLS guards with the context's own mutex */
+    int ret = mbedtls_pk_sign((mbedtls_pk_context *)(uintptr_t)&k->pk, MBEDTLS_MD_SHA256, hash, 32, sig,
+                              cap, sig_len, mbedtls_ctr_drbg_random, &drbg);
+    return ret == 0 ? 0 : -1;
+}
+
+void tls_rsa_key_free(struct tls_rsa_key *k)
+{
+    if (!k)
+        return;
+    mbedtls_pk_free(&k->pk);
+    free(k);
+}
+
+int tls_rsa_key_generate(unsigned bits, char *pem, size_t cap, char *err, size_t err_len)
+{
+    mbedtls_pk_context pk;
+    mbedtls_pk_init(&pk);
+    int ret = bits < 2048 || bits > 4096 ? MBEDTLS_ERR_PK_BAD_INPUT_DATA
+                                         : mbedtls_pk_setup(&pk, mbedtls_pk_info_from_type(MBEDTLS_PK_RSA));
+    if (ret == 0)
+        ret = mbedtls_rsa_gen_key(mbedtls_pk_rsa(pk), mbedtls_ctr_drbg_random, &drbg, bits, 65537);
+    if (ret == 0)
+        ret = mbedtls_pk_write_key_pem(&pk, (unsigned char *)pem, cap);
+    mbedtls_pk_free(&pk);
+    if (ret != 0) {
+        describe(ret, err, err_len, "generating an RSA key");
+        return -1;
+    }
+    return 0;
+}
+
 void tls_shutdown(void)
 {
     pthread_mutex_lock(&conf_mu);

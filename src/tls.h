@@ -102,6 +102,33 @@ const char *tls_version(const struct tls_conn *t);   /* "TLSv1.3" */
 const char *tls_cipher(const struct tls_conn *t);
 bool tls_peer_verified(const struct tls_conn *t);
 
+/*
+ * RSA keys for DKIM signing (rsa-sha256, RFC 6376 §3.3.1): parsed, used and
+ * made here because mbedTLS is only used in this file.  A key is immutable
+ * once parsed and may sign from several threads at once (mbedTLS locks the
+ * blinding values inside).
+ *
+ * tls_rsa_key_parse — a PEM private key (PKCS#1 "RSA PRIVATE KEY" or
+ * unencrypted PKCS#8 "PRIVATE KEY"; pem NUL-terminated, len without the
+ * NUL).  0 with *out (free with tls_rsa_key_free) and *bits, or -1 with err:
+ * not parseable, or not an RSA key.
+ */
+struct tls_rsa_key;
+int tls_rsa_key_parse(const char *pem, size_t len, struct tls_rsa_key **out, size_t *bits,
+                      char *err, size_t err_len);
+/* tls_rsa_key_public_der — the public key as DER SubjectPublicKeyInfo (the
+ * p= value of a DKIM key record, before base64).  0, or -1 when cap is too
+ * small. */
+int tls_rsa_key_public_der(const struct tls_rsa_key *k, uint8_t *out, size_t cap, size_t *len);
+/* tls_rsa_sign_sha256 — the RSASSA-PKCS1-v1_5 signature of a SHA-256
+ * digest; sig needs the modulus size in bytes.  0, or -1. */
+int tls_rsa_sign_sha256(const struct tls_rsa_key *k, const uint8_t hash[32], uint8_t *sig, size_t cap,
+                        size_t *sig_len);
+void tls_rsa_key_free(struct tls_rsa_key *k);
+/* tls_rsa_key_generate — a new RSA key of `bits` (2048..4096), e 65537, as
+ * PEM (PKCS#1) into pem.  0, or -1 with err. */
+int tls_rsa_key_generate(unsigned bits, char *pem, size_t cap, char *err, size_t err_len);
+
 /* tls_shutdown — free the shared configurations at exit. */
 void tls_shutdown(void);
 

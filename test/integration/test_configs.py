@@ -53,7 +53,7 @@ BAD_BY_KIND = {
     "K_DURATION": "soon", "K_SIZE": "big", "K_UINT": "many", "K_BOOL": "maybe",
     "K_LISTEN": "here:there", "K_DOMAIN": "-bad-", "K_HOSTNAME": "-bad-", "K_PREFIX": "a b",
     "K_PORT": "port", "K_LOGFMT": "xml", "K_LOGLEVEL": "loud", "K_TLSMODE": "ssl",
-    "K_DNS": "resolver", "K_SMARTHOST": "relay:0", "K_RATE": "lots",
+    "K_DNS": "resolver", "K_SMARTHOST": "relay:0", "K_RATE": "lots", "K_DKIMKEYS": "selector-without-path",
 }
 
 

@@ -54,6 +54,9 @@ static const struct env_case env_cases[] = {
     {"MRS_DELIVERY_COMMAND_TIMEOUT", {"5m"}, {"x"}},
     {"MRS_DELIVERY_DATA_TIMEOUT", {"10m"}, {"2d"}},
     {"MRS_DNS_RECHECK", {"60s", "0"}, {"2d"}},
+    {"MRS_DKIM_KEYS", {"s1:/k/s1.pem", "rsa2026:/k/a.pem,ed-2026:/k/b.pem", " a:/x , b:/y "},
+     {"s1", "s1:", ":/k.pem", "-s:/k", "s_1:/k", "a:/x,A:/y"}},
+    {"MRS_DKIM_DOMAIN", {"keys.example.com"}, {"bad domain", "a..b"}},
 };
 
 static void test_every_variable_good_and_bad(void)
@@ -106,6 +109,46 @@ static void test_defaults(void)
     CHECK(config->smarthost_tls == CONFIG_TLS_STARTTLS);
     CHECK(!config->smarthost_set);
     CHECK(config->hostname[0] != '\0');
+}
+
+static void test_dkim_keys(void)
+{
+    char err[CONFIG_ERROR_MAX_BYTES];
+    struct config_dkim_key k[CONFIG_DKIM_KEYS_MAX];
+    int n = -1;
+    CHECK(config_parse_dkim_keys("# keys\nrsa:/etc/mrs/rsa.pem\n  ed:/etc/mrs/a:b.pem # Ed25519\n", k, 8, &n) == 0);
+    CHECK(n == 2);
+    CHECK_STR(k[0].selector, "rsa");
+    CHECK_STR(k[0].path, "/etc/mrs/rsa.pem");
+    CHECK_STR(k[1].path, "/etc/mrs/a:b.pem"); /* the selector ends at the first colon */
+    CHECK(config_parse_dkim_keys("", k, 8, &n) < 0);                   /* nothing */
+    CHECK(config_parse_dkim_keys("a:/1,b:/2,c:/3", k, 2, &n) < 0);      /* over max */
+    char label[80];
+    memset(label, 'a', 64);
+    memcpy(label + 64, ":/k", 4);
+    CHECK(config_parse_dkim_keys(label, k, 8, &n) < 0);                 /* a label over 63 */
+    label[63] = ':';
+    CHECK(config_parse_dkim_keys(label, k, 8, &n) == 0 && strlen(k[0].selector) == 63);
+    CHECK(config_load(err, sizeof err) == 0);
+    CHECK(config->dkim_key_count == 0);
+    CHECK_STR(config->dkim_domain, "elastx.email"); /* the default: MRS_SPF_INCLUDE */
+    setenv("MRS_SPF_INCLUDE", "spf.example.net", 1);
+    setenv("MRS_DKIM_KEYS", "a:/k/a.pem,b:/k/b.pem", 1);
+    CHECK(config_load(err, sizeof err) == 0);
+    CHECK_STR(config->dkim_domain, "spf.example.net");
+    CHECK(config->dkim_key_count == 2 && !strcmp(config->dkim_keys[1].selector, "b"));
+    char path[] = "/tmp/mrs-unit-dkim-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0 && write(fd, "x:/k/x.pem\n", 11) == 11);
+    close(fd);
+    setenv("MRS_DKIM_KEYS_FILE", path, 1);
+    CHECK(config_load(err, sizeof err) < 0 && strncmp(err, "MRS_DKIM_KEYS_FILE", 18) == 0); /* both set */
+    unsetenv("MRS_DKIM_KEYS");
+    CHECK(config_load(err, sizeof err) == 0 && config->dkim_key_count == 1);
+    unlink(path);
+    CHECK(config_load(err, sizeof err) < 0 && strncmp(err, "MRS_DKIM_KEYS_FILE", 18) == 0); /* unreadable */
+    unsetenv("MRS_DKIM_KEYS_FILE");
+    unsetenv("MRS_SPF_INCLUDE");
 }
 
 static void test_cross_checks(void)
@@ -224,6 +267,6 @@ static void test_deny_nets(void)
     CHECK(config_parse_nets("1.2.3.4/24", nets, CONFIG_NETS_MAX, &n) < 0);
 }
 
-UNIT_MAIN("config", UNIT_CASE(test_deny_nets), UNIT_CASE(test_defaults), UNIT_CASE(test_every_variable_good_and_bad),
+UNIT_MAIN("config", UNIT_CASE(test_deny_nets), UNIT_CASE(test_dkim_keys), UNIT_CASE(test_defaults), UNIT_CASE(test_every_variable_good_and_bad),
           UNIT_CASE(test_cross_checks), UNIT_CASE(test_secret_file),
           UNIT_CASE(test_durations_and_sizes), UNIT_CASE(test_listen_and_ports))
