@@ -128,6 +128,64 @@ static int parse(const char *line, enum queue_ctl *op, char id[QUEUE_ID_BYTES])
     return -1;
 }
 
+static const char *status_note(const struct queue_view *v)
+{
+    return v->delete_asked ? "being delivered now; deleted when this attempt ends"
+           : v->claimed    ? (v->on_hold ? "being delivered now; on hold after this attempt" : "being delivered now")
+           : v->on_hold    ? "on hold (mrs queue release ID); still expires by MRS_QUEUE_LIFETIME"
+                           : NULL;
+}
+
+/* show_one — a message's listing lines; details adds its envelope.
+ * Returns its recipients left. */
+static size_t show_one(FILE *out, const struct queue_view *v, bool details)
+{
+    struct spool_message m;
+    char err[256];
+    if (spool_load(v->id, &m, false, err, sizeof err) < 0) {
+        fprintf(out, "%s  unreadable: %s\n", v->id, err);
+        return 0;
+    }
+    size_t left = spool_list_message(out, &m, util_wall_ms(), status_note(v));
+    if (details)
+        fprintf(out, "    user <%s>  client %s  helo %s  %s\n", m.user, m.client, m.helo,
+                m.eightbit ? "8BITMIME" : "7BIT");
+    spool_free(&m);
+    return left;
+}
+
+static enum queue_ctl_result list_all(FILE *out)
+{
+    struct queue_view *v;
+    size_t n, held = 0, left = 0;
+    if (queue_views(&v, &n) < 0) {
+        fprintf(out, "out of memory\n");
+        return QUEUE_CTL_ERROR;
+    }
+    for (size_t k = 0; k < n; k++) {
+        left += show_one(out, &v[k], false);
+        held += v[k].on_hold;
+    }
+    free(v);
+    size_t bad = spool_list_quarantined(out, util_wall_ms());
+    fprintf(out, "%zu message(s), %zu recipient(s) left in %s", n, left, config->spool_dir);
+    if (bad)
+        fprintf(out, "; %zu quarantined (queue/<id>.bad)", bad);
+    fprintf(out, " (%zu on hold)\n", held);
+    return QUEUE_CTL_OK;
+}
+
+static enum queue_ctl_result show(const char *id, FILE *out)
+{
+    struct queue_view v;
+    if (queue_view_one(id, &v) < 0) {
+        fprintf(out, "no message %s in the queue\n", id);
+        return QUEUE_CTL_NOT_FOUND;
+    }
+    show_one(out, &v, true);
+    return QUEUE_CTL_OK;
+}
+
 static void serve_one(int fd)
 {
     char line[CONTROL_REQUEST_MAX_BYTES], id[QUEUE_ID_BYTES];
@@ -151,7 +209,9 @@ static void serve_one(int fd)
         send_all(fd, oom, sizeof oom - 1, deadline);
         return;
     }
-    enum queue_ctl_result r = queue_control(op, id[0] ? id : NULL, f);
+    enum queue_ctl_result r = op == QUEUE_CTL_LIST   ? list_all(f)
+                              : op == QUEUE_CTL_SHOW ? show(id, f)
+                                                     : queue_control(op, id[0] ? id : NULL, f);
     fclose(f);
     const char *status = r == QUEUE_CTL_OK ? "OK\n" : r == QUEUE_CTL_NOT_FOUND ? "NOTFOUND\n" : "ERR\n";
     if (!body || len > CONTROL_BODY_MAX_BYTES) {

@@ -26,6 +26,7 @@
  * thread.
  */
 #include "queue.h"
+#include "queue_files.h"
 
 #include "config.h"
 #include "crypto.h"
@@ -85,12 +86,6 @@ struct queue_msg {
     char buf[QUEUE_WRITE_BUFFER_BYTES];
 };
 
-static int queue_dir_fd = -1;
-static pthread_mutex_t sync_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t sync_cv = PTHREAD_COND_INITIALIZER;
-static uint64_t sync_requested, sync_done;
-static int sync_error;
-static bool syncing;
 
 /* the schedule (see the top) */
 static pthread_mutex_t sched_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -171,7 +166,7 @@ int queue_init(char *err, size_t err_len)
         }
     }
     queue_dir("queue", path, sizeof path);
-    if (queue_dir_fd < 0 && (queue_dir_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+    if (queue_files_open_dir(path) < 0) {
         snprintf(err, err_len, "MRS_SPOOL_DIR: cannot open %s (errno %d)", path, errno);
         return -1;
     }
@@ -369,33 +364,6 @@ int queue_fill(struct queue_msg *m, const struct iovec *iov, int iovcnt)
     return rc;
 }
 
-/* sync_queue_dir — group commit of the directory entry (see the top). */
-static int sync_queue_dir(void)
-{
-    pthread_mutex_lock(&sync_mu);
-    uint64_t mine = ++sync_requested;
-    int rc = 0;
-    while (sync_done < mine) {
-        if (!syncing) {
-            syncing = true;
-            uint64_t covers = sync_requested;
-            pthread_mutex_unlock(&sync_mu);
-            int r = fsync(queue_dir_fd);
-            pthread_mutex_lock(&sync_mu);
-            syncing = false;
-            sync_error = r;
-            sync_done = covers;
-            pthread_cond_broadcast(&sync_cv);
-            rc = r;
-        } else {
-            pthread_cond_wait(&sync_cv, &sync_mu);
-            rc = sync_error;
-        }
-    }
-    pthread_mutex_unlock(&sync_mu);
-    return rc;
-}
-
 int queue_commit(struct queue_msg *m)
 {
     char from[QUEUE_PATH_MAX_BYTES], to[QUEUE_PATH_MAX_BYTES];
@@ -411,7 +379,7 @@ int queue_commit(struct queue_msg *m)
     m->fd = -1;
     if (rc == 0 && rename(from, to) != 0)
         rc = -1;
-    if (rc == 0 && sync_queue_dir() != 0) {
+    if (rc == 0 && queue_files_sync() != 0) {
         /* the rename may or may not survive a crash: withdraw it, so no
          * message is delivered that was not acknowledged */
         unlink(to);
@@ -638,7 +606,6 @@ static int64_t mono_from_wall(int64_t wall_ms)
     return delta > 0 ? now + delta : now;
 }
 
-static int remove_files(const char *id);
 static void drop_hold(struct queue_item *it);
 
 void queue_release(struct queue_item *it, int64_t due_wall_ms)
@@ -649,7 +616,7 @@ void queue_release(struct queue_item *it, int64_t due_wall_ms)
     it->hold_expired = false;
     if (it->delete_asked) {
         pthread_mutex_unlock(&sched_mu);
-        if (remove_files(it->id) == 0) {
+        if (queue_files_remove(it->id) == 0) {
             drop_hold(it);
             item_free(it);
             return;
@@ -892,7 +859,6 @@ static int recover(void)
 
 /* ---- removal and state ----------------------------------------------------- */
 
-static int hold_marker(const char *id, bool on);
 static void count_held(void);
 
 /* drop_hold — a message that leaves the queue takes its hold with it. */
@@ -905,7 +871,7 @@ static void drop_hold(struct queue_item *it)
         count_held();
     pthread_mutex_unlock(&sched_mu);
     if (held)
-        hold_marker(it->id, false);
+        queue_files_hold(it->id, false);
 }
 
 int queue_done(struct queue_item *it)
@@ -925,7 +891,7 @@ int queue_done(struct queue_item *it)
     }
     /* the message must be gone for good before its state: a message that
      * came back without its state would be delivered to everyone again */
-    if (had_state && (sync_queue_dir() != 0 || (unlink(state) != 0 && errno != ENOENT)))
+    if (had_state && (queue_files_sync() != 0 || (unlink(state) != 0 && errno != ENOENT)))
         log_warn("spool", &(struct log_fields){.queue_id = it->id}, "state file left behind (errno %d); "
                  "it is removed at the next start", errno);
     drop_hold(it);
@@ -941,7 +907,7 @@ void queue_quarantine(struct queue_item *it)
     if (rename(from, to) == 0) {
         /* durable, so that a restart does not find it (and bounce it)
          * again; should the sync fail, a crash costs a second bounce at worst */
-        sync_queue_dir();
+        queue_files_sync();
         STATS_INC(queue_quarantined);
         log_error("spool", &(struct log_fields){.queue_id = it->id}, "malformed message moved to queue/%s.bad", it->id);
     } else if (errno != ENOENT) {
@@ -952,83 +918,7 @@ void queue_quarantine(struct queue_item *it)
     item_free(it);
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-int queue_save_state(const char *id, const char *data, size_t len)
-{
-    char tmp[QUEUE_PATH_MAX_BYTES + 8], dst[QUEUE_PATH_MAX_BYTES + 8];
-    snprintf(tmp, sizeof tmp, "%s/tmp/%s.state", config->spool_dir, id);
-    snprintf(dst, sizeof dst, "%s/queue/%s.state", config->spool_dir, id);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0)
-        return -1;
-    int rc = write_all(fd, data, len) == 0 && fsync(fd) == 0 ? 0 : -1;
-    if (close(fd) != 0)
-        rc = -1;
-    if (rc == 0 && rename(tmp, dst) != 0)
-        rc = -1;
-    if (rc == 0)
-        return sync_queue_dir();
-    int e = errno;
-    unlink(tmp);
-    errno = e;
-    return -1;
-}
-
 /* ---- operator control: mrs queue show/flush/hold/release/delete ------------ */
-
-/* remove_files — a deleted message's files: the message first (-1 with
- * errno when it cannot be removed: nothing else is touched then), then
- * what only makes sense with it (state, hold marker). */
-static int remove_files(const char *id)
-{
-    char path[QUEUE_PATH_MAX_BYTES + 8];
-    static const char *const suffixes[] = {"", ".state", QUEUE_HOLD_SUFFIX};
-    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
-        snprintf(path, sizeof path, "%s/queue/%s%s", config->spool_dir, id, suffixes[i]);
-        if (unlink(path) != 0 && errno != ENOENT) {
-            int e = errno;
-            log_error("spool", &(struct log_fields){.queue_id = id}, "cannot remove queue/%s%s (errno %d)", id,
-                      suffixes[i], e);
-            if (i == 0) {
-                errno = e;
-                return -1;
-            }
-        }
-        if (i == 0 && sync_queue_dir() != 0)
-            return -1; /* the message must be gone for good before its state */
-    }
-    sync_queue_dir();
-    return 0;
-}
-
-/* hold_marker — create (on) or remove the queue/<id>.hold file that keeps
- * a hold across restarts; 0 when it is durable. */
-static int hold_marker(const char *id, bool on)
-{
-    char path[QUEUE_PATH_MAX_BYTES + 8];
-    snprintf(path, sizeof path, "%s/queue/%s%s", config->spool_dir, id, QUEUE_HOLD_SUFFIX);
-    if (on) {
-        int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
-        if (fd < 0 || close(fd) != 0)
-            return -1;
-    } else if (unlink(path) != 0 && errno != ENOENT) {
-        return -1;
-    }
-    return sync_queue_dir();
-}
 
 /* heap_remove — take a waiting item out of the heap (caller holds sched_mu). */
 static void heap_remove(struct queue_item *it)
@@ -1078,62 +968,34 @@ static void count_held(void)
     STATS_SET(queue_held, n);
 }
 
-/* A snapshot of one item for listing, taken under sched_mu. */
-struct item_view {
-    char id[QUEUE_ID_BYTES];
-    bool claimed, on_hold, delete_asked;
-};
-
-static const char *status_note(const struct item_view *v)
+/* view_of — an item's operator-visible state (caller holds sched_mu). */
+static void view_of(const struct queue_item *it, struct queue_view *v)
 {
-    return v->delete_asked ? "being delivered now; deleted when this attempt ends"
-           : v->claimed    ? (v->on_hold ? "being delivered now; on hold after this attempt" : "being delivered now")
-           : v->on_hold    ? "on hold (mrs queue release ID); still expires by MRS_QUEUE_LIFETIME"
-                           : NULL;
+    *v = (struct queue_view){.claimed = it->claimed, .on_hold = it->on_hold, .delete_asked = it->delete_asked};
+    snprintf(v->id, sizeof v->id, "%s", it->id);
 }
 
-static size_t show_one(FILE *out, const struct item_view *v, bool details)
-{
-    struct spool_message m;
-    char err[256];
-    if (spool_load(v->id, &m, false, err, sizeof err) < 0) {
-        fprintf(out, "%s  unreadable: %s\n", v->id, err);
-        return 0;
-    }
-    size_t left = spool_list_message(out, &m, util_wall_ms(), status_note(v));
-    if (details)
-        fprintf(out, "    user <%s>  client %s  helo %s  %s\n", m.user, m.client, m.helo,
-                m.eightbit ? "8BITMIME" : "7BIT");
-    spool_free(&m);
-    return left;
-}
-
-static enum queue_ctl_result list_all(FILE *out)
+int queue_views(struct queue_view **out, size_t *count)
 {
     pthread_mutex_lock(&sched_mu);
-    size_t n = items_listed, i = 0;
-    struct item_view *views = calloc(n ? n : 1, sizeof *views);
-    for (struct queue_item *it = oldest; views && it && i < n; it = it->newer, i++) {
-        views[i] = (struct item_view){.claimed = it->claimed, .on_hold = it->on_hold, .delete_asked = it->delete_asked};
-        snprintf(views[i].id, sizeof views[i].id, "%s", it->id);
-    }
+    size_t n = 0;
+    struct queue_view *v = calloc(items_listed ? items_listed : 1, sizeof *v);
+    for (struct queue_item *it = oldest; v && it && n < items_listed; it = it->newer)
+        view_of(it, &v[n++]);
     pthread_mutex_unlock(&sched_mu);
-    if (!views) {
-        fprintf(out, "out of memory\n");
-        return QUEUE_CTL_ERROR;
-    }
-    size_t held = 0, left = 0;
-    for (size_t k = 0; k < i; k++) {
-        left += show_one(out, &views[k], false);
-        held += views[k].on_hold;
-    }
-    size_t bad = spool_list_quarantined(out, util_wall_ms());
-    fprintf(out, "%zu message(s), %zu recipient(s) left in %s", i, left, config->spool_dir);
-    if (bad)
-        fprintf(out, "; %zu quarantined (queue/<id>.bad)", bad);
-    fprintf(out, " (%zu on hold)\n", held);
-    free(views);
-    return QUEUE_CTL_OK;
+    *out = v;
+    *count = n;
+    return v ? 0 : -1;
+}
+
+int queue_view_one(const char *id, struct queue_view *v)
+{
+    pthread_mutex_lock(&sched_mu);
+    struct queue_item *it = find_item(id);
+    if (it && !it->delete_asked)
+        view_of(it, v);
+    pthread_mutex_unlock(&sched_mu);
+    return it && !it->delete_asked ? 0 : -1;
 }
 
 /* act — one operation on one message (not LIST): what to do under the
@@ -1147,13 +1009,9 @@ static enum queue_ctl_result act(enum queue_ctl op, const char *id, FILE *out)
         fprintf(out, "no message %s in the queue\n", id);
         return QUEUE_CTL_NOT_FOUND;
     }
-    struct item_view v = {.claimed = it->claimed, .on_hold = it->on_hold};
-    snprintf(v.id, sizeof v.id, "%s", id);
     enum queue_ctl_result r = QUEUE_CTL_OK;
     bool marker = false, marker_on = false, remove = false;
     switch (op) {
-    case QUEUE_CTL_SHOW:
-        break;
     case QUEUE_CTL_FLUSH:
         if (it->on_hold) {
             fprintf(out, "%s is on hold: release it first (mrs queue release %s)\n", id, id);
@@ -1188,10 +1046,10 @@ static enum queue_ctl_result act(enum queue_ctl op, const char *id, FILE *out)
         r = QUEUE_CTL_ERROR;
     }
     pthread_mutex_unlock(&sched_mu);
-    if (marker && hold_marker(id, marker_on) < 0)
+    if (marker && queue_files_hold(id, marker_on) < 0)
         fprintf(out, "warning: the %s could not be recorded on disk (errno %d): a restart %s\n",
                 marker_on ? "hold" : "release", errno, marker_on ? "ends the hold" : "holds it again");
-    if (remove && remove_files(id) == 0) {
+    if (remove && queue_files_remove(id) == 0) {
         drop_hold(it);
         item_free(it);
         fprintf(out, "%s: deleted (no report sent)\n", id);
@@ -1204,11 +1062,9 @@ static enum queue_ctl_result act(enum queue_ctl op, const char *id, FILE *out)
         pthread_mutex_unlock(&sched_mu);
         r = QUEUE_CTL_ERROR;
     }
-    if (op != QUEUE_CTL_SHOW && r == QUEUE_CTL_OK)
+    if (r == QUEUE_CTL_OK)
         log_warn("queue", &(struct log_fields){.queue_id = id, .result = queue_ctl_name(op)},
                  "operator: mrs queue %s", queue_ctl_name(op));
-    if (op == QUEUE_CTL_SHOW)
-        show_one(out, &v, true);
     return r;
 }
 
@@ -1240,11 +1096,9 @@ const char *queue_ctl_name(enum queue_ctl op)
 
 enum queue_ctl_result queue_control(enum queue_ctl op, const char *id, FILE *out)
 {
-    if (op == QUEUE_CTL_LIST)
-        return list_all(out);
     if (op == QUEUE_CTL_FLUSH && !id)
         return flush_all(out);
-    if (!id)
-        return QUEUE_CTL_ERROR;
+    if (!id || op == QUEUE_CTL_LIST || op == QUEUE_CTL_SHOW)
+        return QUEUE_CTL_ERROR; /* the listings are control.c's (queue_views) */
     return act(op, id, out);
 }

@@ -128,11 +128,9 @@ void queue_quarantine(struct queue_item *it);
 bool queue_item_hold_expired(const struct queue_item *it);
 
 /*
- * queue_control — the operator's `mrs queue` commands (control.c), text for
- * the operator written to out:
- *   LIST            every message, oldest first, with its state
- *   SHOW id         one message in detail (why it waits: each recipient's
- *                   last reply)
+ * queue_control — the operator's `mrs queue` actions (control.c; LIST and
+ * SHOW are formatted there from queue_views), text for the operator written
+ * to out:
  *   FLUSH [id]      due now (every message not on hold, or one)
  *   HOLD id         not delivered until RELEASE; kept across restarts
  *                   (queue/<id>.hold); still bounced when its lifetime ends
@@ -145,6 +143,19 @@ enum queue_ctl { QUEUE_CTL_LIST = 0, QUEUE_CTL_SHOW, QUEUE_CTL_FLUSH, QUEUE_CTL_
                  QUEUE_CTL_DELETE };
 enum queue_ctl_result { QUEUE_CTL_OK = 0, QUEUE_CTL_NOT_FOUND, QUEUE_CTL_ERROR };
 enum queue_ctl_result queue_control(enum queue_ctl op, const char *id, FILE *out);
+
+/* What the operator sees of a message besides its files. */
+struct queue_view {
+    char id[QUEUE_ID_BYTES];
+    bool claimed;       /* being delivered now */
+    bool on_hold;
+    bool delete_asked;  /* deleted while being delivered */
+};
+/* queue_views — a snapshot of every message, oldest first (*out: heap,
+ * the caller frees it); -1 when out of memory.  queue_view_one — one
+ * message's; -1 when it is not queued. */
+int queue_views(struct queue_view **out, size_t *count);
+int queue_view_one(const char *id, struct queue_view *v);
 const char *queue_ctl_name(enum queue_ctl op);
 
 /* queue_stop — wake every waiting queue_claim(): from now on they return
