@@ -152,8 +152,8 @@ static int drain(int sig)
 {
     log_info("shutdown", NULL, "signal %d: draining, %lld session(s) open, grace %lld ms", sig,
              (long long)listener_sessions(), (long long)config->shutdown_grace_ms);
+    health_set_draining(); /* not ready first: nothing is refused while /readyz still says 200 */
     util_drain_start();
-    health_set_draining();
     listener_stop();
     /* one grace for both, so the whole drain fits in MRS_SHUTDOWN_GRACE
      * (Kubernetes kills at terminationGracePeriodSeconds) */
