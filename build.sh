@@ -182,7 +182,7 @@ release() {
 
 asan_build() {
     build_pkgs
-    need_pkgs clang libclang-rt-14-dev
+    need_clang
     mkdir -p "$DEPS"
     deps host cc
     make -s -j"$JOBS" BUILD="$OUT/asan" CC=clang DEPS="$DEPS/host" SANITIZE=1 all
@@ -215,9 +215,21 @@ fuzzer_probe() {
     rm -rf "$d"; return $rc
 }
 
+# need_clang — clang with its sanitizer and libFuzzer runtimes.  Debian
+# ships them in libclang-rt-<major>-dev of the default clang (14 on Debian
+# 12, 19 on Debian 13): the package is named after the installed clang,
+# never hard-coded, then a real -fsanitize=fuzzer,address,undefined link
+# must work.
+need_clang() {
+    need_pkgs clang
+    local v
+    v=$(clang -dumpversion 2>/dev/null) || die "clang is installed but does not run"
+    need_cap "libclang-rt-${v%%.*}-dev" fuzzer_probe
+}
+
 test_pkgs() {
     need_pkgs dnsmasq-base unbound python3 swaks curl openssl procps iproute2 python3-aiosmtpd python3-yaml \
-        clang libclang-rt-14-dev valgrind libnet-ssleay-perl util-linux prometheus \
+        valgrind libnet-ssleay-perl util-linux prometheus \
         python3-dkim python3-nacl python3-dnspython opendkim-tools
     need_cap unbound sh -c 'command -v unbound-checkconf && unbound -V'
     need_cap dnsmasq-base dnsmasq --version
@@ -240,7 +252,7 @@ test_pkgs() {
     # promtool (check rules / test rules / check metrics); the package's
     # daemon is never started (need_pkgs installs under policy-rc.d 101).
     need_cap prometheus promtool --version
-    need_cap libclang-rt-14-dev fuzzer_probe
+    need_clang
 }
 
 run_tests() {
@@ -370,7 +382,7 @@ run)
     ;;
 test) release; valgrind_build; shift; run_tests "$OUT" "$@" ;;
 asan) asan_build; valgrind_build; shift; run_tests "$OUT/asan" "$@" ;;
-fuzz) shift; need_pkgs clang libclang-rt-14-dev; deps host cc; exec test/fuzz/run.sh "${1:-60}" ;;
+fuzz) shift; need_clang; deps host cc; exec test/fuzz/run.sh "${1:-60}" ;;
 docker-test) exec test/docker/test.sh ;;
 bench) release; exec test/bench/run.sh ;;
 clean) rm -rf build ;;
