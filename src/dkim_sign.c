@@ -296,7 +296,19 @@ struct dkim_job {
     char h[DKIM_H_MAX_BYTES];
     size_t room;                  /* what dkim_sign_head() promised */
     bool signable;                /* one From: domain, not too many fields */
+    const char *refused;          /* the sender may not sign as domain: why (dkim_sign_refuse) */
 };
+
+const char *dkim_sign_domain(const struct dkim_job *j)
+{
+    return j && j->signable ? j->domain : NULL;
+}
+
+void dkim_sign_refuse(struct dkim_job *j, const char *why)
+{
+    if (j)
+        j->refused = why;
+}
 
 struct dkim_job *dkim_sign_begin(void)
 {
@@ -396,9 +408,10 @@ size_t dkim_sign_finish(struct dkim_job *j, const struct log_fields *lf, char **
         enum dns_status st = DNS_OK;
         enum stats_dkim_result res;
         size_t n = 0;
-        if (j->signable)
+        if (j->signable && !j->refused)
             d = delegation(k, j->domain, 0, &st);
-        if (!j->signable || d == DKIM_NOT_DELEGATED || d == DKIM_OTHER_KEY || d == DKIM_SEVERAL_RECORDS) {
+        if (!j->signable || j->refused || d == DKIM_NOT_DELEGATED || d == DKIM_OTHER_KEY ||
+            d == DKIM_SEVERAL_RECORDS) {
             res = STATS_DKIM_NOT_DELEGATED;
             note(text, sizeof text, "%ss=%s %s", text[0] ? ", " : "", k->selector, dkim_sign_delegation_name(d));
         } else if (d == DKIM_DNS_FAILED) {
@@ -421,6 +434,8 @@ size_t dkim_sign_finish(struct dkim_job *j, const struct log_fields *lf, char **
     f.result = len ? "signed" : "unsigned";
     if (!j->signable)
         log_info("dkim", &f, "not signed: the From: header does not name exactly one domain (%s)", text);
+    else if (j->refused)
+        log_warn("dkim", &f, "d=%s not signed: %s", j->domain, j->refused);
     else if (dns_failed)
         log_warn("dkim", &f, "d=%s: %s", j->domain, text);
     else

@@ -69,6 +69,14 @@ void dkim_sign_body(struct dkim_job *j, const char *p, size_t n);
  * fields.  Nothing here refuses the message.
  */
 size_t dkim_sign_finish(struct dkim_job *j, const struct log_fields *lf, char **out);
+
+/* dkim_sign_domain — the From: domain the job would sign as (after
+ * dkim_sign_head), or NULL when there is none.  dkim_sign_refuse — the
+ * sender is not authorized for it: nothing is signed, why is logged (a
+ * static string).  The caller decides authorization (session.c), whatever
+ * MRS_CHECK_HEADER_FROM says. */
+const char *dkim_sign_domain(const struct dkim_job *j);
+void dkim_sign_refuse(struct dkim_job *j, const char *why);
 void dkim_sign_free(struct dkim_job *j);
 
 /* ---- the report of check-domain ----------------------------------------------------- */

@@ -790,12 +790,34 @@ static void data_free(struct data_rx *d)
 /* sign_head — the DKIM signatures, our prefix and the client's header
  * buffer into the room reserved for them.  -1 only when the spool write
  * fails: DKIM itself never refuses a message. */
+/* may_sign_as — whether this session may get a signature in domain's
+ * name: never the operator's key domain (or below it), else the domain
+ * must authorize the user as a sender domain does (the MAIL FROM domain
+ * already did) — whether or not MRS_CHECK_HEADER_FROM checked From:. */
+static const char *may_sign_as(struct session *s, const char *domain)
+{
+    char from_domain[POLICY_DOMAIN_MAX_BYTES];
+    size_t dl = strlen(domain), kl = strlen(config->dkim_domain);
+    if (kl && (util_ieq(domain, dl, config->dkim_domain) ||
+               (dl > kl && domain[dl - kl - 1] == '.' && util_ieq(domain + dl - kl, kl, config->dkim_domain))))
+        return "the operator's DKIM domain is never signed for a customer";
+    if (policy_sender_domain(s->from.addr, from_domain, sizeof from_domain) == 0 &&
+        util_ieq(domain, dl, from_domain))
+        return NULL;
+    struct policy_verdict v;
+    policy_check_domain(s->user, domain, &v);
+    return v.status == POLICY_PASS ? NULL : "the From: domain does not authorize this account";
+}
+
 static int sign_head(struct session *s, struct data_rx *d)
 {
     char *sigs = NULL;
     struct log_fields lf = s->lf;
     lf.queue_id = d->qid;
     lf.from = s->from.addr;
+    const char *domain = dkim_sign_domain(d->dkim), *why = domain ? may_sign_as(s, domain) : NULL;
+    if (why)
+        dkim_sign_refuse(d->dkim, why);
     size_t n = dkim_sign_finish(d->dkim, &lf, &sigs);
     struct iovec iov[3] = {{sigs, n}, {d->prefix, d->prefix_len}, {d->hdr, d->hdr_len}};
     int rc = queue_fill(d->q, iov, 3);

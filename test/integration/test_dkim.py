@@ -427,6 +427,28 @@ def test_cname_to_another_key_no_signature(ctx):
     assert "d=otherkey.test: s=r2048 other_key, s=r4096 other_key, s=ed1 other_key" in ctx["m"].log()
 
 
+def test_never_signs_for_a_domain_the_sender_may_not_use(ctx):
+    """With MRS_CHECK_HEADER_FROM=off nothing stops a From: of another
+    domain, but DKIM still signs only for a domain that authorizes this
+    account, and never for the operator's key domain."""
+    h, sink = ctx["h"], ctx["sink"]
+    zone = ctx["zone"] + [ln for ln in records(h, ctx["keys"], list(SELECTORS), "victim.test") if " CNAME " in ln]
+    dns = ZoneDns(h, zone)  # victim.test delegated its keys, but authorizes no one through us
+    m = relay(h, dns, sink, ctx["keys"], SELECTORS, MRS_CHECK_HEADER_FROM="off")
+    for frm in ("ceo@victim.test", f"noreply@{OP}", f"x@sub.{OP}"):
+        n = len(sink.messages)
+        send(m, "news@cname.test", head([f"From: {frm}", "To: bob@example.net", "Subject: spoof"]))
+        got = sink.wait(n + 1)[n]["data"]
+        assert signatures(got) == [], (frm, got[:2000])
+    log = m.log()
+    assert "d=victim.test not signed: the From: domain does not authorize this account" in log
+    assert f"d={OP} not signed: the operator's DKIM domain is never signed for a customer" in log
+    # and its own delegated domain is still signed with the check off
+    n = len(sink.messages)
+    send(m, "news@cname.test", head(BASIC))
+    assert len(signatures(sink.wait(n + 1)[n]["data"])) == len(SELECTORS)
+
+
 def test_signed_log_line_and_metrics(ctx):
     deliver(ctx, head(BASIC))
     log = ctx["m"].log()
