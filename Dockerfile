@@ -1,12 +1,14 @@
 # mrs container image: the static musl binary alone in a FROM scratch image.
 #
-#   docker build -t mrs .            (or: buildah bud --format docker -t mrs .)
+#   docker build --build-arg MRS_GIT_REV=$(git rev-parse --short=12 HEAD) -t mrs .
+#       (or: buildah bud --format docker --build-arg ... -t mrs .)
 #   docker run -d --name mrs -p 587:587 -p 465:465 -p 8080:8080 \
 #       -v mrs-spool:/var/spool/mrs -e MRS_USERS_FILE=/run/secrets/mrs-users ... mrs
 #
 # ./build.sh docker-test (test/docker/test.sh) builds this file for real with
-# buildah and checks the result.  configs/ has docker compose and Kubernetes
-# examples.
+# buildah, checks the result and runs it with podman (runc) as 65534 with a
+# read-only root and a spool volume.  configs/ has docker compose and
+# Kubernetes examples.
 #
 # What the image holds, and nothing else (no shell, no libc, no passwd file):
 #   /mrs                                  the binary (runs as 65534:65534)
@@ -50,7 +52,14 @@ WORKDIR /src
 COPY build.sh Makefile VERSION ./
 COPY vendor/ vendor/
 COPY src/ src/
-RUN ./build.sh && build/mrs version
+# The revision that `mrs version` and mrs_build_info{revision} report.  .git
+# is not in the context, so the Makefile's `git rev-parse` finds nothing
+# here: pass it in, as test/docker/test.sh does:
+#   --build-arg MRS_GIT_REV=$(git rev-parse --short=12 HEAD)
+# build.sh hands it to make as GIT_REV.  Declared here, after the toolchain
+# layer, so that a new commit does not invalidate that layer.
+ARG MRS_GIT_REV=unknown
+RUN MRS_GIT_REV="$MRS_GIT_REV" ./build.sh && build/mrs version
 
 # The final image's tree, laid out here with the modes it must have.  The
 # spool is a separate tree: it is copied with --chown (a COPY from another

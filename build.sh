@@ -164,13 +164,20 @@ musl_specs() {
 
 # --- our build -------------------------------------------------------------
 
+# MRS_GIT_REV — the revision the binary reports where there is no .git to
+# ask (the image build passes it in; the Makefile asks git otherwise).
 release() {
     build_pkgs
     mkdir -p "$DEPS"
     deps musl musl-gcc
-    local specs; specs=$(musl_specs)
+    local specs rev=(); specs=$(musl_specs)
+    if [ -n "${MRS_GIT_REV:-}" ]; then
+        [[ $MRS_GIT_REV =~ ^[A-Za-z0-9._+-]{1,64}$ ]] ||
+            die "MRS_GIT_REV must be 1 to 64 letters, digits, '.', '_', '+' or '-'"
+        rev=(GIT_REV="$MRS_GIT_REV")
+    fi
     make -s -j"$JOBS" BUILD="$OUT" CC="gcc -specs=$specs" DEPS="$DEPS/musl" \
-        LDFLAGS_EXTRA="-static-pie" all
+        LDFLAGS_EXTRA="-static-pie" "${rev[@]}" all
 }
 
 asan_build() {

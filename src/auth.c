@@ -30,6 +30,7 @@
 #define AUTH_USERS_FILE_MAX_BYTES (16 * 1024 * 1024)
 #define AUTH_THROTTLE_SETS 1024
 #define AUTH_THROTTLE_WAYS 4
+#define AUTH_THROTTLE_USERS 4
 #define AUTH_THROTTLE_WINDOW_MS (15 * 60 * 1000)
 #define AUTH_BLOCK_FAILURES 20
 #define AUTH_DELAY_MAX_MS 5000
@@ -48,6 +49,8 @@ struct users {
     pthread_mutex_t cache_mu;
     uint8_t (*cache)[CRYPTO_SHA256_BYTES]; /* calloc'ed lazily */
 };
+
+static bool known_user(const struct sockaddr *client, const char *user, size_t len);
 
 static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct users *table;
@@ -215,6 +218,20 @@ static void init_once(void)
         dummy_hash[0] = '\0';
 }
 
+/* inherit_cache — a reload keeps what the old table verified: the entries
+ * bind each user's stored hash, so those of changed or removed users can
+ * never match.  (Caller holds table_mu; old may be NULL.) */
+static void inherit_cache(struct users *t, struct users *old)
+{
+    if (!old)
+        return;
+    memcpy(t->cache_key, old->cache_key, sizeof t->cache_key);
+    pthread_mutex_lock(&old->cache_mu);
+    if (old->cache && (t->cache = malloc(AUTH_CACHE_SLOTS * sizeof *t->cache)))
+        memcpy(t->cache, old->cache, AUTH_CACHE_SLOTS * sizeof *t->cache);
+    pthread_mutex_unlock(&old->cache_mu);
+}
+
 int auth_load(char *err, size_t err_len, bool *malformed)
 {
     pthread_once(&once, init_once);
@@ -248,6 +265,7 @@ int auth_load(char *err, size_t err_len, bool *malformed)
     }
     pthread_mutex_lock(&table_mu);
     struct users *old = table;
+    inherit_cache(t, old);
     table = t;
     pthread_mutex_unlock(&table_mu);
     users_put(old);
@@ -271,11 +289,14 @@ size_t auth_user_count(void)
     return n;
 }
 
-static void cache_tag(struct users *t, const char *user, size_t ulen, const char *pw, size_t plen,
-                      uint8_t tag[CRYPTO_SHA256_BYTES])
+/* cache_tag — HMAC(cache key, user, stored hash, password): binding the
+ * stored hash lets a reload keep the cache (an entry of a user whose hash
+ * changed can never match again) and no password is kept. */
+static void cache_tag(struct users *t, const char *user, size_t ulen, const char *hash, const char *pw,
+                      size_t plen, uint8_t tag[CRYPTO_SHA256_BYTES])
 {
-    /* length-prefixed so "ab"+"c" and "a"+"bc" differ */
-    size_t n = 2 + ulen + plen;
+    /* length-prefixed and NUL-separated so "ab"+"c" and "a"+"bc" differ */
+    size_t hlen = strlen(hash), n = 3 + ulen + hlen + plen;
     char *buf = malloc(n);
     if (!buf) {
         memset(tag, 0, CRYPTO_SHA256_BYTES);
@@ -284,7 +305,9 @@ static void cache_tag(struct users *t, const char *user, size_t ulen, const char
     buf[0] = (char)ulen;
     memcpy(buf + 1, user, ulen);
     buf[1 + ulen] = '\0';
-    memcpy(buf + 2 + ulen, pw, plen);
+    memcpy(buf + 2 + ulen, hash, hlen);
+    buf[2 + ulen + hlen] = '\0';
+    memcpy(buf + 3 + ulen + hlen, pw, plen);
     crypto_keyed_hash(t->cache_key, buf, n, tag);
     crypto_wipe(buf, n);
     free(buf);
@@ -319,13 +342,24 @@ enum auth_result auth_verify(const char *user, size_t user_len, const char *pw, 
     if (!t)
         return AUTH_FAIL;
     struct user *u = users_find(t, user, user_len);
+    const char *hash = u ? u->hash : dummy_hash;
     uint8_t tag[CRYPTO_SHA256_BYTES];
-    cache_tag(t, user, user_len, pw, pw_len, tag);
-    if (u && cache_hit(t, tag)) {
+    cache_tag(t, user, user_len, hash, pw, pw_len, tag);
+    /* A blocked client gets no password check at all, except for a user
+     * who already authenticated from it with a password the relay still
+     * has verified (the customer behind an attacker's NAT): otherwise the
+     * cache would answer a blocked guesser instantly. */
+    bool blocked = client && auth_blocked(client);
+    if (u && cache_hit(t, tag) && (!blocked || known_user(client, user, user_len))) {
+        crypto_wipe(tag, sizeof tag);
         users_put(t);
         return AUTH_OK;
     }
-    const char *hash = u ? u->hash : dummy_hash;
+    if (blocked) {
+        crypto_wipe(tag, sizeof tag);
+        users_put(t);
+        return AUTH_BLOCKED;
+    }
     while (sem_wait(&argon) != 0 && errno == EINTR)
         ;
     if (client && auth_blocked(client)) {
@@ -402,6 +436,7 @@ struct throttle {
     uint8_t key[UTIL_CLIENT_KEY_BYTES];
     uint32_t failures;
     int64_t last_ms;
+    uint64_t users[AUTH_THROTTLE_USERS]; /* seeded hashes of users who authenticated from here */
 };
 
 static pthread_mutex_t throttle_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -437,10 +472,51 @@ static struct throttle *throttle_slot(const struct sockaddr *sa, bool create)
         memcpy(t->key, key, sizeof key);
         t->failures = 0;
         t->last_ms = now;
+        memset(t->users, 0, sizeof t->users);
     }
     if (now - t->last_ms > AUTH_THROTTLE_WINDOW_MS)
         t->failures = 0;
     return t;
+}
+
+static uint64_t user_hash(const char *user, size_t len)
+{
+    uint64_t h = hash_bytes(user, len) ^ throttle_seed;
+    return hash_bytes(&h, sizeof h) | 1; /* never 0: 0 is a free slot */
+}
+
+/* known_user — whether user authenticated from this client before. */
+static bool known_user(const struct sockaddr *client, const char *user, size_t len)
+{
+    bool known = false;
+    pthread_mutex_lock(&throttle_mu);
+    struct throttle *t = throttle_slot(client, false);
+    uint64_t h = t ? user_hash(user, len) : 0;
+    for (int i = 0; t && i < AUTH_THROTTLE_USERS; i++)
+        known |= t->users[i] == h;
+    pthread_mutex_unlock(&throttle_mu);
+    return known;
+}
+
+void auth_success(const struct sockaddr *client, const char *user, size_t len)
+{
+    pthread_mutex_lock(&throttle_mu);
+    struct throttle *t = throttle_slot(client, true);
+    uint64_t h = user_hash(user, len);
+    int free_slot = -1;
+    bool have = false;
+    for (int i = 0; i < AUTH_THROTTLE_USERS; i++) {
+        have |= t->users[i] == h;
+        if (t->users[i] == 0 && free_slot < 0)
+            free_slot = i;
+    }
+    if (!have) {
+        /* newest first; the oldest drops out when all are taken */
+        int n = free_slot < 0 ? AUTH_THROTTLE_USERS - 1 : free_slot;
+        memmove(t->users + 1, t->users, (size_t)n * sizeof *t->users);
+        t->users[0] = h;
+    }
+    pthread_mutex_unlock(&throttle_mu);
 }
 
 int64_t auth_failure(const struct sockaddr *client)

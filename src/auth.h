@@ -58,13 +58,17 @@ int auth_decode_line(const char *b64, size_t len, char *out, size_t cap, size_t 
  * addresses counted as IPv4: util_client_key): auth_failure() records a
  * failed attempt and returns how long to wait before answering (growing, at
  * most 5 s); auth_blocked() says whether the client has failed so often
- * lately that a password is no longer verified for it.  A block never
- * refuses credentials already in the verify cache (a customer behind the
- * same NAT as an attacker keeps working), and a success does not reset the
- * client's failures (an attacker's own success would reset its count).
+ * lately that a password is no longer verified for it.  A block does not
+ * refuse a user who authenticated from this client before with a password
+ * the relay still has verified (a customer behind the same NAT as an
+ * attacker keeps working), and a success does not reset the client's
+ * failures (an attacker's own success would reset its count).
  */
 int64_t auth_failure(const struct sockaddr *client);
 bool auth_blocked(const struct sockaddr *client);
+/* auth_success — record that user authenticated from this client: while
+ * the client is blocked, only such users' verified passwords still pass. */
+void auth_success(const struct sockaddr *client, const char *user, size_t len);
 
 /* Per-user sending limit: auth_rate_allow() says whether one more message
  * fits the MRS_RATE_LIMIT window; auth_rate_count() records one accepted. */

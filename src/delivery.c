@@ -418,7 +418,13 @@ static void deliver(struct queue_item *it)
     j.m.fd = -1;
     if (job_init(&j, it)) {
         int received = delivery_received_count(j.headers, j.headers_len);
-        if (received > DELIVERY_MAX_RECEIVED) {
+        if (queue_item_hold_expired(it)) {
+            /* handed out only when its lifetime is over: bounced, not tried */
+            for (size_t i = 0; i < j.m.rcpt_count; i++)
+                if (j.m.rcpts[i].status == SPOOL_PENDING || j.m.rcpts[i].status == SPOOL_DEFERRED)
+                    settle(&j, i, SPOOL_FAILED, NULL,
+                           "554 5.4.7 held by the operator until MRS_QUEUE_LIFETIME was over", NULL);
+        } else if (received > DELIVERY_MAX_RECEIVED) {
             char why[96];
             snprintf(why, sizeof why, "554 5.4.6 mail loop: %d Received: header fields", received);
             for (size_t i = 0; i < j.m.rcpt_count; i++)

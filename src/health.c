@@ -95,6 +95,8 @@ static struct {
     pthread_t acceptor;
     _Atomic(health_check_fn) check;         /* GET /check, NULL: 404 */
     atomic_int checks;                      /* /check requests running */
+    double check_tokens;                    /* under lock: the /check rate bucket */
+    int64_t check_refill_ms;
 } H = {.lock = PTHREAD_MUTEX_INITIALIZER, .spool_state = -1, .listen_fd = -1, .wake = {-1, -1}};
 
 /* One HTTP connection; heap-allocated by the acceptor, freed by its thread. */
@@ -444,6 +446,8 @@ static void render_queue(struct out *o)
 {
     static const struct scalar scalars[] = {
         {"mrs_queue_depth", "gauge", "Messages in the spool.", &stats.queue_depth},
+        {"mrs_queue_held", "gauge", "Messages on hold (mrs queue hold), part of mrs_queue_depth.",
+         &stats.queue_held},
     };
     static const struct scalar after[] = {
         {"mrs_bounces_total", "counter", "Delivery status notifications (bounces) generated.",
@@ -514,9 +518,35 @@ void health_set_check_handler(health_check_fn fn)
 /* render_check — GET /check through the registered handler, at most
  * HEALTH_CHECKS_MAX at once (each may wait seconds on DNS, and the probes
  * must not queue behind them). */
+/* check_rate_ok — a token bucket (HEALTH_CHECKS_PER_S, bursts up to
+ * HEALTH_CHECKS_BURST): every /check makes the relay ask DNS afresh, and
+ * the endpoint has no authentication. */
+static bool check_rate_ok(void)
+{
+    pthread_mutex_lock(&H.lock);
+    int64_t now = now_ms();
+    if (H.check_refill_ms == 0)
+        H.check_tokens = HEALTH_CHECKS_BURST;
+    else
+        H.check_tokens += (double)(now - H.check_refill_ms) * HEALTH_CHECKS_PER_S / 1000.0;
+    if (H.check_tokens > HEALTH_CHECKS_BURST)
+        H.check_tokens = HEALTH_CHECKS_BURST;
+    H.check_refill_ms = now;
+    bool ok = H.check_tokens >= 1.0;
+    if (ok)
+        H.check_tokens -= 1.0;
+    pthread_mutex_unlock(&H.lock);
+    return ok;
+}
+
 static int render_check(struct out *o, const struct http_request *req)
 {
     health_check_fn fn = atomic_load(&H.check);
+    if (!check_rate_ok()) {
+        out_printf(o, "{\"error\":\"more than %d checks a second; try again in a moment\"}\n",
+                   HEALTH_CHECKS_PER_S);
+        return 429;
+    }
     if (atomic_fetch_add(&H.checks, 1) >= HEALTH_CHECKS_MAX) {
         atomic_fetch_sub(&H.checks, 1);
         out_printf(o, "{\"error\":\"too many checks at once; try again in a moment\"}\n");

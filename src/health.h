@@ -80,9 +80,12 @@ void health_set_draining(void);
  * gets the raw query string and writes a JSON body into out (cap bytes),
  * returning the HTTP status and the body length in *len.  Registered by
  * main, so the health listener calls nothing above it.  At most
- * HEALTH_CHECKS_MAX run at once (they wait on DNS); more get 503.
+ * HEALTH_CHECKS_MAX run at once (they wait on DNS; more get 503) and
+ * HEALTH_CHECKS_PER_S a second on average (more get 429).
  */
 #define HEALTH_CHECKS_MAX 4
+#define HEALTH_CHECKS_PER_S 10
+#define HEALTH_CHECKS_BURST 20
 #define HEALTH_CHECK_BODY_MAX_BYTES (32 * 1024)
 typedef int (*health_check_fn)(const char *query, size_t query_len, char *out, size_t cap, size_t *len);
 void health_set_check_handler(health_check_fn fn);

@@ -10,6 +10,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 static atomic_int log_json;
+static pthread_mutex_t write_mu = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int log_min = LOG_INFO;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
@@ -79,21 +81,37 @@ char *log_sanitize(char *dst, size_t dst_len, const char *src, size_t src_len)
     return dst;
 }
 
+/* put_escaped — v[0..n) sanitized on the way in (a byte outside
+ * printable ASCII becomes \xNN), with " and \ escaped when quoted. */
+static void put_escaped(struct line *l, const char *v, size_t n, int quote)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c < 0x20 || c >= 0x7f) {
+            char esc[6] = {'\\', '\\', 'x', hex[c >> 4], hex[c & 15]};
+            put(l, quote ? esc : esc + 1, quote ? 5 : 4);
+            continue;
+        }
+        if (quote && (c == '"' || c == '\\'))
+            put(l, "\\", 1);
+        put(l, (const char *)&v[i], 1);
+    }
+}
+
 /* A field value: sanitized, then quoted for JSON or for text when it has
- * spaces, quotes or backslashes. */
+ * spaces, quotes, backslashes, '=' or bytes that need escaping. */
 static void put_value(struct line *l, const char *v, int json)
 {
-    char clean[LOG_VALUE_MAX_BYTES + 8];
-    size_t vlen = strnlen(v, LOG_VALUE_MAX_BYTES);
-    log_sanitize(clean, sizeof clean, v, vlen);
-    int quote = json || clean[0] == '\0' || strpbrk(clean, " \"\\=") != NULL;
+    size_t n = strnlen(v, LOG_VALUE_MAX_BYTES);
+    int quote = json || n == 0;
+    for (size_t i = 0; i < n && !quote; i++) {
+        unsigned char c = (unsigned char)v[i];
+        quote = c < 0x20 || c >= 0x7f || c == ' ' || c == '"' || c == '\\' || c == '=';
+    }
     if (quote)
         put(l, "\"", 1);
-    for (const char *p = clean; *p; p++) {
-        if ((*p == '"' || *p == '\\') && quote)
-            put(l, "\\", 1);
-        put(l, p, 1);
-    }
+    put_escaped(l, v, n, quote);
     if (quote)
         put(l, "\"", 1);
 }
@@ -156,12 +174,15 @@ void log_eventv(enum log_level level, const char *event, const struct log_fields
     struct line l = {.buf = stack_buf, .cap = sizeof stack_buf};
     char *heap = NULL;
     if (f && f->rcpt_count) {
-        /* each value: at most 4 bytes per sanitized byte, quotes, comma */
-        size_t per = LOG_VALUE_MAX_BYTES * 4 + 8;
-        if (f->rcpt_count < (SIZE_MAX - LOG_LINE_MAX_BYTES) / per &&
-            (heap = malloc(LOG_LINE_MAX_BYTES + f->rcpt_count * per))) {
+        /* each value: at most 5 bytes per byte escaped, its quotes, a comma */
+        size_t need = LOG_LINE_MAX_BYTES;
+        for (size_t i = 0; i < f->rcpt_count && need < LOG_LIST_MAX_BYTES; i++)
+            need += 5 * (f->rcpts[i] ? strnlen(f->rcpts[i], LOG_VALUE_MAX_BYTES) : 0) + 3;
+        if (need > LOG_LIST_MAX_BYTES)
+            need = LOG_LIST_MAX_BYTES; /* cut with "…" beyond that */
+        if ((heap = malloc(need))) {
             l.buf = heap;
-            l.cap = LOG_LINE_MAX_BYTES + f->rcpt_count * per;
+            l.cap = need;
         }
     }
     char msg[LOG_LINE_MAX_BYTES / 2];
@@ -199,9 +220,8 @@ void log_eventv(enum log_level level, const char *event, const struct log_fields
         if (json) {
             put_field(&l, "msg", msg, 1);
         } else {
-            char clean[sizeof msg];
             put(&l, ": ", 2);
-            puts_(&l, log_sanitize(clean, sizeof clean, msg, strlen(msg)));
+            put_escaped(&l, msg, strlen(msg), 0);
         }
     }
     if (json)
@@ -213,8 +233,18 @@ void log_eventv(enum log_level level, const char *event, const struct log_fields
         put(&l, json ? "...\"}" : "...", json ? 5 : 3);
     }
     l.buf[l.len++] = '\n';
-    ssize_t w = write(STDERR_FILENO, l.buf, l.len);
-    (void)w;
+    /* one write per line; the lock keeps lines longer than PIPE_BUF (an
+     * accepted message's recipients) from interleaving with other threads' */
+    pthread_mutex_lock(&write_mu);
+    for (size_t off = 0; off < l.len;) {
+        ssize_t w = write(STDERR_FILENO, l.buf + off, l.len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    pthread_mutex_unlock(&write_mu);
     free(heap);
     errno = saved_errno;
 }

@@ -38,6 +38,7 @@ struct log_fields {
 
 #define LOG_LINE_MAX_BYTES 2048
 #define LOG_VALUE_MAX_BYTES 256
+#define LOG_LIST_MAX_BYTES (4 * 1024 * 1024) /* a line with a list (recipients) */
 
 /* log_init — choose JSON (json != 0) or text lines, and the lowest level
  * printed.  Before it is called: text at info. */

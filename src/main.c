@@ -7,6 +7,7 @@
  */
 #include "auth.h"
 #include "check_domain.h"
+#include "control.h"
 #include "config.h"
 #include "crypto.h"
 #include "delivery.h"
@@ -44,6 +45,8 @@ static void usage(FILE *out)
           "                             check a sender domain's DNS records for USERNAME\n"
           "  healthcheck [HOST:PORT]    GET /healthz on the health listener; exit 0 when healthy\n"
           "  queue                      list the spool\n"
+          "  queue show|flush|hold|release|delete ID   act on one message of the running relay\n"
+          "  queue flush                retry every message not on hold now\n"
           "  version                    print the version\n"
           "  help                       this text\n"
           "\n"
@@ -154,6 +157,7 @@ static int drain(int sig)
         log_warn("shutdown", NULL, "%lld session(s) still open after the grace; closing them "
                  "(none of them got a 250 for an unsaved message)", (long long)listener_sessions());
     delivery_stop(deadline);
+    control_stop();
     health_stop();
     log_info("shutdown", NULL, "stopped");
     return 0;
@@ -216,6 +220,8 @@ static int cmd_serve(void)
         start_fail(malformed ? 2 : 1, err);
     health_set(HEALTH_USERS, 1, NULL);
     if (queue_init(err, sizeof err) < 0)
+        start_fail(1, err);
+    if (control_start(err, sizeof err) < 0)
         start_fail(1, err);
     health_set_spool_dir(config->spool_dir);
     health_set(HEALTH_SPOOL, 1, NULL);
@@ -296,7 +302,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "queue")) {
         load_config_or_exit();
-        return spool_cli_list(stdout);
+        return control_cli(argc, argv);
     }
     fprintf(stderr, "mrs: unknown command '%s'\n", cmd);
     usage(stderr);

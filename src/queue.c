@@ -48,6 +48,11 @@ struct queue_item {
     size_t heap_pos;           /* QUEUE_NOT_IN_HEAP while claimed or not committed */
     bool listed;               /* in the arrival list (committed) */
     struct queue_item *older, *newer;
+    /* operator control (queue_control), under sched_mu */
+    bool claimed;              /* a delivery thread holds it */
+    bool on_hold;              /* not delivered until released; due only at its expiry */
+    bool hold_expired;         /* handed out on hold at its expiry: bounce, do not try */
+    bool delete_asked;         /* deleted while claimed: removed when handed back */
 };
 
 struct queue_msg {
@@ -471,6 +476,10 @@ struct queue_item *queue_claim(void)
         int64_t now = util_now_ms();
         if (heap_len > 0 && heap[0]->due_ms <= now) {
             struct queue_item *it = heap_pop();
+            it->claimed = true;
+            /* decided here, under the lock: a hold that arrives while the
+             * thread works must not turn a normal attempt into a bounce */
+            it->hold_expired = it->on_hold && util_wall_ms() >= it->received_ms + config->queue_lifetime_ms;
             pthread_mutex_unlock(&sched_mu);
             return it;
         }
@@ -495,13 +504,38 @@ static int64_t mono_from_wall(int64_t wall_ms)
     return delta > 0 ? now + delta : now;
 }
 
+static int remove_files(const char *id);
+static void drop_hold(struct queue_item *it);
+
 void queue_release(struct queue_item *it, int64_t due_wall_ms)
 {
     int64_t due = mono_from_wall(due_wall_ms);
     pthread_mutex_lock(&sched_mu);
+    it->claimed = false;
+    it->hold_expired = false;
+    if (it->delete_asked) {
+        pthread_mutex_unlock(&sched_mu);
+        if (remove_files(it->id) == 0) {
+            drop_hold(it);
+            item_free(it);
+            return;
+        }
+        pthread_mutex_lock(&sched_mu); /* cannot remove it: it stays queued */
+        it->delete_asked = false;
+    }
+    if (it->on_hold)
+        due = mono_from_wall(it->received_ms + config->queue_lifetime_ms);
     heap_push(it, due);
     pthread_cond_signal(&sched_cv);
     pthread_mutex_unlock(&sched_mu);
+}
+
+bool queue_item_hold_expired(const struct queue_item *it)
+{
+    pthread_mutex_lock(&sched_mu);
+    bool expired = it->hold_expired;
+    pthread_mutex_unlock(&sched_mu);
+    return expired;
 }
 
 void queue_stop(void)
@@ -578,7 +612,7 @@ static int recover(void)
     char dir[QUEUE_PATH_MAX_BYTES], id[QUEUE_ID_BYTES + 8];
     queue_dir("queue", dir, sizeof dir);
     DIR *d = opendir(dir);
-    size_t n = 0, count = 0;
+    size_t n = 0, count = 0, held = 0;
     if (!d)
         return -1;
     char **names = read_names(d, &n);
@@ -588,13 +622,22 @@ static int recover(void)
             snprintf(id, sizeof id, "%.*s", (int)(dot - names[i]), names[i]);
             if (!has_name(names, n, id) && unlinkat(dirfd(d), names[i], 0) == 0)
                 log_info("spool", &(struct log_fields){.queue_id = id}, "removed the state file of a finished message");
+        } else if (dot && !strcmp(dot, QUEUE_HOLD_SUFFIX) && (size_t)(dot - names[i]) < sizeof id) {
+            snprintf(id, sizeof id, "%.*s", (int)(dot - names[i]), names[i]);
+            if (!has_name(names, n, id))
+                unlinkat(dirfd(d), names[i], 0); /* the message is gone */
         } else if (spool_valid_id(names[i])) {
             struct queue_item *it = item_new(names[i]);
             if (!it) {
                 log_error("spool", NULL, "out of memory indexing the spool: %zu message(s) left for the next start", n - i);
                 break;
             }
-            sched_add(it, recovered_due(names[i]));
+            char hold[QUEUE_ID_BYTES + sizeof QUEUE_HOLD_SUFFIX];
+            snprintf(hold, sizeof hold, "%s%s", names[i], QUEUE_HOLD_SUFFIX);
+            it->on_hold = has_name(names, n, hold);
+            held += it->on_hold;
+            sched_add(it, it->on_hold ? mono_from_wall(it->received_ms + config->queue_lifetime_ms)
+                                      : recovered_due(names[i]));
             count++;
         }
     }
@@ -603,11 +646,28 @@ static int recover(void)
     free(names);
     closedir(d);
     if (count)
-        log_info("spool", NULL, "recovered %zu message(s) from the spool", count);
+        log_info("spool", NULL, "recovered %zu message(s) from the spool (%zu on hold)", count, held);
+    STATS_SET(queue_held, (int64_t)held);
     return 0;
 }
 
 /* ---- removal and state ----------------------------------------------------- */
+
+static int hold_marker(const char *id, bool on);
+static void count_held(void);
+
+/* drop_hold — a message that leaves the queue takes its hold with it. */
+static void drop_hold(struct queue_item *it)
+{
+    pthread_mutex_lock(&sched_mu);
+    bool held = it->on_hold;
+    it->on_hold = false;
+    if (held)
+        count_held();
+    pthread_mutex_unlock(&sched_mu);
+    if (held)
+        hold_marker(it->id, false);
+}
 
 void queue_done(struct queue_item *it)
 {
@@ -623,6 +683,7 @@ void queue_done(struct queue_item *it)
     if (had_state && (sync_queue_dir() != 0 || unlink(state) != 0))
         log_warn("spool", &(struct log_fields){.queue_id = it->id}, "state file left behind (errno %d); "
                  "it is removed at the next start", errno);
+    drop_hold(it);
     item_free(it);
 }
 
@@ -636,6 +697,7 @@ void queue_quarantine(struct queue_item *it)
     else if (errno != ENOENT)
         log_error("spool", &(struct log_fields){.queue_id = it->id}, "malformed message cannot be moved aside (errno %d); "
                   "it stays out of delivery until the next start", errno);
+    drop_hold(it);
     item_free(it);
 }
 
@@ -672,4 +734,258 @@ int queue_save_state(const char *id, const char *data, size_t len)
     unlink(tmp);
     errno = e;
     return -1;
+}
+
+/* ---- operator control: mrs queue show/flush/hold/release/delete ------------ */
+
+/* remove_files — a deleted message's files: the message first (-1 with
+ * errno when it cannot be removed: nothing else is touched then), then
+ * what only makes sense with it (state, hold marker). */
+static int remove_files(const char *id)
+{
+    char path[QUEUE_PATH_MAX_BYTES + 8];
+    static const char *const suffixes[] = {"", ".state", QUEUE_HOLD_SUFFIX};
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        snprintf(path, sizeof path, "%s/queue/%s%s", config->spool_dir, id, suffixes[i]);
+        if (unlink(path) != 0 && errno != ENOENT) {
+            int e = errno;
+            log_error("spool", &(struct log_fields){.queue_id = id}, "cannot remove queue/%s%s (errno %d)", id,
+                      suffixes[i], e);
+            if (i == 0) {
+                errno = e;
+                return -1;
+            }
+        }
+        if (i == 0 && sync_queue_dir() != 0)
+            return -1; /* the message must be gone for good before its state */
+    }
+    sync_queue_dir();
+    return 0;
+}
+
+/* hold_marker — create (on) or remove the queue/<id>.hold file that keeps
+ * a hold across restarts; 0 when it is durable. */
+static int hold_marker(const char *id, bool on)
+{
+    char path[QUEUE_PATH_MAX_BYTES + 8];
+    snprintf(path, sizeof path, "%s/queue/%s%s", config->spool_dir, id, QUEUE_HOLD_SUFFIX);
+    if (on) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
+        if (fd < 0 || close(fd) != 0)
+            return -1;
+    } else if (unlink(path) != 0 && errno != ENOENT) {
+        return -1;
+    }
+    return sync_queue_dir();
+}
+
+/* heap_remove — take a waiting item out of the heap (caller holds sched_mu). */
+static void heap_remove(struct queue_item *it)
+{
+    size_t i = it->heap_pos;
+    if (i == QUEUE_NOT_IN_HEAP)
+        return;
+    struct queue_item *last = heap[--heap_len];
+    it->heap_pos = QUEUE_NOT_IN_HEAP;
+    if (last != it) {
+        heap_set(i, last);
+        heap_up(i);
+        heap_down(last->heap_pos);
+    }
+}
+
+/* find_item — the committed message with this id (caller holds sched_mu). */
+static struct queue_item *find_item(const char *id)
+{
+    for (struct queue_item *it = oldest; it; it = it->newer)
+        if (strcmp(it->id, id) == 0)
+            return it;
+    return NULL;
+}
+
+/* reschedule — move an item that waits in the heap to a new due time
+ * (caller holds sched_mu). */
+static void reschedule(struct queue_item *it, int64_t due_ms)
+{
+    if (it->heap_pos == QUEUE_NOT_IN_HEAP)
+        return;
+    it->due_ms = due_ms;
+    heap_up(it->heap_pos);
+    heap_down(it->heap_pos);
+    pthread_cond_broadcast(&sched_cv);
+}
+
+static void count_held(void)
+{
+    int64_t n = 0;
+    for (struct queue_item *it = oldest; it; it = it->newer)
+        n += it->on_hold;
+    STATS_SET(queue_held, n);
+}
+
+/* A snapshot of one item for listing, taken under sched_mu. */
+struct item_view {
+    char id[QUEUE_ID_BYTES];
+    bool claimed, on_hold, delete_asked;
+};
+
+static const char *status_note(const struct item_view *v)
+{
+    return v->delete_asked ? "being delivered now; deleted when this attempt ends"
+           : v->claimed    ? (v->on_hold ? "being delivered now; on hold after this attempt" : "being delivered now")
+           : v->on_hold    ? "on hold (mrs queue release ID); still expires by MRS_QUEUE_LIFETIME"
+                           : NULL;
+}
+
+static size_t show_one(FILE *out, const struct item_view *v, bool details)
+{
+    struct spool_message m;
+    char err[256];
+    if (spool_load(v->id, &m, false, err, sizeof err) < 0) {
+        fprintf(out, "%s  unreadable: %s\n", v->id, err);
+        return 0;
+    }
+    size_t left = spool_list_message(out, &m, util_wall_ms(), status_note(v));
+    if (details)
+        fprintf(out, "    user <%s>  client %s  helo %s  %s\n", m.user, m.client, m.helo,
+                m.eightbit ? "8BITMIME" : "7BIT");
+    spool_free(&m);
+    return left;
+}
+
+static enum queue_ctl_result list_all(FILE *out)
+{
+    pthread_mutex_lock(&sched_mu);
+    size_t n = items_listed, i = 0;
+    struct item_view *views = calloc(n ? n : 1, sizeof *views);
+    for (struct queue_item *it = oldest; views && it && i < n; it = it->newer, i++) {
+        views[i] = (struct item_view){.claimed = it->claimed, .on_hold = it->on_hold, .delete_asked = it->delete_asked};
+        snprintf(views[i].id, sizeof views[i].id, "%s", it->id);
+    }
+    pthread_mutex_unlock(&sched_mu);
+    if (!views) {
+        fprintf(out, "out of memory\n");
+        return QUEUE_CTL_ERROR;
+    }
+    size_t held = 0, left = 0;
+    for (size_t k = 0; k < i; k++) {
+        left += show_one(out, &views[k], false);
+        held += views[k].on_hold;
+    }
+    fprintf(out, "%zu message(s), %zu recipient(s) left in %s (%zu on hold)\n", i, left, config->spool_dir, held);
+    free(views);
+    return QUEUE_CTL_OK;
+}
+
+/* act — one operation on one message (not LIST): what to do under the
+ * lock, then the file I/O outside it. */
+static enum queue_ctl_result act(enum queue_ctl op, const char *id, FILE *out)
+{
+    pthread_mutex_lock(&sched_mu);
+    struct queue_item *it = find_item(id);
+    if (!it || it->delete_asked) {
+        pthread_mutex_unlock(&sched_mu);
+        fprintf(out, "no message %s in the queue\n", id);
+        return QUEUE_CTL_NOT_FOUND;
+    }
+    struct item_view v = {.claimed = it->claimed, .on_hold = it->on_hold};
+    snprintf(v.id, sizeof v.id, "%s", id);
+    enum queue_ctl_result r = QUEUE_CTL_OK;
+    bool marker = false, marker_on = false, remove = false;
+    switch (op) {
+    case QUEUE_CTL_SHOW:
+        break;
+    case QUEUE_CTL_FLUSH:
+        if (it->on_hold) {
+            fprintf(out, "%s is on hold: release it first (mrs queue release %s)\n", id, id);
+            r = QUEUE_CTL_ERROR;
+        } else {
+            reschedule(it, util_now_ms());
+            fprintf(out, "%s: %s\n", id, it->claimed ? "being delivered now" : "due now");
+        }
+        break;
+    case QUEUE_CTL_HOLD:
+    case QUEUE_CTL_RELEASE:
+        marker_on = op == QUEUE_CTL_HOLD;
+        marker = it->on_hold != marker_on;
+        it->on_hold = marker_on;
+        if (marker)
+            reschedule(it, marker_on ? mono_from_wall(it->received_ms + config->queue_lifetime_ms) : util_now_ms());
+        count_held();
+        fprintf(out, "%s: %s%s\n", id, marker_on ? "on hold" : "released, due now",
+                it->claimed ? " (after the attempt under way)" : "");
+        break;
+    case QUEUE_CTL_DELETE:
+        if (it->claimed) {
+            it->delete_asked = true;
+            fprintf(out, "%s: being delivered now; deleted when this attempt ends\n", id);
+        } else {
+            heap_remove(it);
+            it->delete_asked = true; /* invisible to find_item from now on */
+            remove = true;
+        }
+        break;
+    default:
+        r = QUEUE_CTL_ERROR;
+    }
+    pthread_mutex_unlock(&sched_mu);
+    if (marker && hold_marker(id, marker_on) < 0)
+        fprintf(out, "warning: the %s could not be recorded on disk (errno %d): a restart %s\n",
+                marker_on ? "hold" : "release", errno, marker_on ? "ends the hold" : "holds it again");
+    if (remove && remove_files(id) == 0) {
+        drop_hold(it);
+        item_free(it);
+        fprintf(out, "%s: deleted (no report sent)\n", id);
+    } else if (remove) {
+        fprintf(out, "%s: cannot be removed (errno %d); it stays queued\n", id, errno);
+        pthread_mutex_lock(&sched_mu);
+        it->delete_asked = false;
+        heap_push(it, util_now_ms());
+        pthread_cond_signal(&sched_cv);
+        pthread_mutex_unlock(&sched_mu);
+        r = QUEUE_CTL_ERROR;
+    }
+    if (op != QUEUE_CTL_SHOW && r == QUEUE_CTL_OK)
+        log_warn("queue", &(struct log_fields){.queue_id = id, .result = queue_ctl_name(op)},
+                 "operator: mrs queue %s", queue_ctl_name(op));
+    if (op == QUEUE_CTL_SHOW)
+        show_one(out, &v, true);
+    return r;
+}
+
+static enum queue_ctl_result flush_all(FILE *out)
+{
+    pthread_mutex_lock(&sched_mu);
+    int64_t now = util_now_ms();
+    size_t n = 0;
+    for (size_t i = 0; i < heap_len; i++) {
+        if (!heap[i]->on_hold && heap[i]->due_ms > now) {
+            heap[i]->due_ms = now;
+            n++;
+        }
+    }
+    for (size_t i = heap_len; i-- > 0;) /* re-establish the heap order */
+        heap_down(i);
+    pthread_cond_broadcast(&sched_cv);
+    pthread_mutex_unlock(&sched_mu);
+    fprintf(out, "%zu message(s) due now\n", n);
+    log_warn("queue", NULL, "operator: mrs queue flush (%zu message(s))", n);
+    return QUEUE_CTL_OK;
+}
+
+const char *queue_ctl_name(enum queue_ctl op)
+{
+    static const char *const names[] = {"list", "show", "flush", "hold", "release", "delete"};
+    return (unsigned)op < sizeof names / sizeof names[0] ? names[op] : "?";
+}
+
+enum queue_ctl_result queue_control(enum queue_ctl op, const char *id, FILE *out)
+{
+    if (op == QUEUE_CTL_LIST)
+        return list_all(out);
+    if (op == QUEUE_CTL_FLUSH && !id)
+        return flush_all(out);
+    if (!id)
+        return QUEUE_CTL_ERROR;
+    return act(op, id, out);
 }

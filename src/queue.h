@@ -27,9 +27,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define QUEUE_ID_BYTES 21 /* 20 characters + NUL */
 #define QUEUE_SPOOL_VERSION "MRS-SPOOL 1"
+#define QUEUE_HOLD_SUFFIX ".hold" /* queue/<id>.hold: the operator put it on hold */
 
 struct queue_envelope {
     const char *user;            /* authenticated user ("" for bounces) */
@@ -86,6 +88,31 @@ void queue_done(struct queue_item *it);
 /* queue_quarantine — a message that cannot be parsed: rename it to
  * queue/<id>.bad (out of the schedule, kept for the operator). */
 void queue_quarantine(struct queue_item *it);
+/* queue_item_hold_expired — whether the item was handed out because it is
+ * on hold and its MRS_QUEUE_LIFETIME is over (decided when it was claimed):
+ * it is then bounced without a delivery attempt. */
+bool queue_item_hold_expired(const struct queue_item *it);
+
+/*
+ * queue_control — the operator's `mrs queue` commands (control.c), text for
+ * the operator written to out:
+ *   LIST            every message, oldest first, with its state
+ *   SHOW id         one message in detail (why it waits: each recipient's
+ *                   last reply)
+ *   FLUSH [id]      due now (every message not on hold, or one)
+ *   HOLD id         not delivered until RELEASE; kept across restarts
+ *                   (queue/<id>.hold); still bounced when its lifetime ends
+ *   RELEASE id      due now again
+ *   DELETE id       removed without a report (logged); a message being
+ *                   delivered is removed when the attempt ends
+ * The relay stays the only writer of the spool.
+ */
+enum queue_ctl { QUEUE_CTL_LIST = 0, QUEUE_CTL_SHOW, QUEUE_CTL_FLUSH, QUEUE_CTL_HOLD, QUEUE_CTL_RELEASE,
+                 QUEUE_CTL_DELETE };
+enum queue_ctl_result { QUEUE_CTL_OK = 0, QUEUE_CTL_NOT_FOUND, QUEUE_CTL_ERROR };
+enum queue_ctl_result queue_control(enum queue_ctl op, const char *id, FILE *out);
+const char *queue_ctl_name(enum queue_ctl op);
+
 /* queue_stop — wake every waiting queue_claim(): from now on they return
  * NULL.  Claimed items stay valid for their holders. */
 void queue_stop(void);

@@ -258,6 +258,14 @@ static void cmd_help(struct session *s, const char *arg, size_t len)
 
 /* ---- STARTTLS ------------------------------------------------------------- */
 
+/* handshake_deadline — a handshake is also a wait for the client: the
+ * idle timeout before AUTH (SPEC §8.1) caps it too. */
+static int64_t handshake_deadline(const struct session *s)
+{
+    int64_t hs = util_now_ms() + SESSION_TLS_HANDSHAKE_MS, idle = command_deadline(s);
+    return idle < hs ? idle : hs;
+}
+
 static void cmd_starttls(struct session *s, const char *arg, size_t len)
 {
     if (s->tls) {
@@ -280,7 +288,7 @@ static void cmd_starttls(struct session *s, const char *arg, size_t len)
     size_t junk = conn_discard_input(&s->conn);
     if (junk)
         log_warn("starttls", &s->lf, "discarded %zu plaintext bytes sent after STARTTLS", junk);
-    enum conn_status st = conn_tls_server(&s->conn, util_now_ms() + SESSION_TLS_HANDSHAKE_MS);
+    enum conn_status st = conn_tls_server(&s->conn, handshake_deadline(s));
     STATS_INC(tls_handshakes_total[s->listener]);
     if (st != CONN_OK) {
         STATS_INC(tls_failures_total[s->listener]);
@@ -393,6 +401,14 @@ static void auth_failed(struct session *s, const char *user)
 static void drop_pipelined_sasl(struct session *s)
 {
     size_t junk = conn_discard_input(&s->conn);
+    /* and what already arrived but is not in our buffer yet (in the
+     * kernel, or decrypted by TLS): read without waiting, bounded */
+    const char *in;
+    size_t got;
+    while (junk < SMTP_AUTH_LINE_MAX_BYTES * 2 && conn_peek(&s->conn, util_now_ms(), &in, &got) == CONN_OK && got) {
+        conn_consume(&s->conn, got);
+        junk += got;
+    }
     if (junk)
         log_warn("auth", &s->lf, "discarded %zu bytes sent after a refused AUTH", junk);
 }
@@ -439,6 +455,7 @@ static void cmd_auth(struct session *s, const char *arg, size_t len)
     if (r == AUTH_OK) {
         s->authenticated = true;
         s->lf.user = s->user;
+        auth_success((const struct sockaddr *)&s->peer, s->user, ulen);
         STATS_INC(auth_successes_total);
         log_info("auth", &(struct log_fields){.session = s->id, .client = s->client, .user = s->user,
                                               .result = "ok"}, "authenticated");
@@ -446,8 +463,14 @@ static void cmd_auth(struct session *s, const char *arg, size_t len)
     } else if (r == AUTH_TEMPFAIL) {
         reply(s, 454, "4.7.0", "Temporary authentication failure");
     } else if (r == AUTH_BLOCKED) {
+        /* counted and slowed like any failure, so a blocked client cannot
+         * guess quickly either */
         STATS_INC(auth_failures_total);
-        log_warn("auth", &s->lf, "refused: too many failures from this client lately");
+        int64_t delay = auth_failure((const struct sockaddr *)&s->peer);
+        log_warn("auth", &s->lf, "refused: too many failures from this client lately; answering in %lld ms",
+                 (long long)delay);
+        conn_flush(&s->conn, write_deadline());
+        util_sleep_ms(delay);
         reply(s, 454, "4.7.0", "Too many authentication failures from your address; try again later");
         s->quit = true;
     } else {
@@ -972,7 +995,7 @@ void session_run(const struct session_start *start)
     log_info("connect", &s->lf, "%s session", stats_listener_name(s->listener));
     if (s->implicit_tls) {
         STATS_INC(tls_handshakes_total[s->listener]);
-        if (conn_tls_server(&s->conn, util_now_ms() + SESSION_TLS_HANDSHAKE_MS) != CONN_OK) {
+        if (conn_tls_server(&s->conn, handshake_deadline(s)) != CONN_OK) {
             STATS_INC(tls_failures_total[s->listener]);
             log_warn("tls", &s->lf, "handshake failed: %s", s->conn.tls_error);
             goto out;

@@ -415,6 +415,16 @@ static char (*collect_ids(const char *dir, size_t *count))[QUEUE_ID_BYTES]
     return ids ? ids : calloc(1, sizeof *ids);
 }
 
+static size_t list_one(FILE *out, const struct spool_message *m, int64_t now);
+
+size_t spool_list_message(FILE *out, const struct spool_message *m, int64_t now, const char *note)
+{
+    size_t left = list_one(out, m, now);
+    if (note)
+        fprintf(out, "    (%s)\n", note);
+    return left;
+}
+
 /* list_one — one message: a summary line, then one line per recipient
  * not delivered yet.  Returns the recipients left. */
 static size_t list_one(FILE *out, const struct spool_message *m, int64_t now)

@@ -114,4 +114,9 @@ const char *spool_status_name(enum spool_rcpt_status s);
  */
 int spool_cli_list(FILE *out);
 
+/* spool_list_message — the `mrs queue` lines of one message (a summary,
+ * then each recipient not delivered yet with its last reply), then the
+ * note in parentheses when not NULL.  Returns the recipients left. */
+size_t spool_list_message(FILE *out, const struct spool_message *m, int64_t now, const char *note);
+
 #endif

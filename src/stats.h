@@ -53,6 +53,7 @@ struct stats {
     atomic_int_fast64_t messages_refused_total[STATS_REFUSED_COUNT];
     atomic_int_fast64_t queue_depth;                  /* messages in the spool */
     atomic_int_fast64_t queue_oldest_ms;              /* wall-clock ms of the oldest, 0 none */
+    atomic_int_fast64_t queue_held;                   /* messages on hold (mrs queue hold) */
     atomic_int_fast64_t deliveries_total[STATS_DELIVERY_COUNT];
     atomic_int_fast64_t bounces_total;                /* DSNs generated */
     atomic_int_fast64_t dns_queries_total;

@@ -13,10 +13,17 @@
 #      isolation needs no container runtime and creates no network bridge,
 #      the docker format keeps HEALTHCHECK;
 #   5. checks the image config, its file list, owners and modes, runs
-#      `mrs version` in it as 65534:65534 and, once `mrs serve` exists,
-#      serves on loopback and answers the image's HEALTHCHECK command.
-# Every container, image and mount it made is removed at the end, with the
-# private store; only the cached root directory stays.
+#      `mrs version` in it as 65534:65534 (it must report the commit, passed
+#      in as the build argument MRS_GIT_REV) and, once `mrs serve` exists,
+#      serves on loopback and answers the image's HEALTHCHECK command;
+#   6. runs the image with a real OCI runtime: podman with runc (installed
+#      when missing), on the same private store, with a private
+#      containers.conf and registries.conf, --pull=never, as 65534 with a
+#      read-only root and a spool volume (test/docker/podman_run.py: ready,
+#      healthcheck, a message delivered to a sink on the host, podman stop,
+#      a second container resumes the queue).
+# Every container, volume, image and mount it made is removed at the end,
+# with the private store; only the cached root directory stays.
 #
 # Prints "PASS docker/<check>" or "FAIL docker/<check>: why" per check and
 # ends with "docker: N passed, M failed" (test/run-all.sh adds these up).
@@ -32,6 +39,13 @@ TAG=localhost/mrs:docker-test
 DEBOOTSTRAP_TIMEOUT_S=1200
 BUILD_TIMEOUT_S=2400
 SERVE_WAIT_S=20
+PODMAN_TIMEOUT_S=600
+# the podman part's containers are $PODMAN_NAME-version, -1 and -2, its
+# volume $PODMAN_NAME-spool (all in the private store)
+PODMAN_NAME=mrs-docker-test
+# The revision the image's binary must report: .git is not in the build
+# context, so it goes in as a build argument (the Makefile's format).
+GIT_REV=$(git -C "$TOP" rev-parse --short=12 HEAD 2>/dev/null) || GIT_REV=unknown
 
 passed=0
 failed=0
@@ -49,12 +63,16 @@ timed() { timing+=("$1 $((SECONDS - $2))s"); }
 
 WORK=""
 B=()
+P=()
 made_rcd=0
 serve_pid=""
 # buildah keeps a blob-info cache in /var/lib/containers/cache even with a
-# private store; it is removed at the end when this run created it.
-had_var_lib_containers=0
-[ -e /var/lib/containers ] && had_var_lib_containers=1
+# private store; it is removed at the end when this run created it.  The
+# same for runc's state directory /run/runc (when empty).  Both are looked
+# at once this run holds the lock (below): another run in another work tree
+# (.deps is shared) may have made them and be about to remove them.
+had_var_lib_containers=1
+had_run_runc=1
 
 cleaned=0
 cleanup() {
@@ -63,6 +81,15 @@ cleanup() {
     set +e
     if [ -n "$serve_pid" ] && kill -0 "$serve_pid" 2>/dev/null; then
         kill -KILL "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null
+    fi
+    # podman first: its containers use the image buildah removes below
+    if [ ${#P[@]} -gt 0 ]; then
+        local c
+        for c in "$PODMAN_NAME-version" "$PODMAN_NAME-1" "$PODMAN_NAME-2"; do
+            "${P[@]}" container exists "$c" 2>/dev/null && "${P[@]}" rm --force --time 0 "$c" >/dev/null 2>&1
+        done
+        "${P[@]}" volume exists "$PODMAN_NAME-spool" 2>/dev/null &&
+            "${P[@]}" volume rm --force "$PODMAN_NAME-spool" >/dev/null 2>&1
     fi
     if [ ${#B[@]} -gt 0 ]; then
         "${B[@]}" umount --all >/dev/null 2>&1
@@ -78,6 +105,7 @@ cleanup() {
        [ "$(cd /var/lib/containers && find . -mindepth 1 | sort | tr '\n' ' ')" = "./cache ./cache/blob-info-cache-v1.boltdb " ]; then
         rm -rf /var/lib/containers
     fi
+    [ $had_run_runc = 0 ] && [ -d /run/runc ] && rmdir /run/runc 2>/dev/null
     [ $made_rcd = 1 ] && rm -f /usr/sbin/policy-rc.d
 }
 
@@ -121,7 +149,7 @@ apt_security_mirror() { local u; u=$(apt_uris | grep -- '-security' | head -n1);
 
 install_tools() {
     local missing=() p
-    for p in buildah debootstrap; do
+    for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
@@ -141,7 +169,7 @@ if [ "$(id -u)" != 0 ]; then
     fail root "needs root (buildah, debootstrap, chroot)"; finish
 fi
 t=$SECONDS
-install_tools || { fail tools "apt-get install buildah debootstrap failed"; finish; }
+install_tools buildah debootstrap || { fail tools "apt-get install buildah debootstrap failed"; finish; }
 timed tools "$t"
 
 # --- 2. the trixie root, cached ----------------------------------------------
@@ -167,6 +195,8 @@ mkdir -p "$CACHE"
 t=$SECONDS
 exec 9> "$CACHE/lock"
 flock -w $DEBOOTSTRAP_TIMEOUT_S 9 || { fail rootfs "another docker-test holds $CACHE/lock"; finish; }
+[ -e /var/lib/containers ] || had_var_lib_containers=0
+[ -e /run/runc ] || had_run_runc=0
 if why=$(make_rootfs); then pass rootfs; else fail rootfs "debootstrap failed: $why"; finish; fi
 timed rootfs "$t"
 
@@ -244,8 +274,9 @@ if why=$(check_context 2>&1); then pass context; else fail context "$why"; fi
 
 t=$SECONDS
 note "buildah bud (log: $WORK/build.log, copied to $CACHE/build.log)"
+note "revision passed into the build: MRS_GIT_REV=$GIT_REV"
 timeout -k 10 $BUILD_TIMEOUT_S "${B[@]}" bud --isolation chroot --pull=never --format docker --layers=false \
-    -t "$TAG" -f Dockerfile . > "$WORK/build.log" 2>&1
+    --build-arg "MRS_GIT_REV=$GIT_REV" -t "$TAG" -f Dockerfile . > "$WORK/build.log" 2>&1
 rc=$?
 cp "$WORK/build.log" "$CACHE/build.log"
 timed build "$t"
@@ -315,10 +346,11 @@ run_in_image() {
 }
 extra_env=()
 
+# the version and the commit this tree is at (not `unknown`)
 out=$(run_in_image /mrs version 2>&1); rc=$?
-want="mrs $(cat VERSION) "
-if [ $rc -eq 0 ] && [[ "$out" == "$want"* ]]; then pass version
-else fail version "exit $rc, output '$out', expected '$want(...)'"; fi
+want="mrs $(cat VERSION) ($GIT_REV)"
+if [ $rc -eq 0 ] && [ "$out" = "$want" ]; then pass version
+else fail version "exit $rc, output '$out', expected '$want'"; fi
 
 # `mrs token` loads and validates the whole configuration: the image's ENV
 # must not make the binary exit 2.
@@ -403,6 +435,80 @@ serve_check() {
 }
 serve_check
 
+# The podman run's account: a password hashed by the image's own binary.
+podman_pw="docker-test-$RANDOM$RANDOM$RANDOM"
+podman_hash=$(printf '%s\n' "$podman_pw" | run_in_image /mrs passwd 2>/dev/null) || podman_hash=""
+
 "${B[@]}" umount "$ctr" >/dev/null
 note "image size: $("${B[@]}" images --format '{{.Size}}' "$TAG" 2>/dev/null)"
+
+# --- 7. a real container run: podman with runc ----------------------------------
+
+# podman_conf — a containers.conf, registries.conf and storage.conf of this
+# run's own, so that podman reads nothing of the machine's and leaves
+# nothing outside $WORK but runc's /run/runc (see P below; removed by
+# cleanup when this run made it): runc (crun fails on these machines'
+# hybrid cgroup hierarchy), no default ulimits (the machines do not let the
+# runtime call setrlimit), cgroupfs, file locks and events under $WORK
+# instead of /dev/shm and the journal, a private CNI directory (only
+# --network=host is used), no registry to search (--pull=never is passed as
+# well).
+podman_conf() {
+    local d="$WORK/podman"
+    mkdir -p "$d/tmp" "$d/cni" || return 1
+    cat > "$d/containers.conf" <<CONF || return 1
+[containers]
+default_ulimits = []
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+lock_type = "file"
+events_logger = "file"
+events_logfile_path = "$d/events.log"
+tmp_dir = "$d/tmp"
+
+[network]
+network_config_dir = "$d/cni"
+CONF
+    printf 'unqualified-search-registries = []\nshort-name-mode = "enforcing"\n' > "$d/registries.conf" || return 1
+    printf '[storage]\ndriver = "%s"\ngraphroot = "%s"\nrunroot = "%s"\n' \
+        "$driver" "$WORK/root" "$WORK/run" > "$d/storage.conf" || return 1
+    export CONTAINERS_CONF="$d/containers.conf" CONTAINERS_REGISTRIES_CONF="$d/registries.conf" \
+           CONTAINERS_STORAGE_CONF="$d/storage.conf"
+    # the store buildah built the image into.  runc keeps its state in
+    # /run/runc: podman 4.3 would pass it another root (--runtime-flag), but
+    # not to the cleanup it has conmon run when a container exits.
+    P=(podman --runtime runc --root "$WORK/root" --runroot "$WORK/run" --storage-driver "$driver")
+}
+
+podman_run() {
+    local rc why
+    # unbound and aiosmtpd: the DNS server and the sink of podman_run.py
+    if ! install_tools podman runc unbound python3-aiosmtpd; then
+        fail podman_tools "apt-get install podman runc unbound python3-aiosmtpd failed"; return
+    fi
+    podman_conf || { fail podman_tools "cannot write the podman configuration under $WORK"; return; }
+    if ! why=$("${P[@]}" image exists "$TAG" 2>&1); then
+        fail podman_image "podman does not see $TAG in the buildah store: $why"; return
+    fi
+    [ -n "$podman_hash" ] || { fail podman_users "mrs passwd in the image failed"; return; }
+    note "podman $(podman --version | awk '{print $3}'), runc $(runc --version | awk 'NR==1 {print $3}')"
+    timeout -k 10 $PODMAN_TIMEOUT_S /usr/bin/python3 test/docker/podman_run.py --image "$TAG" \
+        --name "$PODMAN_NAME" --user-hash "$podman_hash" --password "$podman_pw" \
+        --version "$(cat VERSION)" --revision "$GIT_REV" -- "${P[@]}" | tee "$WORK/podman.out" |
+        grep --line-buffered -v '^podman: '
+    rc=${PIPESTATUS[0]}
+    passed=$((passed + $(grep -c '^PASS ' "$WORK/podman.out")))
+    failed=$((failed + $(grep -c '^FAIL ' "$WORK/podman.out")))
+    # a helper that died (or was timed out) without its summary line fails
+    if ! grep -q '^podman: ' "$WORK/podman.out"; then
+        fail podman_helper "podman_run.py exited $rc without a summary"
+    elif [ "$rc" -ne 0 ] && ! grep -q '^FAIL ' "$WORK/podman.out"; then
+        fail podman_helper "podman_run.py exited $rc"
+    fi
+}
+t=$SECONDS
+podman_run
+timed podman "$t"
 finish

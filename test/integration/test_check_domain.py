@@ -295,3 +295,9 @@ def test_http_check_dns_failure(h):
     code, j = http_check(m, "user=a@b.test&domain=c.test")
     assert code == 200 and j["result"] == "dns_temporary_failure" and j["reply"]["code"] == 451, j
     assert j["spf"]["ok"] is None
+
+
+def test_http_check_is_rate_limited(ctx):
+    m = ctx["h"].mrs(dns=ctx["dns"])
+    codes = [http_check(m, "user=a@b.test&domain=new.mycorp.se")[0] for _ in range(40)]
+    assert 429 in codes and 200 in codes, codes

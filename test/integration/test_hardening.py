@@ -4,6 +4,7 @@ down.  Every one of them failed on the first release."""
 import base64
 import os
 import resource
+import signal
 import socket
 import ssl
 import subprocess
@@ -127,13 +128,23 @@ def test_auth_block_is_per_ipv4_client_on_dual_stack_listener(h):
     assert code == 454, (code, results, m.log()[-3000:])
     # ...but not for one the relay already verified (shared NAT)
     assert auth_from("127.0.0.2", USER, PW) == 235
+    # a reload (SIGHUP, or the users file changing) keeps what was verified
+    m.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 10
+    while "users reloaded" not in m.log() and time.time() < deadline:
+        time.sleep(0.1)
+    assert auth_from("127.0.0.2", USER, PW) == 235
     # another IPv4 client is not affected (the first release keyed every
     # IPv4-mapped peer as ::/64 and locked them all out)
     assert auth_from("127.0.0.3", BOB, BOB_PW) == 235
-    # and that success does not lift the attacker's block (bob's password is
-    # now verified, so it works from anywhere; carol's is not)
-    assert auth_from("127.0.0.2", BOB, BOB_PW) == 235
+    # that success does not lift the attacker's block, and the verify cache
+    # is no oracle for a blocked client: bob's password, verified from .3,
+    # gets the same 454 from .2 as a wrong one (only users who logged in
+    # from .2 itself pass, like alice above)
+    assert auth_from("127.0.0.2", BOB, BOB_PW) == 454
+    assert auth_from("127.0.0.2", BOB, "wrong") == 454
     assert auth_from("127.0.0.2", CAROL, CAROL_PW) == 454
+    assert auth_from("127.0.0.2", USER, PW) == 235
 
 
 # --- 8: per-client connection cap ---------------------------------------------------
