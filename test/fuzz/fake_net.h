@@ -13,8 +13,10 @@
  * The peer:
  *   - delivers its bytes in reads of at most `chunk` bytes (0: as many as
  *     asked), so lines and DATA arrive split at arbitrary points, or one
- *     line per read (`by_line`: a client that waits for each reply, so
- *     what it sends after STARTTLS arrives after the handshake);
+ *     line per read (`by_line`: a peer that waits for each answer: the
+ *     next line is there only once we sent something, or once we wait for
+ *     it with poll — so what a client sends after STARTTLS arrives after
+ *     the handshake, and a read that does not wait finds nothing);
  *   - at its end closes (EOF), goes silent (every wait times out), starts
  *     the drain (interruptible waits end with CONN_DRAIN) or resets;
  *   - may stop reading after `out_limit` bytes (send fails with EPIPE).
@@ -75,6 +77,7 @@ struct fake_net {
     size_t in_len, in_pos;
     size_t chunk;            /* at most this many bytes per read; 0: no limit */
     bool by_line;            /* a read ends after a LF: the peer waits for our reply */
+    bool held;               /* by_line: the next line waits for our output or a poll */
     enum fake_end end;
     int64_t step_ms;         /* the peer is slow: each read moves the clock on */
     size_t out_len, out_limit; /* bytes we sent; 0: the peer reads everything */
@@ -158,6 +161,7 @@ static ssize_t fake_take(void *buf, size_t len)
     const uint8_t *lf = fake_net.by_line ? memchr(fake_net.in + fake_net.in_pos, '\n', n) : NULL;
     if (lf)
         n = (size_t)(lf - (fake_net.in + fake_net.in_pos)) + 1;
+    fake_net.held = fake_net.by_line;
     memcpy(buf, fake_net.in + fake_net.in_pos, n);
     fake_net.in_pos += n;
     fake_clock_ms += fake_net.step_ms;
@@ -166,8 +170,12 @@ static ssize_t fake_take(void *buf, size_t len)
 
 static ssize_t fake_recv(int fd, void *buf, size_t len, int flags)
 {
-    if (fake_net.in_pos < fake_net.in_len)
+    if (fake_net.in_pos < fake_net.in_len && !fake_net.held)
         return fake_take(buf, len);
+    if (fake_net.in_pos < fake_net.in_len) {
+        errno = EAGAIN; /* the peer sends on when answered, or when we wait */
+        return -1;
+    }
     switch (fake_net.end) {
     case FAKE_END_EOF:
         return 0;
@@ -210,6 +218,7 @@ static ssize_t fake_send_as(const void *buf, size_t len, bool tls)
     else
         note_client(buf, len, tls);
     fake_net.out_len += len;
+    fake_net.held = false;
     return (ssize_t)len;
 }
 
@@ -218,14 +227,19 @@ static ssize_t fake_send(int fd, const void *buf, size_t len, int flags)
     return fake_send_as(buf, len, false);
 }
 
-/* fake_poll — only reached when the input is used up (reads never block
- * before) or a TLS context wants to read: the peer's end decides. */
+/* fake_poll — reached when a read found nothing: a held line is released
+ * (the peer sends on while we wait); past the input the peer's end decides. */
 static int fake_poll(struct pollfd *p, nfds_t n, int timeout)
 {
     for (nfds_t i = 0; i < n; i++)
         p[i].revents = 0;
     if (p[0].events & POLLOUT) {
         p[0].revents = POLLOUT;
+        return 1;
+    }
+    if (fake_net.in_pos < fake_net.in_len) {
+        fake_net.held = false;
+        p[0].revents = POLLIN;
         return 1;
     }
     if (fake_net.end == FAKE_END_DRAIN && n == 2) {
