@@ -23,8 +23,10 @@
  *           for each reply; 1 or 7 bytes at a time)
  *   byte 1: bits 0-1 spool failure (none, open, write, commit), bit 2 debug
  *           logs (else warnings only: faster), bit 3 a slow client (3 s per
- *           read), bit 4 JSON logs, bits 5-7 the client stops reading
- *           replies after 197 * n bytes (0: never)
+ *           read), bit 4 JSON logs, bits 5-6 the client stops reading
+ *           replies after 197 * n bytes (0: never), bit 7 MRS_AUTH_MAX_FAILURES
+ *           25 instead of 3 (so one session reaches the 20 failures that
+ *           block its address)
  * Checks: every reply is an SMTP reply line without control bytes; every
  * log line is one printable line; a stored message comes from an
  * authenticated user after EHLO, has 1..MRS_MAX_RECIPIENTS recipients,
@@ -232,7 +234,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     bool malformed;
     setenv("MRS_HOSTNAME", "mrs.fuzz.test", 1);
     setenv("MRS_USERS", FUZZ_ALICE ":" FUZZ_HASH FUZZ_ALICE_PW "\n" FUZZ_BOB ":" FUZZ_HASH FUZZ_BOB_PW, 1);
-    setenv("MRS_MAX_MESSAGE_BYTES", "3000", 1); /* small: the size limit within reach */
+    setenv("MRS_MAX_MESSAGE_BYTES", "8000", 1); /* small: the size limit within reach */
     setenv("MRS_MAX_RECIPIENTS", "4", 1);
     setenv("MRS_RATE_LIMIT", "3/h", 1);
     setenv("MRS_AUTH_MAX_FAILURES", "3", 1);
@@ -279,7 +281,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fake_net.chunk = chunks[f0 >> 6];
     fake_net.by_line = f0 >> 6 == 1;
     fake_net.step_ms = f1 & 8 ? 3000 : 0;
-    fake_net.out_limit = (size_t)(f1 >> 5) * 197;
+    fake_net.out_limit = (size_t)((f1 >> 5) & 3) * 197;
+    ((struct config *)config)->auth_max_failures = f1 & 128 ? 25 : 3; /* the harness plays config_load */
     fake_net.check_replies = true;
     queue_fault = (enum queue_fault)(f1 & 3);
     queue_ids = 0;
