@@ -548,10 +548,18 @@ static void on_reply(struct client *cl)
         on_rcpt(cl);
         break;
     case CS_DATA:
-        if (code == 354)
+        if (code == 354) {
             set_state(cl, CS_DOT);
-        else
+        } else if (cls == 4 || cls == 5) {
             settle_accepted(cl);
+        } else {
+            /* RFC 5321 §4.3.2: DATA is answered 354 or refused.  A 2xx here
+             * would count recipients as delivered although no byte of the
+             * message was sent: retry them later instead. */
+            set_reply(&cl->r, 451, false, "451 4.5.0 %s answered DATA with %d, not 354: message not sent",
+                      cl->job->target->label, code);
+            settle_accepted(cl);
+        }
         break;
     case CS_DOT:
         settle_accepted(cl);

@@ -6,10 +6,12 @@
 # in the corpus as a regression input.  Prints "PASS fuzz/<name>" or
 # "FAIL fuzz/<name>" per target and ends with "fuzz: N passed, M failed".
 #
-# A target names the sources it needs on a line of its own:
+# A target names the sources it needs on a line of its own (a harness may
+# also #include a module's .c to replace its I/O, see fake_net.h):
 #   // fuzz-srcs: src/dns_wire.c src/log.c
 # and is linked against the host build of the pinned libraries (.deps/host,
 # made by `./build.sh fuzz` or `./build.sh asan`; built here when missing).
+# test/fuzz/<name>.dict, when present, is passed as the target's -dict=.
 set -u
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$TOP"
@@ -59,7 +61,9 @@ for src in test/fuzz/fuzz_*.c; do
     work=$(mktemp -d "${TMPDIR:-/tmp}/fuzz-$name.XXXXXX")
     [ -d "$corpus" ] && cp -r "$corpus/." "$work/"
     rm -f "$OUT/$name"-crash-* "$OUT/$name"-leak-* "$OUT/$name"-timeout-* "$OUT/$name"-oom-*
-    "$bin" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    dict=()
+    [ -f "test/fuzz/$name.dict" ] && dict=(-dict="test/fuzz/$name.dict")
+    "$bin" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "${dict[@]}" \
         -artifact_prefix="$OUT/$name-" "$work" > "$log" 2>&1
     rc=$?
     rm -rf "$work"
