@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include "log.h"
+#include "util.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -462,12 +463,10 @@ static int dkim_key_item(const char *p, size_t n, struct config_dkim_key *out)
     if (!colon)
         return -1;
     size_t sl = (size_t)(colon - p), pl = n - sl - 1;
-    if (!dkim_selector_ok(p, sl) || pl == 0 || pl >= sizeof out->path)
+    /* the validator proves syntax; the copies prove "fits" */
+    if (!dkim_selector_ok(p, sl) || pl == 0 || util_copy(out->selector, sizeof out->selector, p, sl) < 0 ||
+        util_copy(out->path, sizeof out->path, colon + 1, pl) < 0)
         return -1;
-    memcpy(out->selector, p, sl);
-    out->selector[sl] = '\0';
-    memcpy(out->path, colon + 1, pl);
-    out->path[pl] = '\0';
     return memchr(out->path, '\0', pl) ? -1 : 0;
 }
 

@@ -7,7 +7,7 @@
  * what is accepted (exit code 2, SPEC §3).  The value parsers are pure and
  * exported so unit tests and fuzzers can call them directly.
  *
- * Leaf module: calls only libc and log.
+ * Leaf module: calls only libc, log and util.
  */
 #ifndef MRS_CONFIG_H
 #define MRS_CONFIG_H

@@ -582,9 +582,7 @@ static bool id_with_suffix(const char *name, const char *suffix)
     size_t n = strlen(name), sl = strlen(suffix);
     if (n != QUEUE_ID_BYTES - 1 + sl || strcmp(name + QUEUE_ID_BYTES - 1, suffix) != 0)
         return false;
-    memcpy(id, name, QUEUE_ID_BYTES - 1);
-    id[QUEUE_ID_BYTES - 1] = '\0';
-    return spool_valid_id(id);
+    return util_copy(id, sizeof id, name, QUEUE_ID_BYTES - 1) == 0 && spool_valid_id(id);
 }
 
 /* collect_ids — the ids of queue/<id><suffix>, sorted (oldest first). */
@@ -606,8 +604,8 @@ static char (*collect_ids(const char *dir, const char *suffix, size_t *count))[Q
             ids = p;
             cap = nc;
         }
-        memcpy(ids[n], e->d_name, QUEUE_ID_BYTES - 1);
-        ids[n++][QUEUE_ID_BYTES - 1] = '\0';
+        if (util_copy(ids[n], QUEUE_ID_BYTES, e->d_name, QUEUE_ID_BYTES - 1) == 0)
+            n++;
     }
     closedir(d);
     if (n)
