@@ -1,4 +1,4 @@
-// fuzz-srcs: src/config.c src/log.c
+// fuzz-srcs: src/config.c src/log.c src/util.c
 /* libFuzzer target: the config value parsers (durations, sizes, numbers,
  * booleans, listen addresses, host:port, IP:port, rates, domains).  The
  * first byte picks the parser; the rest, NUL-terminated, is the value. */
