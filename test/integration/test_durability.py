@@ -93,7 +93,8 @@ def in_ns(m, *parts):
 
 
 def nsenter(m, *argv):
-    r = subprocess.run(["nsenter", "-t", str(m.proc.pid), "-m", *argv], capture_output=True, text=True, timeout=10)
+    # -r: the target's root, not the namespace's (they differ when the suite runs in a chroot)
+    r = subprocess.run(["nsenter", "-t", str(m.proc.pid), "-m", "-r", *argv], capture_output=True, text=True, timeout=10)
     assert r.returncode == 0, (argv, r.stdout, r.stderr)
 
 
