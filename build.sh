@@ -345,7 +345,10 @@ run_relay() {
         local i ready=0 port=${MRS_SUBMISSION_LISTEN##*:} hp=${MRS_HEALTH_LISTEN##*:}
         for i in $(seq 1 600); do
             kill -0 "$mrs_pid" 2>/dev/null || break
-            if "$OUT/mrs" healthcheck "127.0.0.1:$hp" 2>/dev/null; then ready=1; break; fi
+            # healthy, and its submission port answers (a health port alone
+            # could be another process's that happened to take it)
+            if "$OUT/mrs" healthcheck "127.0.0.1:$hp" 2>/dev/null &&
+                (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then ready=1; break; fi
             sleep 0.1
         done
         if [ $ready = 0 ]; then
