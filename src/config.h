@@ -98,6 +98,10 @@ struct config {
     enum config_tls_mode smarthost_tls;
     char smarthost_ca_file[CONFIG_PATH_MAX_BYTES]; /* empty: the system bundle */
 
+    bool mta_sts;                           /* MRS_MTA_STS */
+    char outbound_ca_file[CONFIG_PATH_MAX_BYTES]; /* MRS_OUTBOUND_CA_FILE; empty: the system bundle */
+    uint16_t mta_sts_port;                  /* MRS_MTA_STS_PORT: 443 (tests only change it) */
+
     uint16_t delivery_port;
     int64_t delivery_threads;
     int64_t delivery_connect_timeout_ms;    /* MRS_DELIVERY_CONNECT_TIMEOUT */

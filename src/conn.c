@@ -313,7 +313,7 @@ enum conn_status conn_tls_server(struct conn *c, int64_t deadline)
     return handshake(c, deadline);
 }
 
-enum conn_status conn_tls_client(struct conn *c, int64_t deadline, const char *sni, bool verify)
+enum conn_status conn_tls_client(struct conn *c, int64_t deadline, const char *sni, enum tls_verify verify)
 {
     c->tls = tls_client_new(c->fd, sni, verify);
     if (!c->tls) {

@@ -35,6 +35,7 @@
 #include "smtp_proto.h"
 #include "spool.h"
 #include "stats.h"
+#include "tls_policy.h"
 #include "util.h"
 
 #include <errno.h>
@@ -65,6 +66,7 @@ struct job {
     const char **rcpts;                 /* one transaction's addresses */
     struct smtp_client_reply *replies;  /* and their replies */
     struct route *route;
+    struct tls_policy_domain *tls_policy; /* the current destination's outbound TLS policy */
     bool settled_final;                 /* a recipient became delivered or failed since the last save */
     bool stopped;                       /* draining: the rest waits for the next start */
     bool deferred_now;                  /* a recipient was deferred in this attempt */
@@ -190,7 +192,8 @@ static enum smtp_client_tls tls_mode(const struct route *r)
 static enum smtp_client_result try_target(struct job *j, struct smtp_client_job *cj, struct smtp_client_outcome *out)
 {
     enum smtp_client_result res = smtp_client_deliver(cj, out);
-    if (res == SMTP_CLIENT_TLS_FAILED && cj->tls == SMTP_CLIENT_TLS_OPPORTUNISTIC && util_now_ms() < cj->deadline_ms) {
+    if (res == SMTP_CLIENT_TLS_FAILED && cj->tls == SMTP_CLIENT_TLS_OPPORTUNISTIC && !cj->tls_req->tls_required &&
+        util_now_ms() < cj->deadline_ms) {
         log_warn("delivery", &(struct log_fields){.queue_id = j->m.id, .remote = cj->target->label,
                                                   .result = "tls-failed", .reason = out->reply.text},
                  "STARTTLS handshake failed: retrying once in plaintext on a new connection");
@@ -216,6 +219,8 @@ static void transaction(struct job *j, const struct open_rcpt *open, size_t n)
 {
     struct smtp_client_outcome out;
     struct smtp_client_reply last = {.code = 451, .text = "451 4.4.1 no address to try"};
+    struct outbound_tls_req req;
+    size_t skipped = 0;
     for (size_t i = 0; i < n; i++)
         j->rcpts[i] = j->m.rcpts[open[i].index].addr;
     struct smtp_client_job cj = {
@@ -226,7 +231,17 @@ static void transaction(struct job *j, const struct open_rcpt *open, size_t n)
         .deadline_ms = j->deadline_ms};
     for (size_t t = 0; t < j->route->count; t++) {
         cj.target = &j->route->targets[t];
+        tls_policy_for_mx(j->tls_policy, cj.target, j->deadline_ms, &req);
+        if (req.skip) {
+            tls_policy_record(&req, j->m.id, cj.target->label, false, false, false, false);
+            skipped++;
+            continue;
+        }
+        cj.tls_req = &req;
         enum smtp_client_result res = try_target(j, &cj, &out);
+        tls_policy_record(&req, j->m.id, cj.target->label, out.tls, out.tls_verified, out.tls_policy_failed,
+                          out.transacted);
+        tls_policy_req_release(&req);
         if (out.attempt_timeout)
             attempt_timed_out(j, open[0].domain);
         if (res == SMTP_CLIENT_SENT || res == SMTP_CLIENT_REFUSED) {
@@ -244,6 +259,10 @@ static void transaction(struct job *j, const struct open_rcpt *open, size_t n)
                  "no delivery at this address; %zu more to try", j->route->count - t - 1);
     }
     /* no address took it: whatever the last one said, this is temporary */
+    if (skipped == j->route->count) {
+        tls_policy_all_skipped(j->tls_policy, open[0].domain, last.text, sizeof last.text);
+        last.remote = false;
+    }
     for (size_t i = 0; i < n; i++)
         settle(j, open[i].index, SPOOL_DEFERRED, last.remote ? j->route->targets[j->route->count - 1].label : NULL,
                last.text, NULL);
@@ -257,6 +276,8 @@ static void group(struct job *j, const struct open_rcpt *open, size_t n, bool ro
                  "%s: %zu mail exchanger address(es) in MRS_DELIVERY_DENY_NETS left out: %s", open[0].domain,
                  j->route->denied_count, j->route->denied);
     if (j->route->status == ROUTE_OK) {
+        if (route_again)
+            tls_policy_domain(open[0].domain, j->route, j->deadline_ms, j->tls_policy);
         transaction(j, open, n);
         return;
     }
@@ -510,7 +531,8 @@ static bool job_init(struct job *j, struct queue_item *it)
     j->rcpts = calloc(per, sizeof *j->rcpts);
     j->replies = calloc(per, sizeof *j->replies);
     j->route = calloc(1, sizeof *j->route);
-    if (!j->open || !j->rcpts || !j->replies || !j->route) {
+    j->tls_policy = calloc(1, sizeof *j->tls_policy);
+    if (!j->open || !j->rcpts || !j->replies || !j->route || !j->tls_policy) {
         log_error("delivery", &(struct log_fields){.queue_id = j->m.id}, "out of memory; retrying later");
         queue_release(it, util_wall_ms() + config->retry_min_ms);
         return false;
@@ -529,6 +551,7 @@ static void job_free(struct job *j)
     free(j->rcpts);
     free(j->replies);
     free(j->route);
+    free(j->tls_policy);
 }
 
 /* expire_or_schedule — after an attempt that left recipients deferred:

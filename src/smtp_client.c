@@ -403,6 +403,26 @@ static bool tls_on(const struct client *cl)
     return cl->conn.tls != NULL;
 }
 
+/* tls_required — the outbound TLS policy (MTA-STS enforce, DANE) forbids
+ * plaintext at this MX. */
+static bool tls_required(const struct client *cl)
+{
+    return cl->job->tls_req && cl->job->tls_req->tls_required;
+}
+
+/* policy_failed — the policy's requirement is not met: this MX gets
+ * nothing, the caller tries the next one (NEXT), and the deferral says
+ * why ("451 4.7.5 MTA-STS enforce: certificate name mismatch for mx1.example"). */
+static void policy_failed(struct client *cl, const char *status, const char *what, bool quit)
+{
+    struct smtp_client_reply why;
+    const struct outbound_tls_req *req = cl->job->tls_req;
+    set_reply(&why, 451, false, "451 %s %s: %s for %s (%s): nothing is sent in plaintext", status,
+              req->label, what, req->verify_name, cl->job->target->label);
+    cl->out->tls_policy_failed |= !cl->result_set;
+    finish(cl, SMTP_CLIENT_NEXT, &why, quit);
+}
+
 /* after_ehlo — what follows a successful EHLO/HELO (or AUTH): STARTTLS,
  * AUTH or the transaction. */
 static void after_ehlo(struct client *cl)
@@ -413,6 +433,8 @@ static void after_ehlo(struct client *cl)
         set_reply(&why, 451, false, "451 4.7.4 %s does not offer STARTTLS, which MRS_SMARTHOST_TLS=starttls requires: "
                   "nothing is sent in plaintext", j->target->label);
         finish(cl, SMTP_CLIENT_NEXT, &why, true);
+    } else if (!tls_on(cl) && tls_required(cl) && (!cl->caps.starttls || cl->starttls_refused)) {
+        policy_failed(cl, "4.7.4", cl->starttls_refused ? "STARTTLS refused" : "no STARTTLS offered", true);
     } else if (!tls_on(cl) && cl->caps.starttls && !cl->starttls_refused &&
                (j->tls == SMTP_CLIENT_TLS_STARTTLS || j->tls == SMTP_CLIENT_TLS_OPPORTUNISTIC)) {
         set_state(cl, CS_STARTTLS);
@@ -443,6 +465,10 @@ static void tls_failed(struct client *cl)
         finish(cl, SMTP_CLIENT_NEXT, &why, false);
         return;
     }
+    if (tls_required(cl)) {
+        policy_failed(cl, "4.7.5", cl->conn.tls_error, false);
+        return;
+    }
     set_reply(&why, 451, false, "451 4.7.5 TLS handshake with %s failed: %s", cl->job->target->label, cl->conn.tls_error);
     finish(cl, SMTP_CLIENT_TLS_FAILED, &why, false);
 }
@@ -463,7 +489,12 @@ static void on_starttls(struct client *cl)
     }
     conn_discard_input(&cl->conn);
     int64_t deadline = capped(cl, util_now_ms() + config->delivery_command_timeout_ms);
-    if (conn_tls_client(&cl->conn, deadline, j->target->host, j->tls == SMTP_CLIENT_TLS_STARTTLS) != CONN_OK) {
+    const struct outbound_tls_req *req = j->tls_req;
+    enum tls_verify verify = j->tls == SMTP_CLIENT_TLS_STARTTLS ? TLS_VERIFY_SMARTHOST
+                             : req && req->verify              ? TLS_VERIFY_OUTBOUND
+                                                               : TLS_VERIFY_OPTIONAL;
+    if (conn_tls_client(&cl->conn, deadline, req && req->verify_name ? req->verify_name : j->target->host,
+                        verify) != CONN_OK) {
         tls_failed(cl);
         return;
     }
@@ -539,6 +570,7 @@ static void on_reply(struct client *cl)
         }
         break;
     case CS_MAIL:
+        cl->out->transacted = true;
         if (cls == 2)
             set_state(cl, CS_RCPT);
         else
@@ -602,7 +634,7 @@ static bool start(struct client *cl)
     cl->connected = true;
     if (j->tls == SMTP_CLIENT_TLS_IMPLICIT &&
         conn_tls_client(&cl->conn, capped(cl, util_now_ms() + config->delivery_command_timeout_ms), j->target->host,
-                        true) != CONN_OK) {
+                        TLS_VERIFY_SMARTHOST) != CONN_OK) {
         tls_failed(cl);
         return false;
     }

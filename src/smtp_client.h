@@ -23,6 +23,7 @@
 
 #include "route.h"
 #include "spool.h"
+#include "tls_policy.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -65,6 +66,7 @@ struct smtp_client_job {
     struct smtp_client_reply *rcpt_replies; /* out: rcpt_count entries */
     int64_t deadline_ms;               /* util_now_ms clock: the attempt's end, no wait goes past it;
                                         * 0 = none.  Over it, what is not settled is deferred */
+    const struct outbound_tls_req *tls_req; /* the outbound TLS policy to obey (tls_policy.h); NULL: none */
 };
 
 enum smtp_client_result {
@@ -84,6 +86,8 @@ struct smtp_client_outcome {
     bool tls_verified;                 /* and the certificate verified */
     char tls_version[24];              /* "TLSv1.3" */
     bool attempt_timeout;              /* the session ended because job->deadline_ms passed */
+    bool tls_policy_failed;            /* tls_req's requirement was not met: NEXT, nothing sent */
+    bool transacted;                   /* the session got as far as MAIL FROM */
 };
 
 /* The extensions of an EHLO reply that the client uses. */

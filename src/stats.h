@@ -48,6 +48,11 @@ enum stats_dkim_result {
     STATS_DKIM_RESULTS
 };
 
+/* mrs_outbound_tls_total{policy,result}: enum outbound_tls_policy and
+ * enum outbound_tls_result of tls_policy.h (names below) */
+#define STATS_TLS_POLICIES 5
+#define STATS_TLS_RESULTS 5
+
 struct stats {
     atomic_int_fast64_t sessions_open[STATS_LISTENERS];
     atomic_int_fast64_t sessions_total[STATS_LISTENERS];
@@ -76,6 +81,7 @@ struct stats {
     atomic_int_fast64_t config_reloads_total[STATS_RELOAD_COUNT][STATS_RELOAD_RESULTS];
     atomic_int_fast64_t tls_certificate_expiry_s;     /* notAfter of the served certificate */
     atomic_int_fast64_t dkim_signatures_total[STATS_DKIM_ALGS][STATS_DKIM_RESULTS];
+    atomic_int_fast64_t outbound_tls_total[STATS_TLS_POLICIES][STATS_TLS_RESULTS];
 };
 
 extern struct stats stats;
@@ -93,5 +99,7 @@ const char *stats_delivery_name(enum stats_delivery d);
 const char *stats_reload_name(enum stats_reload w);
 const char *stats_dkim_alg_name(enum stats_dkim_alg a);
 const char *stats_dkim_result_name(enum stats_dkim_result r);
+const char *stats_tls_policy_name(int policy);  /* "none", "opportunistic", "mta-sts-testing", … */
+const char *stats_tls_result_name(int result);  /* "verified", "unverified", "plaintext", … */
 
 #endif

@@ -59,9 +59,9 @@ static mbedtls_ctr_drbg_context drbg;
 static mbedtls_ssl_ticket_context tickets;
 static pthread_mutex_t conf_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct server_conf *current;
-static mbedtls_ssl_config client_opportunistic, client_strict;
-static mbedtls_x509_crt ca_chain;
-static bool client_ready;
+static mbedtls_ssl_config client_opportunistic, client_strict, client_outbound;
+static mbedtls_x509_crt ca_chain, outbound_chain;
+static bool client_ready, outbound_ready;
 
 static const uint16_t tls_groups[] = {
     MBEDTLS_SSL_IANA_TLS_GROUP_X25519, MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
@@ -468,6 +468,31 @@ int tls_client_init(const char *ca_file, char *err, size_t err_len)
     return rc;
 }
 
+int tls_client_outbound_init(const char *ca_file, char *err, size_t err_len)
+{
+    int rc = 0;
+    mbedtls_x509_crt_init(&outbound_chain);
+    mbedtls_ssl_config_init(&client_outbound);
+    const char *path = ca_file && ca_file[0] ? ca_file : TLS_SYSTEM_CA_BUNDLE;
+    int ret = mbedtls_x509_crt_parse_file(&outbound_chain, path);
+    if (ret < 0) {
+        char what[TLS_WHAT_MAX_BYTES];
+        snprintf(what, sizeof what, "CA bundle %s", path);
+        describe(ret, err, err_len, what);
+        rc = -1;
+    }
+    if (common_conf(&client_outbound, MBEDTLS_SSL_IS_CLIENT) != 0) {
+        snprintf(err, err_len, "TLS client configuration failed");
+        return -1;
+    }
+    mbedtls_ssl_conf_authmode(&client_outbound, MBEDTLS_SSL_VERIFY_REQUIRED);
+    mbedtls_ssl_conf_ca_chain(&client_outbound, &outbound_chain, NULL);
+    /* opportunistic sessions report "verified" against the same bundle */
+    mbedtls_ssl_conf_ca_chain(&client_opportunistic, &outbound_chain, NULL);
+    outbound_ready = true;
+    return rc;
+}
+
 /* BIO callbacks on a non-blocking socket. */
 static int bio_send(void *ctx, const unsigned char *buf, size_t len)
 {
@@ -522,11 +547,14 @@ struct tls_conn *tls_server_new(int fd)
     return conn_new(fd, &sc->conf, sc);
 }
 
-struct tls_conn *tls_client_new(int fd, const char *sni, bool verify)
+struct tls_conn *tls_client_new(int fd, const char *sni, enum tls_verify verify)
 {
-    if (!client_ready)
+    if (!client_ready || (verify == TLS_VERIFY_OUTBOUND && !outbound_ready))
         return NULL;
-    struct tls_conn *t = conn_new(fd, verify ? &client_strict : &client_opportunistic, NULL);
+    const mbedtls_ssl_config *c = verify == TLS_VERIFY_SMARTHOST  ? &client_strict
+                                  : verify == TLS_VERIFY_OUTBOUND ? &client_outbound
+                                                                  : &client_opportunistic;
+    struct tls_conn *t = conn_new(fd, c, NULL);
     if (t && sni && mbedtls_ssl_set_hostname(&t->ssl, sni) != 0) {
         tls_conn_free(t);
         return NULL;
@@ -543,6 +571,36 @@ void tls_conn_free(struct tls_conn *t)
     free(t);
 }
 
+/* verify_failure — why the peer's certificate was refused: the usual
+ * reasons by name (MTA-STS diagnostics quote them), else mbedTLS's text. */
+static void verify_failure(uint32_t flags, char *err, size_t err_len)
+{
+    static const struct {
+        uint32_t flag;
+        const char *text;
+    } known[] = {
+        {MBEDTLS_X509_BADCERT_NOT_TRUSTED, "certificate not trusted"},
+        {MBEDTLS_X509_BADCERT_CN_MISMATCH, "certificate name mismatch"},
+        {MBEDTLS_X509_BADCERT_EXPIRED, "certificate expired"},
+    };
+    size_t used = 0;
+    err[0] = '\0';
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (flags & known[i].flag) {
+            int n = snprintf(err + used, err_len - used, "%s%s", used ? ", " : "", known[i].text);
+            used = n > 0 && (size_t)n < err_len - used ? used + (size_t)n : err_len - 1;
+            flags &= ~known[i].flag;
+        }
+    if (flags == 0 && used > 0)
+        return;
+    char info[256];
+    int n = mbedtls_x509_crt_verify_info(info, sizeof info, "", flags);
+    while (n > 0 && (info[n - 1] == '\n'))
+        info[--n] = '\0';
+    snprintf(err + used, err_len - used, "%scertificate verification failed: %s", used ? ", " : "",
+             n > 0 ? info : "unknown");
+}
+
 int tls_handshake(struct tls_conn *t, char *err, size_t err_len)
 {
     tcache.active = true;
@@ -556,12 +614,7 @@ int tls_handshake(struct tls_conn *t, char *err, size_t err_len)
     if (ret == MBEDTLS_ERR_SSL_WANT_WRITE)
         return TLS_WANT_WRITE;
     if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
-        char info[256];
-        int n = mbedtls_x509_crt_verify_info(info, sizeof info, "",
-                                             mbedtls_ssl_get_verify_result(&t->ssl));
-        while (n > 0 && (info[n - 1] == '\n'))
-            info[--n] = '\0';
-        snprintf(err, err_len, "certificate verification failed: %s", n > 0 ? info : "unknown");
+        verify_failure(mbedtls_ssl_get_verify_result(&t->ssl), err, err_len);
         return TLS_ERROR;
     }
     describe(ret, err, err_len, "handshake");
@@ -749,6 +802,11 @@ void tls_shutdown(void)
         mbedtls_ssl_config_free(&client_strict);
         mbedtls_x509_crt_free(&ca_chain);
         client_ready = false;
+    }
+    if (outbound_ready) {
+        mbedtls_ssl_config_free(&client_outbound);
+        mbedtls_x509_crt_free(&outbound_chain);
+        outbound_ready = false;
     }
     mbedtls_ssl_ticket_free(&tickets);
     mbedtls_ctr_drbg_free(&drbg);

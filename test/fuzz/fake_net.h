@@ -267,7 +267,7 @@ struct tls_conn *tls_server_new(int fd)
     return t;
 }
 
-struct tls_conn *tls_client_new(int fd, const char *sni, bool verify)
+struct tls_conn *tls_client_new(int fd, const char *sni, enum tls_verify verify)
 {
     struct tls_conn *t = tls_server_new(fd);
     if (t)
