@@ -3,6 +3,7 @@
  * single-label wildcard, and the HTTP response parser (status, type,
  * length, close-delimited bodies, refused encodings, size limits). */
 #include "mta_sts.h"
+#include "tls_policy.h"
 #include "unit.h"
 
 #include <stdlib.h>
@@ -154,5 +155,36 @@ static void test_http_size_limits(void)
     free(big);
 }
 
-UNIT_MAIN("mta_sts", UNIT_CASE(test_txt_record), UNIT_CASE(test_policy_lf_and_crlf), UNIT_CASE(test_policy_invalid),
+static void test_tls_policy_for_mx(void)
+{
+    static struct tls_policy_domain d; /* large: not on the stack */
+    struct route_target in = {.host = "mx1.example.com"}, out = {.host = "mx.elsewhere.net"};
+    struct outbound_tls_req req;
+    memset(&d, 0, sizeof d);
+    d.policy = TLS_POLICY_MTA_STS_ENFORCE;
+    d.sts.have = true;
+    d.sts.policy.mode = MTA_STS_ENFORCE;
+    d.sts.policy.mx_count = 1;
+    strcpy(d.sts.policy.mx[0], "*.example.com");
+    tls_policy_for_mx(&d, &in, 0, &req);
+    CHECK(!req.skip && req.tls_required && req.verify && !req.check && req.dane == NULL);
+    CHECK_STR(req.verify_name, "mx1.example.com");
+    CHECK_STR(req.label, "MTA-STS enforce");
+    tls_policy_for_mx(&d, &out, 0, &req);
+    CHECK(req.skip && !req.tls_required && strstr(req.why, "mx.elsewhere.net") != NULL);
+    d.policy = TLS_POLICY_MTA_STS_TESTING;
+    tls_policy_for_mx(&d, &out, 0, &req);
+    CHECK(!req.skip && !req.tls_required && !req.verify && req.check && req.why[0]);
+    d.policy = TLS_POLICY_OPPORTUNISTIC;
+    tls_policy_for_mx(&d, &in, 0, &req);
+    CHECK(!req.skip && !req.tls_required && !req.verify && !req.check);
+    d.policy = TLS_POLICY_NONE; /* smarthost */
+    tls_policy_for_mx(&d, &out, 0, &req);
+    CHECK(!req.skip && !req.tls_required && !req.verify);
+    CHECK_STR(tls_policy_name(TLS_POLICY_MTA_STS_ENFORCE), "mta-sts-enforce");
+    CHECK_STR(tls_policy_name(TLS_POLICY_DANE), "dane");
+    CHECK_STR(tls_policy_result_name(TLS_RESULT_SKIPPED), "skipped");
+}
+
+UNIT_MAIN("mta_sts", UNIT_CASE(test_tls_policy_for_mx), UNIT_CASE(test_txt_record), UNIT_CASE(test_policy_lf_and_crlf), UNIT_CASE(test_policy_invalid),
           UNIT_CASE(test_mx_match), UNIT_CASE(test_http_response), UNIT_CASE(test_http_size_limits))
