@@ -154,6 +154,8 @@ class PolicyServer:
                 self.send_header("Content-Type", a.get("ctype", "text/plain"))
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if a.get("gate"):
+                    a["gate"].wait(60)  # held until the test opens it
                 if a.get("slow"):
                     self.wfile.flush()
                     srv.release.wait(60)  # never answers in time: the relay gives up first
@@ -337,6 +339,29 @@ def test_enforce_good_mx_delivered_over_verified_tls(ctx):
         # the policy is on disk in the spool
         assert os.path.exists(os.path.join(m.spool, "mta-sts", "enforce.test"))
     finally:
+        m.stop()
+
+
+def test_many_messages_to_one_domain_fetch_the_policy_once(ctx):
+    """The first fetch is held by the policy server while more messages to
+    the domain arrive: they wait for it instead of fetching too."""
+    answer = ctx.policy.answers["mta-sts.enforce.test"]
+    before = ctx.policy.requests.get("mta-sts.enforce.test", 0)
+    answer["gate"] = threading.Event()
+    m = relay(ctx, MRS_DELIVERY_THREADS="8", MRS_DELIVERY_DOMAIN_CONCURRENCY="8",
+              MRS_DELIVERY_COMMAND_TIMEOUT="60s")
+    try:
+        toks = [submit(m, "user0@enforce.test")[0]]
+        deadline = time.time() + 20
+        while ctx.policy.requests.get("mta-sts.enforce.test", 0) == before and time.time() < deadline:
+            time.sleep(0.02)
+        toks += [submit(m, f"user{i}@enforce.test")[0] for i in range(1, 12)]
+        answer["gate"].set()
+        for tok in toks:
+            assert wait_msg(ctx.sinks["good"], tok)["tls"]
+        assert ctx.policy.requests.get("mta-sts.enforce.test", 0) - before == 1
+    finally:
+        answer.pop("gate").set()
         m.stop()
 
 
