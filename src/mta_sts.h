@@ -2,7 +2,7 @@
  * mta_sts — the pure parts of MTA-STS (RFC 8461): the `_mta-sts` TXT
  * record, the policy file, the MX pattern match, and the HTTP/1.1
  * response that carries the policy.  No I/O: unit tests and the fuzzer
- * call them directly.  Fetching and caching live in sts_cache.c.
+ * call them directly.  Fetching and caching live in mta_sts_cache.c.
  *
  * Calls util only.  Thread-safe: no shared state.
  */
