@@ -54,6 +54,7 @@ DOMAINS = {
     "cached.test": ("mx.cached.test", PLAIN_MX, enforce("mx.cached.test")),
     "stale.test": ("mx.stale.test", PLAIN_MX, enforce("mx.stale.test")),
     "idchange.test": ("mx.idchange.test", PLAIN_MX, enforce("mx.idchange.test")),
+    "removed.test": ("mx.removed.test", PLAIN_MX, enforce("mx.removed.test")),
     "crlf.test": ("mx.crlf.test", PLAIN_MX, enforce("mx.crlf.test").replace("\n", "\r\n")),
     "unknownkeys.test": ("mx.unknownkeys.test", PLAIN_MX,
                          "version: STSv1\nfuture: 1\nmode: enforce\nmx: mx.unknownkeys.test\n"
@@ -77,8 +78,9 @@ def zone(ids=None):
     for d, (mx, addr, policy) in DOMAINS.items():
         recs += [f"{d}. MX 10 {mx}.", f"{mx}. A {addr}"]
         if policy is not None:
-            recs += [f'_mta-sts.{d}. 0 TXT "v=STSv1; id={ids.get(d, "1")};"',
-                     f"mta-sts.{d}. A {UNTRUSTED_HOST if d == 'untrusted.test' else POLICY_HOST}"]
+            recs += [f"mta-sts.{d}. A {UNTRUSTED_HOST if d == 'untrusted.test' else POLICY_HOST}"]
+        if policy is not None and ids.get(d, "1") is not None:
+            recs += [f'_mta-sts.{d}. 0 TXT "v=STSv1; id={ids.get(d, "1")};"']
     # skip.test: the first MX is not in the policy (and would take plaintext)
     recs += ["skip.test. MX 10 rogue.skip.test.", "skip.test. MX 20 mx.skip.test.",
              f"rogue.skip.test. A {PLAIN_MX}", f"mx.skip.test. A {GOOD_MX}",
@@ -512,6 +514,24 @@ def test_refresh_failing_keeps_cached_policy_then_id_change_refetches(ctx):
         m.stop()
         ctx.policy.answers["mta-sts.stale.test"]["status"] = 200
         ctx.policy.answers["mta-sts.idchange.test"]["body"] = DOMAINS["idchange.test"][2]
+        ctx.dns.set_records(zone())
+
+
+def test_removed_txt_record_keeps_cached_policy(ctx):
+    """RFC 8461 §3.3: a policy stays in force until max_age even when the
+    TXT record goes away (an attacker can suppress it)."""
+    m = relay(ctx)
+    try:
+        tok, qid = submit(m, "bob@removed.test")
+        wait_show(ctx, m, qid, "MTA-STS enforce: no STARTTLS offered")
+        ctx.dns.set_records(zone({"removed.test": None}))
+        tok2, qid2 = submit(m, "bob@removed.test")
+        wait_show(ctx, m, qid2, "MTA-STS enforce: no STARTTLS offered")
+        assert "removed.test: MTA-STS policy mode enforce, id 1 (cached: _mta-sts.removed.test TXT lookup: nxdomain)" \
+            in m.log(), m.log()[-3000:]
+        assert count(ctx.sinks["plain"], tok) == 0 and count(ctx.sinks["plain"], tok2) == 0
+    finally:
+        m.stop()
         ctx.dns.set_records(zone())
 
 
