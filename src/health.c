@@ -19,6 +19,7 @@
 #include "health.h"
 
 #include "conn.h"
+#include "dane.h"
 
 #include "http.h"
 #include "log.h"
@@ -487,6 +488,17 @@ static void render_dns(struct out *o)
     render_scalars(o, scalars, sizeof scalars / sizeof scalars[0]);
 }
 
+/* render_outbound_tls — the DANE decisions (dane.h).  MERGE NOTE (issue
+ * 14): the MTA-STS branch renders the same family for its policies; keep
+ * one family header and these rows as policy="dane". */
+static void render_outbound_tls(struct out *o)
+{
+    family(o, "mrs_outbound_tls_total", "counter", "Outbound TLS policy decisions and outcomes, by policy and result.");
+    for (int r = 0; r < DANE_R_COUNT; r++)
+        out_printf(o, "mrs_outbound_tls_total{policy=\"dane\",result=\"%s\"} %llu\n",
+                   dane_result_name((enum dane_result)r), (unsigned long long)dane_count_get((enum dane_result)r));
+}
+
 static void render_dkim(struct out *o)
 {
     family(o, "mrs_dkim_signatures_total", "counter",
@@ -523,6 +535,7 @@ static int render_metrics(struct out *o)
     render_messages(o);
     render_queue(o);
     render_dns(o);
+    render_outbound_tls(o);
     render_dkim(o);
     render_config(o);
     return o->full ? 500 : 200;

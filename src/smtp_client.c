@@ -59,6 +59,7 @@ struct client {
     struct smtp_client_reply r;     /* the reply just read */
     bool result_set;                /* out->result is decided */
     bool starttls_refused;          /* opportunistic: the server said no; go on in plaintext */
+    bool starttls_missing;          /* DANE: STARTTLS not offered or refused (outcome.starttls_missing) */
     bool authed;
     int auth_step;
     size_t rcpt_index, accepted;
@@ -413,8 +414,14 @@ static void after_ehlo(struct client *cl)
         set_reply(&why, 451, false, "451 4.7.4 %s does not offer STARTTLS, which MRS_SMARTHOST_TLS=starttls requires: "
                   "nothing is sent in plaintext", j->target->label);
         finish(cl, SMTP_CLIENT_NEXT, &why, true);
+    } else if (!tls_on(cl) && j->tls == SMTP_CLIENT_TLS_DANE && !cl->caps.starttls) {
+        set_reply(&why, 451, false, "451 4.7.5 DANE: %s does not offer STARTTLS, which its TLSA records require: "
+                  "nothing is sent in plaintext", j->target->label);
+        cl->starttls_missing = true;
+        finish(cl, SMTP_CLIENT_NEXT, &why, true);
     } else if (!tls_on(cl) && cl->caps.starttls && !cl->starttls_refused &&
-               (j->tls == SMTP_CLIENT_TLS_STARTTLS || j->tls == SMTP_CLIENT_TLS_OPPORTUNISTIC)) {
+               (j->tls == SMTP_CLIENT_TLS_STARTTLS || j->tls == SMTP_CLIENT_TLS_OPPORTUNISTIC ||
+                j->tls == SMTP_CLIENT_TLS_DANE)) {
         set_state(cl, CS_STARTTLS);
     } else if (j->user && j->user[0] && !cl->authed) {
         if (cl->caps.auth_plain || cl->caps.auth_login) {
@@ -453,7 +460,8 @@ static void on_starttls(struct client *cl)
 {
     const struct smtp_client_job *j = cl->job;
     if (cl->r.code != 220) {
-        if (j->tls == SMTP_CLIENT_TLS_STARTTLS) {
+        if (j->tls == SMTP_CLIENT_TLS_STARTTLS || j->tls == SMTP_CLIENT_TLS_DANE) {
+            cl->starttls_missing = j->tls == SMTP_CLIENT_TLS_DANE;
             finish(cl, SMTP_CLIENT_NEXT, &cl->r, true);
             return;
         }
@@ -463,7 +471,10 @@ static void on_starttls(struct client *cl)
     }
     conn_discard_input(&cl->conn);
     int64_t deadline = capped(cl, util_now_ms() + config->delivery_command_timeout_ms);
-    if (conn_tls_client(&cl->conn, deadline, j->target->host, j->tls == SMTP_CLIENT_TLS_STARTTLS) != CONN_OK) {
+    enum conn_status hs = j->tls == SMTP_CLIENT_TLS_DANE
+                              ? conn_tls_client_dane(&cl->conn, deadline, j->target->host, j->dane)
+                              : conn_tls_client(&cl->conn, deadline, j->target->host, j->tls == SMTP_CLIENT_TLS_STARTTLS);
+    if (hs != CONN_OK) {
         tls_failed(cl);
         return;
     }
@@ -643,6 +654,7 @@ enum smtp_client_result smtp_client_deliver(const struct smtp_client_job *job, s
     }
     if (!cl->result_set)
         lost(cl, CONN_ERROR); /* the step limit: cannot happen with a sane server */
+    out->starttls_missing = cl->starttls_missing;
     if (cl->tls_up) {
         out->tls = true;
         out->tls_verified = tls_peer_verified(cl->conn.tls);

@@ -40,6 +40,7 @@ enum smtp_client_tls {
     SMTP_CLIENT_TLS_OFF,           /* plaintext: retry after a failed handshake; MRS_SMARTHOST_TLS=none */
     SMTP_CLIENT_TLS_STARTTLS,      /* STARTTLS required, certificate verified (smarthost) */
     SMTP_CLIENT_TLS_IMPLICIT,      /* TLS from the first byte, certificate verified (smarthost) */
+    SMTP_CLIENT_TLS_DANE,          /* STARTTLS required, certificate matched against job->dane (RFC 7672) */
 };
 
 /* A reply, or our own description of what went wrong in the same shape
@@ -50,9 +51,12 @@ struct smtp_client_reply {
     char text[SPOOL_REPLY_MAX_BYTES];  /* "550 5.1.1 no such user": code first, lines joined */
 };
 
+struct dane_set;
+
 struct smtp_client_job {
     const struct route_target *target;
     enum smtp_client_tls tls;
+    const struct dane_set *dane;       /* SMTP_CLIENT_TLS_DANE: the usable TLSA records (dane.h) */
     const char *user;                  /* AUTH when non-empty */
     const char *password;              /* never logged */
     const char *queue_id;              /* for log lines */
@@ -81,7 +85,8 @@ struct smtp_client_outcome {
     enum smtp_client_result result;
     struct smtp_client_reply reply;    /* for NEXT, TLS_FAILED and REFUSED */
     bool tls;                          /* the session was encrypted */
-    bool tls_verified;                 /* and the certificate verified */
+    bool tls_verified;                 /* and the certificate verified (DANE: matched) */
+    bool starttls_missing;             /* SMTP_CLIENT_TLS_DANE: STARTTLS not offered or refused */
     char tls_version[24];              /* "TLSv1.3" */
     bool attempt_timeout;              /* the session ended because job->deadline_ms passed */
 };

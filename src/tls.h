@@ -67,6 +67,14 @@ struct tls_conn *tls_server_new(int fd);
  * handshake fails unless the peer's certificate verifies for sni. */
 struct tls_conn *tls_client_new(int fd, const char *sni, bool verify);
 
+/* tls_client_new_dane — a client context on fd whose handshake succeeds
+ * only when the server's certificate matches a usable TLSA record of dane
+ * (RFC 7672 §3; see dane.h).  dane must outlive the context.  On a
+ * mismatch tls_handshake fails with "DANE: no TLSA record matches the
+ * certificate of HOST". */
+struct dane_set;
+struct tls_conn *tls_client_new_dane(int fd, const char *sni, const struct dane_set *dane);
+
 void tls_conn_free(struct tls_conn *t);
 
 /* tls_handshake — 0 when complete, TLS_WANT_READ/WRITE, or TLS_ERROR with a
