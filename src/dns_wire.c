@@ -610,8 +610,8 @@ static int fill_mx(struct dns_mx *m, const uint8_t *msg, size_t len, const struc
 
 static int fill_rdata(struct dns_rdata *d, const uint8_t *msg, const struct rr *rr)
 {
-    d->data = malloc(rr->rdlen);
-    if (!d->data)
+    /* the RDATA lies inside the message (walk_section checked it) */
+    if (rr->rdlen > DNS_MSG_MAX_BYTES || !(d->data = malloc(rr->rdlen ? rr->rdlen : 1)))
         return -1;
     memcpy(d->data, msg + rr->rdata, rr->rdlen);
     d->len = rr->rdlen;
