@@ -17,10 +17,14 @@ Each case is one recipient domain with one MX host and its TLSA records:
   plain   3 1 1, the sink offers no STARTTLS      → deferred, nothing sent
   pkix    only usages 0 and 1 (unusable)          → delivered (opportunistic)
   bogus   a TLSA record whose signature fails     → deferred (lookup failed)
+  tls12   3 1 1, a sink that speaks TLS 1.2 only  → delivered over TLS 1.2
+  taname  2 0 1 of the CA, a certificate for another name → deferred
+  implicit (no MX: the domain's own A and TLSA) 3 1 1 of another key → deferred
 """
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -40,6 +44,8 @@ SINKS = {
     "plain": ("127.0.0.25", None),
     "pkix": ("127.0.0.26", "b"),
     "bogus": ("127.0.0.27", "a"),
+    "tls12": ("127.0.0.28", "a"),
+    "taname": ("127.0.0.29", "taname"),
 }
 
 
@@ -147,6 +153,8 @@ def zone_text(ctx):
         # PKIX-TA / PKIX-EE: unusable for SMTP (RFC 7672 §3.1.3), though they match
         "pkix": ["0 0 1 " + digest(cert_der(b), "sha256"), "1 1 1 " + digest(spki_der(b), "sha256")],
         "bogus": ["3 1 1 " + digest(spki_der(a), "sha256")],
+        "tls12": ["3 1 1 " + digest(spki_der(a), "sha256")],
+        "taname": ["2 0 1 " + digest(cert_der(ctx.ca[0]), "sha256")],
     }
     lines = [f"$ORIGIN {ZONE}.", "$TTL 300",
              f"@ IN SOA ns.{ZONE}. hostmaster.{ZONE}. 1 3600 600 86400 300", f"@ IN NS ns.{ZONE}.",
@@ -156,6 +164,8 @@ def zone_text(ctx):
     for name, addr in hosts.items():
         lines += [f"{name} IN MX 10 mx-{name}.{ZONE}.", f"mx-{name} IN A {addr}"]
         lines += [f"_25._tcp.mx-{name} IN TLSA {t}" for t in tlsa[name]]
+    # implicit MX (RFC 7672 §2.2.2): no MX, the domain's own address and TLSA
+    lines += [f"implicit IN A {SINKS['bad'][0]}", "_25._tcp.implicit IN TLSA 3 1 1 " + digest(spki_der(a), "sha256")]
     return "\n".join(lines) + "\n"
 
 
@@ -212,7 +222,9 @@ def setup(h):
     d = tempfile.mkdtemp(prefix="dane-", dir=h.tmp)
     ctx.ca = make_ca(d)
     ctx.certs = {"a": h.self_signed("mx-ee.dane.test"), "b": h.self_signed("mx-bad.dane.test"),
-                 "c": h.self_signed("mx-cert.dane.test"), "ta": issue(d, ctx.ca, "mx-ta.dane.test")}
+                 "c": h.self_signed("mx-cert.dane.test"), "ta": issue(d, ctx.ca, "mx-ta.dane.test"),
+                 # issued by the trust anchor, but for a name that is not the MX host's
+                 "taname": issue(d, ctx.ca, "elsewhere.dane.test")}
     signed, anchor = sign_zone(ctx, d)
     ctx.auth = Resolver(h, auth=signed)
     ctx.validating = Resolver(h, stub=ctx.auth.port, trust_anchor=anchor)
@@ -221,6 +233,8 @@ def setup(h):
     ctx.sinks = {}
     for name, (addr, kind) in SINKS.items():
         ctx.sinks[name] = h.sink(addr=addr, port=ctx.port, tls_cert=ctx.certs[kind] if kind else None)
+    tls = ctx.sinks["tls12"].controller.SMTP_kwargs["tls_context"]
+    tls.maximum_version = ssl.TLSVersion.TLSv1_2  # mbedTLS's TLS 1.2 path verifies too
     return ctx
 
 
@@ -337,6 +351,28 @@ def test_dane_ee_full_certificate_and_sha512_match(ctx):
 def test_dane_ta_ca_as_trust_anchor_matches(ctx):
     m = relay(ctx)
     delivered_over_tls(ctx, m, "ta")
+
+
+def test_dane_over_tls12(ctx):
+    m = relay(ctx)
+    delivered_over_tls(ctx, m, "tls12")
+    wait_log(m, "TLSv1.2, certificate verified")
+
+
+def test_dane_ta_checks_the_mx_host_name(ctx):
+    m = relay(ctx)
+    token = new_token()
+    qid = submit(m, f"bob@taname.{ZONE}", token)
+    wait_deferred(ctx, m, qid, f"DANE: no TLSA record matches the certificate of mx-taname.{ZONE}")
+    assert count_msgs(ctx.sinks["taname"], token) == 0
+
+
+def test_dane_implicit_mx_uses_the_domain_tlsa(ctx):
+    m = relay(ctx)
+    token = new_token()
+    qid = submit(m, f"bob@implicit.{ZONE}", token)
+    wait_deferred(ctx, m, qid, f"DANE: no TLSA record matches the certificate of implicit.{ZONE}")
+    assert count_msgs(ctx.sinks["bad"], token) == 0
 
 
 def test_dane_mismatch_defers_and_sends_nothing(ctx):
