@@ -127,7 +127,8 @@ enum dane_status dane_set_from_result(const char *host, struct dns_result *r, st
 
 /* ---- the lookup ------------------------------------------------------------ */
 
-enum dane_status dane_lookup(const char *host, bool dnssec, struct dane_set **out, char *why, size_t why_len)
+enum dane_status dane_lookup(const char *queue_id, const char *host, bool dnssec, struct dane_set **out, char *why,
+                             size_t why_len)
 {
     char name[DANE_HOST_MAX_BYTES + 16];
     struct dns_result *r = NULL;
@@ -150,10 +151,13 @@ enum dane_status dane_lookup(const char *host, bool dnssec, struct dane_set **ou
         else if (ds == DANE_UNUSABLE)
             dane_count(DANE_R_UNUSABLE);
     }
-    log_debug("dane", NULL, "%s: %s%s -> %s", name, dns_status_name(st), r && r->secure ? " (secure)" : "",
-              ds == DANE_REQUIRED ? "TLS required, certificate must match"
+    /* every DANE decision is logged; "no DANE" (the common case) at debug */
+    log_event(ds == DANE_NONE ? LOG_DEBUG : ds == DANE_TEMPFAIL ? LOG_WARN : LOG_INFO, "dane",
+              &(struct log_fields){.queue_id = queue_id, .remote = host}, "TLSA %s: %s%s: %s", name,
+              dns_status_name(st), r && r->secure ? ", secure" : "",
+              ds == DANE_REQUIRED ? "TLS required, the certificate must match"
               : ds == DANE_UNUSABLE ? "no usable record: opportunistic TLS"
-              : ds == DANE_TEMPFAIL ? "not tried now" : "no DANE");
+              : ds == DANE_TEMPFAIL ? "host not tried now" : "no DANE: opportunistic TLS");
     dns_result_free(r);
     return ds;
 }

@@ -24,7 +24,7 @@
  * simplification of RFC 7672 §2.2.2 that Postfix also allows).
  *
  * Parsing and matching are pure (unit tests and the fuzzer call them);
- * dane_lookup asks dns.  Calls dns, crypto, config.  Thread-safe: a set is
+ * dane_lookup asks dns.  Calls dns, crypto, config, log, util.  Thread-safe: a set is
  * immutable once looked up; the counters are atomic.
  */
 #ifndef MRS_DANE_H
@@ -94,14 +94,17 @@ bool dane_has_usage(const struct dane_set *s, uint8_t usage);
 enum dane_status dane_set_from_result(const char *host, struct dns_result *r, struct dane_set **out);
 
 /*
- * dane_lookup — the DANE status of MX host `host`; dnssec says whether its
- * name and address records were secure (route_target.dnssec).  Without
+ * dane_lookup — the DANE status of MX host `host` for message queue_id;
+ * dnssec says whether its name and address records were secure
+ * (route_target.dnssec).  Without
  * MRS_DANE or when not secure: DANE_NONE, no lookup.  DANE_REQUIRED: *out
  * holds the set (dane_set_free).  DANE_TEMPFAIL: why holds a 451 reply
  * ("451 4.7.5 DANE: TLSA lookup for _25._tcp.mx1.example failed: servfail").
- * Decisions are counted (dane_stats) and logged at debug.
+ * Decisions are counted (dane_count) and logged with queue_id (may be
+ * NULL): "no DANE" at debug, the others at info or warn.
  */
-enum dane_status dane_lookup(const char *host, bool dnssec, struct dane_set **out, char *why, size_t why_len);
+enum dane_status dane_lookup(const char *queue_id, const char *host, bool dnssec, struct dane_set **out, char *why,
+                             size_t why_len);
 
 void dane_set_free(struct dane_set *s);
 

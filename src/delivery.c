@@ -216,7 +216,7 @@ static enum smtp_client_result try_target(struct job *j, struct smtp_client_job 
 static bool dane_apply(struct job *j, struct smtp_client_job *cj, struct dane_set **set, struct smtp_client_reply *why)
 {
     char text[DANE_REASON_MAX_BYTES] = "";
-    enum dane_status ds = dane_lookup(cj->target->host, cj->target->dnssec, set, text, sizeof text);
+    enum dane_status ds = dane_lookup(j->m.id, cj->target->host, cj->target->dnssec, set, text, sizeof text);
     cj->dane = *set;
     cj->tls = ds == DANE_REQUIRED ? SMTP_CLIENT_TLS_DANE : tls_mode(j->route);
     if (ds != DANE_TEMPFAIL)

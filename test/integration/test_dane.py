@@ -337,6 +337,8 @@ def test_dane_ee_spki_sha256_match_delivers_over_tls(ctx):
     m = relay(ctx)
     delivered_over_tls(ctx, m, "ee")
     wait_log(m, "certificate verified")
+    # the decision is logged with the message
+    assert f"TLSA _25._tcp.mx-ee.{ZONE}: ok, secure: TLS required, the certificate must match" in m.log()
     assert metric(m, 'policy="dane",result="verified"') >= 1
     assert metric(m, 'policy="dane",result="mismatch"') == 0
 
@@ -401,6 +403,7 @@ def test_dane_required_without_starttls_defers(ctx):
 def test_dane_only_unusable_records_is_opportunistic(ctx):
     m = relay(ctx)
     delivered_over_tls(ctx, m, "pkix")
+    assert "no usable record: opportunistic TLS" in m.log()
     assert metric(m, 'policy="dane",result="unusable"') >= 1
     assert metric(m, 'policy="dane",result="verified"') == 0
 

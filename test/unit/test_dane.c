@@ -154,7 +154,7 @@ static void test_lookup_off_without_config(void)
 {
     struct dane_set *s = (struct dane_set *)1;
     char why[DANE_REASON_MAX_BYTES] = "";
-    CHECK(dane_lookup("mx.test", true, &s, why, sizeof why) == DANE_NONE && !s && !why[0]);
+    CHECK(dane_lookup(NULL, "mx.test", true, &s, why, sizeof why) == DANE_NONE && !s && !why[0]);
 }
 
 int main(void)
