@@ -230,7 +230,7 @@ need_clang() {
 test_pkgs() {
     need_pkgs dnsmasq-base unbound python3 swaks curl openssl procps iproute2 python3-aiosmtpd python3-yaml \
         valgrind libnet-ssleay-perl util-linux prometheus \
-        python3-dkim python3-nacl python3-dnspython opendkim-tools
+        python3-dkim python3-nacl python3-dnspython opendkim-tools ldnsutils
     need_cap unbound sh -c 'command -v unbound-checkconf && unbound -V'
     need_cap dnsmasq-base dnsmasq --version
     need_cap python3-aiosmtpd /usr/bin/python3 -c 'import aiosmtpd.controller'
@@ -249,6 +249,9 @@ test_pkgs() {
     need_cap opendkim-tools sh -c 'command -v opendkim-testmsg'
     need_cap util-linux unshare --version
     need_cap valgrind valgrind --version
+    # DANE (test_dane): a DNSSEC-signed zone made with ldns-keygen /
+    # ldns-signzone, served and validated by unbound (auth-zone, trust anchor)
+    need_cap ldnsutils sh -c 'command -v ldns-keygen && command -v ldns-signzone'
     # promtool (check rules / test rules / check metrics); the package's
     # daemon is never started (need_pkgs installs under policy-rc.d 101).
     need_cap prometheus promtool --version

@@ -533,6 +533,7 @@ static const struct var vars[] = {
     {"MRS_DNS_TIMEOUT", K_DURATION, "2s", F(dns_timeout_ms), 100, 60000, "a duration from 100ms to 60s, e.g. 2s"},
     {"MRS_DNS_DEADLINE", K_DURATION, "10s", F(dns_deadline_ms), 100, 120000, "a duration from 100ms to 120s, e.g. 10s"},
     {"MRS_DNS_RECHECK", K_DURATION, "60s", F(dns_recheck_ms), 0, DAY_MS, "a duration up to 1d, e.g. 60s"},
+    {"MRS_DANE", K_BOOL, "off", F(dane), 0, 0, "on or off"},
     {"MRS_DNS_CACHE_ENTRIES", K_UINT, "10000", F(dns_cache_entries), 0, 10000000, "a number from 0 to 10000000"},
     {"MRS_SPOOL_DIR", K_PATH, "/var/spool/mrs", F(spool_dir), 0, 0, "a directory path"},
     {"MRS_SMARTHOST", K_SMARTHOST, NULL, F(smarthost), 0, 0, "HOST:PORT or [IPv6]:PORT"},
@@ -823,6 +824,12 @@ int config_load(char *err, size_t err_len)
     }
     if (cfg.smarthost_password && !cfg.smarthost_user[0]) {
         snprintf(err, err_len, "MRS_SMARTHOST_USER: required when MRS_SMARTHOST_PASSWORD is set");
+        return -1;
+    }
+    if (cfg.dane && cfg.dns_server_count == 0) {
+        /* the AD bit is trusted only from servers the operator named */
+        snprintf(err, err_len, "MRS_DANE: on requires MRS_DNS_SERVERS (DNSSEC-validating resolvers on a trusted "
+                 "path, e.g. 127.0.0.1)");
         return -1;
     }
     return 0;

@@ -88,6 +88,7 @@ struct config {
     int64_t dns_deadline_ms;                /* MRS_DNS_DEADLINE, whole lookup */
     int64_t dns_recheck_ms;                 /* MRS_DNS_RECHECK: refusals on older cache re-asked */
     int64_t dns_cache_entries;              /* MRS_DNS_CACHE_ENTRIES */
+    bool dane;                              /* MRS_DANE: DO bit, AD trusted, TLSA honoured */
 
     char spool_dir[CONFIG_PATH_MAX_BYTES];
 

@@ -323,6 +323,17 @@ enum conn_status conn_tls_client(struct conn *c, int64_t deadline, const char *s
     return handshake(c, deadline);
 }
 
+enum conn_status conn_tls_client_dane(struct conn *c, int64_t deadline, const char *sni,
+                                      const struct dane_set *dane)
+{
+    c->tls = tls_client_new_dane(c->fd, sni, dane);
+    if (!c->tls) {
+        snprintf(c->tls_error, sizeof c->tls_error, "no TLS client context");
+        return CONN_ERROR;
+    }
+    return handshake(c, deadline);
+}
+
 /* close_keeping_errno — close fd after a failure, keeping the failure's
  * errno for the caller; returns -1. */
 static int close_keeping_errno(int fd)

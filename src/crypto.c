@@ -26,6 +26,11 @@ void crypto_sha256(const void *data, size_t len, uint8_t out[CRYPTO_SHA256_BYTES
     crypto_hash_sha256(out, data, len);
 }
 
+void crypto_sha512(const void *data, size_t len, uint8_t out[CRYPTO_SHA512_BYTES])
+{
+    crypto_hash_sha512(out, data, len);
+}
+
 _Static_assert(sizeof(crypto_hash_sha256_state) <= sizeof(struct crypto_sha256_state),
                "crypto_sha256_state too small for libsodium's state");
 

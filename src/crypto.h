@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #define CRYPTO_SHA256_BYTES 32
+#define CRYPTO_SHA512_BYTES 64
 #define CRYPTO_SHA256_HEX_BYTES 65          /* 64 hex digits + NUL */
 #define CRYPTO_PWHASH_MAX_BYTES 128         /* an encoded Argon2id hash + NUL */
 #define CRYPTO_KEY_BYTES 32
@@ -28,6 +29,8 @@ void crypto_random(void *buf, size_t n);
 uint32_t crypto_random_uniform(uint32_t upper);
 
 void crypto_sha256(const void *data, size_t len, uint8_t out[CRYPTO_SHA256_BYTES]);
+/* crypto_sha512 — SHA-512 of data (TLSA matching type 2, RFC 6698). */
+void crypto_sha512(const void *data, size_t len, uint8_t out[CRYPTO_SHA512_BYTES]);
 
 /* Incremental SHA-256: begin, add any number of pieces, end. */
 struct crypto_sha256_state {

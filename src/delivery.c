@@ -231,10 +231,16 @@ static void transaction(struct job *j, const struct open_rcpt *open, size_t n)
         .deadline_ms = j->deadline_ms};
     for (size_t t = 0; t < j->route->count; t++) {
         cj.target = &j->route->targets[t];
-        tls_policy_for_mx(j->tls_policy, cj.target, j->deadline_ms, &req);
+        tls_policy_for_mx(j->tls_policy, cj.target, j->m.id, &req);
         if (req.skip) {
             tls_policy_record(&req, j->m.id, cj.target->label, false, false, false, false);
-            skipped++;
+            if (req.policy == TLS_POLICY_DANE) { /* its TLSA lookup failed: why is the 451 */
+                snprintf(last.text, sizeof last.text, "%s", req.why);
+                last.remote = false;
+            } else {
+                skipped++;
+            }
+            tls_policy_req_release(&req);
             continue;
         }
         cj.tls_req = &req;

@@ -102,6 +102,8 @@ static void add_host(struct route *r, const char *host, uint16_t port, bool *tem
                 if (denied(r, host, &res->addr[i]))
                     continue;
                 add_target(r, host, &res->addr[i], port);
+                /* DANE (RFC 7672 §2.2): the name came securely and so did its address */
+                r->targets[r->count - 1].dnssec = r->names_secure && res->secure;
                 added++;
             }
         } else if (!dns_status_permanent(st)) {
@@ -160,6 +162,7 @@ enum route_status route_lookup(const char *domain, struct route *r)
     if (config->smarthost_set)
         return smarthost(r);
     enum dns_status st = dns_lookup(domain, DNS_TYPE_MX, 0, &mx);
+    r->names_secure = mx && mx->secure; /* a validated MX RRset, or its validated absence (implicit MX) */
     if (st == DNS_OK && mx->null_mx) {
         fail(r, ROUTE_PERMFAIL, "556 5.1.10 %s does not accept mail (null MX, RFC 7505)", domain);
     } else if (st == DNS_OK) {

@@ -490,11 +490,13 @@ static void on_starttls(struct client *cl)
     conn_discard_input(&cl->conn);
     int64_t deadline = capped(cl, util_now_ms() + config->delivery_command_timeout_ms);
     const struct outbound_tls_req *req = j->tls_req;
+    const char *sni = req && req->verify_name ? req->verify_name : j->target->host;
     enum tls_verify verify = j->tls == SMTP_CLIENT_TLS_STARTTLS ? TLS_VERIFY_SMARTHOST
                              : req && req->verify              ? TLS_VERIFY_OUTBOUND
                                                                : TLS_VERIFY_OPTIONAL;
-    if (conn_tls_client(&cl->conn, deadline, req && req->verify_name ? req->verify_name : j->target->host,
-                        verify) != CONN_OK) {
+    enum conn_status hs = req && req->dane ? conn_tls_client_dane(&cl->conn, deadline, sni, req->dane)
+                                           : conn_tls_client(&cl->conn, deadline, sni, verify);
+    if (hs != CONN_OK) {
         tls_failed(cl);
         return;
     }

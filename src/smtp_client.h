@@ -51,6 +51,7 @@ struct smtp_client_reply {
     char text[SPOOL_REPLY_MAX_BYTES];  /* "550 5.1.1 no such user": code first, lines joined */
 };
 
+
 struct smtp_client_job {
     const struct route_target *target;
     enum smtp_client_tls tls;
@@ -83,7 +84,7 @@ struct smtp_client_outcome {
     enum smtp_client_result result;
     struct smtp_client_reply reply;    /* for NEXT, TLS_FAILED and REFUSED */
     bool tls;                          /* the session was encrypted */
-    bool tls_verified;                 /* and the certificate verified */
+    bool tls_verified;                 /* and the certificate verified (DANE: matched) */
     char tls_version[24];              /* "TLSv1.3" */
     bool attempt_timeout;              /* the session ended because job->deadline_ms passed */
     bool tls_policy_failed;            /* tls_req's requirement was not met: NEXT, nothing sent */

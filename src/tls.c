@@ -9,6 +9,7 @@
  */
 #include "tls.h"
 
+#include "dane.h"
 #include "log.h"
 
 #include <errno.h>
@@ -52,6 +53,9 @@ struct tls_conn {
     mbedtls_ssl_context ssl;
     struct server_conf *sc; /* NULL for client contexts */
     int fd;
+    const struct dane_set *dane; /* DANE client: the TLSA records the certificate must match */
+    bool dane_ok;                /* and it did */
+    char dane_err[320];          /* why not, for tls_handshake's err */
 };
 
 static mbedtls_entropy_context entropy;
@@ -562,6 +566,79 @@ struct tls_conn *tls_client_new(int fd, const char *sni, enum tls_verify verify)
     return t;
 }
 
+/* ---- DANE (RFC 7672 §3) -------------------------------------------------------
+ *
+ * A DANE client context uses the opportunistic configuration (the CA
+ * bundle plays no part) with its own verify callback: mbedTLS calls it for
+ * each certificate of the chain it built, the leaf last (depth 0), whose
+ * `next` list is the chain as the server presented it.  The verdict is
+ * taken there: a match clears every flag, anything else ends the handshake
+ * (a fatal callback error is not excused by VERIFY_OPTIONAL), so no byte
+ * of the session is sent to a server that does not match. */
+
+/* dane_ta_verifies — the leaf (with the presented chain after it) verifies
+ * up to ta as the only trust anchor, for host (RFC 7672 §3.1.2: DANE-TA
+ * checks the name). */
+static bool dane_ta_verifies(mbedtls_x509_crt *leaf, const mbedtls_x509_crt *ta, const char *host)
+{
+    mbedtls_x509_crt anchor;
+    uint32_t flags = 0;
+    mbedtls_x509_crt_init(&anchor);
+    int ret = mbedtls_x509_crt_parse_der(&anchor, ta->raw.p, ta->raw.len);
+    if (ret == 0)
+        ret = mbedtls_x509_crt_verify_with_profile(leaf, &anchor, NULL, &mbedtls_x509_crt_profile_default, host,
+                                                   &flags, NULL, NULL);
+    mbedtls_x509_crt_free(&anchor);
+    return ret == 0 && flags == 0;
+}
+
+/* dane_chain_matches — DANE-EE on the leaf (certificate or key, no name or
+ * date checks: RFC 7672 §3.1.1), else DANE-TA on an issuer the server sent. */
+static bool dane_chain_matches(const struct dane_set *s, mbedtls_x509_crt *leaf)
+{
+    if (dane_match(s, DANE_USAGE_EE, leaf->raw.p, leaf->raw.len, leaf->pk_raw.p, leaf->pk_raw.len))
+        return true;
+    if (!dane_has_usage(s, DANE_USAGE_TA))
+        return false;
+    for (const mbedtls_x509_crt *c = leaf->next; c && c->raw.p; c = c->next)
+        if (dane_match(s, DANE_USAGE_TA, c->raw.p, c->raw.len, c->pk_raw.p, c->pk_raw.len) &&
+            dane_ta_verifies(leaf, c, s->host))
+            return true;
+    return false;
+}
+
+static int dane_verify(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+{
+    struct tls_conn *t = ctx;
+    if (depth > 0) {
+        *flags = 0; /* PKIX does not matter: judged at the leaf, on the TLSA records */
+        return 0;
+    }
+    if (dane_chain_matches(t->dane, crt)) {
+        *flags = 0;
+        t->dane_ok = true;
+        return 0;
+    }
+    snprintf(t->dane_err, sizeof t->dane_err, "no TLSA record matches the certificate of %s", t->dane->host);
+    return MBEDTLS_ERR_X509_FATAL_ERROR;
+}
+
+struct tls_conn *tls_client_new_dane(int fd, const char *sni, const struct dane_set *dane)
+{
+    if (!client_ready || !dane)
+        return NULL;
+    struct tls_conn *t = conn_new(fd, &client_opportunistic, NULL);
+    if (!t)
+        return NULL;
+    if (sni && mbedtls_ssl_set_hostname(&t->ssl, sni) != 0) {
+        tls_conn_free(t);
+        return NULL;
+    }
+    t->dane = dane;
+    mbedtls_ssl_set_verify(&t->ssl, dane_verify, t);
+    return t;
+}
+
 void tls_conn_free(struct tls_conn *t)
 {
     if (!t)
@@ -607,8 +684,17 @@ int tls_handshake(struct tls_conn *t, char *err, size_t err_len)
     int ret = mbedtls_ssl_handshake(&t->ssl);
     tcache.active = false;
     cache_flush(); /* a session waiting for its peer holds no cached block */
+    if (ret == 0 && t->dane && !t->dane_ok) {
+        /* no certificate was judged (a resumed session): not good enough */
+        snprintf(err, err_len, "the certificate of %s was not checked against its TLSA records", t->dane->host);
+        return TLS_ERROR;
+    }
     if (ret == 0)
         return 0;
+    if (t->dane && t->dane_err[0]) {
+        snprintf(err, err_len, "%s", t->dane_err);
+        return TLS_ERROR;
+    }
     if (ret == MBEDTLS_ERR_SSL_WANT_READ)
         return TLS_WANT_READ;
     if (ret == MBEDTLS_ERR_SSL_WANT_WRITE)
@@ -707,6 +793,8 @@ const char *tls_cipher(const struct tls_conn *t)
 
 bool tls_peer_verified(const struct tls_conn *t)
 {
+    if (t->dane)
+        return t->dane_ok;
     return mbedtls_ssl_get_verify_result(&t->ssl) == 0;
 }
 

@@ -85,6 +85,14 @@ enum tls_verify {
  * mismatch", "certificate not trusted", "certificate expired"). */
 struct tls_conn *tls_client_new(int fd, const char *sni, enum tls_verify verify);
 
+/* tls_client_new_dane — a client context on fd whose handshake succeeds
+ * only when the server's certificate matches a usable TLSA record of dane
+ * (RFC 7672 §3; see dane.h).  dane must outlive the context.  On a
+ * mismatch tls_handshake fails with "DANE: no TLSA record matches the
+ * certificate of HOST". */
+struct dane_set;
+struct tls_conn *tls_client_new_dane(int fd, const char *sni, const struct dane_set *dane);
+
 void tls_conn_free(struct tls_conn *t);
 
 /* tls_handshake — 0 when complete, TLS_WANT_READ/WRITE, or TLS_ERROR with a

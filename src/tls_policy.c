@@ -4,6 +4,7 @@
 #include "tls_policy.h"
 
 #include "config.h"
+#include "dane.h"
 #include "log.h"
 #include "stats.h"
 
@@ -60,18 +61,28 @@ void tls_policy_domain(const char *domain, const struct route *r, int64_t deadli
              mta_sts_mode_name(d->sts.policy.mode), d->sts.id, d->sts.source, d->sts.note);
 }
 
-void tls_policy_for_mx(const struct tls_policy_domain *d, const struct route_target *t, int64_t deadline_ms,
+void tls_policy_for_mx(const struct tls_policy_domain *d, const struct route_target *t, const char *queue_id,
                        struct outbound_tls_req *req)
 {
-    (void)deadline_ms; /* DANE's TLSA lookup will wait by it */
     memset(req, 0, sizeof *req);
     req->policy = d->policy;
     req->verify_name = t->host;
     req->label = tls_policy_label(d->policy);
-    /* DANE hook (RFC 7672 §2.2): with MRS_DANE=on and usable TLSA records
-     * for _25._tcp.<t->host>, set policy TLS_POLICY_DANE, tls_required,
-     * dane = the TLSA set, and return here: DANE takes precedence over
-     * MTA-STS. */
+    if (d->policy != TLS_POLICY_NONE && config->dane) {
+        /* RFC 7672 §2.2: usable TLSA records of a securely found MX decide,
+         * before and instead of MTA-STS; a failed TLSA lookup means this
+         * host cannot be used now */
+        struct dane_set *set = NULL;
+        enum dane_status ds = dane_lookup(queue_id, t->host, t->dnssec, &set, req->why, sizeof req->why);
+        if (ds == DANE_REQUIRED || ds == DANE_TEMPFAIL) {
+            req->policy = TLS_POLICY_DANE;
+            req->label = tls_policy_label(TLS_POLICY_DANE);
+            req->dane = set;
+            req->tls_required = ds == DANE_REQUIRED;
+            req->skip = ds == DANE_TEMPFAIL;
+            return;
+        }
+    }
     switch (d->policy) {
     case TLS_POLICY_MTA_STS_ENFORCE:
         if (!mta_sts_policy_allows(&d->sts.policy, t->host)) {
@@ -96,7 +107,8 @@ void tls_policy_for_mx(const struct tls_policy_domain *d, const struct route_tar
 
 void tls_policy_req_release(struct outbound_tls_req *req)
 {
-    req->dane = NULL; /* the DANE module frees its TLSA set here */
+    dane_set_free((struct dane_set *)req->dane);
+    req->dane = NULL;
 }
 
 /* testing_report — MTA-STS testing: what enforce would have refused. */

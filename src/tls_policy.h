@@ -32,6 +32,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct dane_set;
+
 /* label values of mrs_outbound_tls_total{policy=…} */
 enum outbound_tls_policy {
     TLS_POLICY_NONE = 0,          /* "none": a smarthost route, outside outbound policies */
@@ -70,7 +72,8 @@ struct outbound_tls_req {
     bool check;                       /* testing: verify for verify_name, report, do not require */
     const char *verify_name;          /* the MX host name (the route target's host) */
     const char *label;                /* "MTA-STS enforce"…: how diagnostics name the policy */
-    const void *dane;                 /* DANE: the TLSA set to match (NULL: none; owned by the DANE module) */
+    const struct dane_set *dane;      /* DANE: the TLSA records to match (NULL: none); freed by
+                                       * tls_policy_req_release */
     char why[TLS_POLICY_WHY_MAX_BYTES]; /* skip: the diagnostic */
 };
 
@@ -79,10 +82,12 @@ struct outbound_tls_req {
  * needed, every wait by deadline_ms.  Logs the policy that applies. */
 void tls_policy_domain(const char *domain, const struct route *r, int64_t deadline_ms, struct tls_policy_domain *d);
 
-/* tls_policy_for_mx — the requirement for route target t of d (the DANE
- * lookup, once added, waits by deadline_ms).  Release it with
- * tls_policy_req_release after the session. */
-void tls_policy_for_mx(const struct tls_policy_domain *d, const struct route_target *t, int64_t deadline_ms,
+/* tls_policy_for_mx — the requirement for route target t of d, for
+ * message queue_id (log lines): with MRS_DANE=on, the TLSA lookup of a
+ * securely found MX first (DANE wins; a failed lookup skips the host with
+ * a 451 in why).  Release it with tls_policy_req_release after the
+ * session. */
+void tls_policy_for_mx(const struct tls_policy_domain *d, const struct route_target *t, const char *queue_id,
                        struct outbound_tls_req *req);
 void tls_policy_req_release(struct outbound_tls_req *req);
 

@@ -166,20 +166,20 @@ static void test_tls_policy_for_mx(void)
     d.sts.policy.mode = MTA_STS_ENFORCE;
     d.sts.policy.mx_count = 1;
     strcpy(d.sts.policy.mx[0], "*.example.com");
-    tls_policy_for_mx(&d, &in, 0, &req);
+    tls_policy_for_mx(&d, &in, NULL, &req);
     CHECK(!req.skip && req.tls_required && req.verify && !req.check && req.dane == NULL);
     CHECK_STR(req.verify_name, "mx1.example.com");
     CHECK_STR(req.label, "MTA-STS enforce");
-    tls_policy_for_mx(&d, &out, 0, &req);
+    tls_policy_for_mx(&d, &out, NULL, &req);
     CHECK(req.skip && !req.tls_required && strstr(req.why, "mx.elsewhere.net") != NULL);
     d.policy = TLS_POLICY_MTA_STS_TESTING;
-    tls_policy_for_mx(&d, &out, 0, &req);
+    tls_policy_for_mx(&d, &out, NULL, &req);
     CHECK(!req.skip && !req.tls_required && !req.verify && req.check && req.why[0]);
     d.policy = TLS_POLICY_OPPORTUNISTIC;
-    tls_policy_for_mx(&d, &in, 0, &req);
+    tls_policy_for_mx(&d, &in, NULL, &req);
     CHECK(!req.skip && !req.tls_required && !req.verify && !req.check);
     d.policy = TLS_POLICY_NONE; /* smarthost */
-    tls_policy_for_mx(&d, &out, 0, &req);
+    tls_policy_for_mx(&d, &out, NULL, &req);
     CHECK(!req.skip && !req.tls_required && !req.verify);
     CHECK_STR(tls_policy_name(TLS_POLICY_MTA_STS_ENFORCE), "mta-sts-enforce");
     CHECK_STR(tls_policy_name(TLS_POLICY_DANE), "dane");
