@@ -51,7 +51,7 @@ enum outbound_tls_result {
     TLS_RESULT_UNVERIFIED,        /* "unverified": TLS, certificate not verified */
     TLS_RESULT_PLAINTEXT,         /* "plaintext": no TLS */
     TLS_RESULT_FAILED,            /* "failed": the policy's TLS requirement was not met: deferred */
-    TLS_RESULT_SKIPPED,           /* "skipped": an MX outside the MTA-STS policy, not connected to */
+    TLS_RESULT_SKIPPED,           /* "skipped": not connected to (outside the MTA-STS policy, TLSA lookup failed) */
     TLS_RESULT_COUNT
 };
 
