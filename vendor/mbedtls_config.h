@@ -73,6 +73,9 @@
 #define MBEDTLS_PK_PARSE_EC_COMPRESSED
 #define MBEDTLS_GENPRIME
 #define MBEDTLS_PSA_CRYPTO_C
+/* X25519 key shares and shared secrets on libsodium: a PSA transparent
+ * driver (src/psa_sodium.h, wired in by vendor/mbedtls-psa-sodium.patch). */
+#define MRS_PSA_SODIUM_DRIVER_ENABLED
 /* PSA keys live in a table that grows as needed.  Without this the table has
  * 32 slots for the whole process, and every TLS 1.3 handshake in progress
  * holds its ephemeral key in one: the 33rd concurrent handshake failed with
