@@ -5,6 +5,17 @@
 
 #include "crypto.h"
 
+#include <stdatomic.h>
+
+static atomic_ulong n_keys, n_publics, n_agreements;
+
+void psa_sodium_count(struct psa_sodium_count *out)
+{
+    out->keys = atomic_load_explicit(&n_keys, memory_order_relaxed);
+    out->publics = atomic_load_explicit(&n_publics, memory_order_relaxed);
+    out->agreements = atomic_load_explicit(&n_agreements, memory_order_relaxed);
+}
+
 static bool is_x25519_pair(const psa_key_attributes_t *attributes)
 {
     return psa_get_key_type(attributes) == PSA_KEY_TYPE_ECC_KEY_PAIR(PSA_ECC_FAMILY_MONTGOMERY) &&
@@ -19,6 +30,7 @@ psa_status_t psa_sodium_transparent_generate_key(const psa_key_attributes_t *att
     if (key_buffer_size < CRYPTO_X25519_BYTES) return PSA_ERROR_BUFFER_TOO_SMALL;
     crypto_x25519_secret(key_buffer);
     *key_buffer_length = CRYPTO_X25519_BYTES;
+    atomic_fetch_add_explicit(&n_keys, 1, memory_order_relaxed);
     return PSA_SUCCESS;
 }
 
@@ -31,6 +43,7 @@ psa_status_t psa_sodium_transparent_export_public_key(const psa_key_attributes_t
     if (data_size < CRYPTO_X25519_BYTES) return PSA_ERROR_BUFFER_TOO_SMALL;
     if (crypto_x25519_public(key_buffer, data) != 0) return PSA_ERROR_CORRUPTION_DETECTED;
     *data_length = CRYPTO_X25519_BYTES;
+    atomic_fetch_add_explicit(&n_publics, 1, memory_order_relaxed);
     return PSA_SUCCESS;
 }
 
@@ -46,5 +59,6 @@ psa_status_t psa_sodium_transparent_key_agreement(const psa_key_attributes_t *at
     if (shared_secret_size < CRYPTO_X25519_BYTES) return PSA_ERROR_BUFFER_TOO_SMALL;
     if (crypto_x25519_shared(key_buffer, peer_key, shared_secret) != 0) return PSA_ERROR_INVALID_ARGUMENT;
     *shared_secret_length = CRYPTO_X25519_BYTES;
+    atomic_fetch_add_explicit(&n_agreements, 1, memory_order_relaxed);
     return PSA_SUCCESS;
 }

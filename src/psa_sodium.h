@@ -46,4 +46,12 @@ psa_status_t psa_sodium_transparent_key_agreement(const psa_key_attributes_t *at
                                                   size_t peer_key_length, uint8_t *shared_secret,
                                                   size_t shared_secret_size, size_t *shared_secret_length);
 
+/* psa_sodium_count — how many key pairs, public keys and shared secrets the
+ * driver has made since start: the proof (test_psa_sodium) that mbedTLS's
+ * dispatch layer reaches it rather than its own fallback. */
+struct psa_sodium_count {
+    unsigned long keys, publics, agreements;
+};
+void psa_sodium_count(struct psa_sodium_count *out);
+
 #endif
