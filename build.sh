@@ -131,8 +131,6 @@ build_dep() {
         cp "$work/$name"/library/libmbed{crypto,x509,tls}.a "$prefix/lib/"
         rm -rf "$prefix/include/mbedtls" "$prefix/include/psa" "$prefix/include/everest"
         cp -r "$work/$name/include/mbedtls" "$work/$name/include/psa" "$prefix/include/"
-        # mbedtls/ecdh.h includes everest/everest.h (MBEDTLS_ECDH_VARIANT_EVEREST_ENABLED)
-        cp -r "$work/$name/3rdparty/everest/include/everest" "$prefix/include/"
         ;;
     libsodium)
         (cd "$work/$name" && ./autogen.sh -s >/dev/null 2>&1 &&

@@ -1,10 +1,12 @@
 /*
- * psa_sodium — X25519 for mbedTLS's PSA core, on crypto.c (see psa_sodium.h).
+ * psa_sodium — X25519 for mbedTLS, on crypto.c (see psa_sodium.h).
  */
 #include "psa_sodium.h"
 
 #include "crypto.h"
 
+#include <mbedtls/ecdh.h>
+#include <mbedtls/ecp.h>
 #include <stdatomic.h>
 
 static atomic_ulong n_keys, n_publics, n_agreements;
@@ -61,4 +63,57 @@ psa_status_t psa_sodium_transparent_key_agreement(const psa_key_attributes_t *at
     *shared_secret_length = CRYPTO_X25519_BYTES;
     atomic_fetch_add_explicit(&n_agreements, 1, memory_order_relaxed);
     return PSA_SUCCESS;
+}
+
+/*
+ * TLS 1.2's ECDHE goes through mbedTLS's legacy ECDH API, not PSA (we build
+ * without MBEDTLS_USE_PSA_CRYPTO: it made RSA signing 1.8x slower).  Its two
+ * replaceable functions (MBEDTLS_ECDH_GEN_PUBLIC_ALT and
+ * MBEDTLS_ECDH_COMPUTE_SHARED_ALT in vendor/mbedtls_config.h) are these:
+ * X25519 on libsodium, every other curve as mbedTLS's own code does it.
+ */
+int mbedtls_ecdh_gen_public(mbedtls_ecp_group *grp, mbedtls_mpi *d, mbedtls_ecp_point *Q,
+                            int (*f_rng)(void *, unsigned char *, size_t), void *p_rng)
+{
+    if (grp->id != MBEDTLS_ECP_DP_CURVE25519) return mbedtls_ecp_gen_keypair(grp, d, Q, f_rng, p_rng);
+    uint8_t secret[CRYPTO_X25519_BYTES], pub[CRYPTO_X25519_BYTES];
+    crypto_x25519_secret(secret);
+    int ret = crypto_x25519_public(secret, pub) != 0 ? MBEDTLS_ERR_ECP_BAD_INPUT_DATA : 0;
+    if (ret == 0) ret = mbedtls_mpi_read_binary_le(d, secret, sizeof secret);
+    if (ret == 0) ret = mbedtls_ecp_point_read_binary(grp, Q, pub, sizeof pub);
+    crypto_wipe(secret, sizeof secret);
+    if (ret == 0) atomic_fetch_add_explicit(&n_keys, 1, memory_order_relaxed);
+    return ret;
+}
+
+int mbedtls_ecdh_compute_shared(mbedtls_ecp_group *grp, mbedtls_mpi *z, const mbedtls_ecp_point *Q,
+                                const mbedtls_mpi *d, int (*f_rng)(void *, unsigned char *, size_t),
+                                void *p_rng)
+{
+    int ret;
+    if (grp->id != MBEDTLS_ECP_DP_CURVE25519) {
+        mbedtls_ecp_point P;
+        mbedtls_ecp_point_init(&P);
+        uint8_t xy[1 + 2 * MBEDTLS_ECP_MAX_BYTES]; /* 04 || X || Y */
+        size_t len = 0;
+        ret = mbedtls_ecp_mul(grp, &P, d, Q, f_rng, p_rng);
+        if (ret == 0 && mbedtls_ecp_is_zero(&P)) ret = MBEDTLS_ERR_ECP_BAD_INPUT_DATA;
+        if (ret == 0) ret = mbedtls_ecp_point_write_binary(grp, &P, MBEDTLS_ECP_PF_UNCOMPRESSED, &len, xy, sizeof xy);
+        if (ret == 0) ret = mbedtls_mpi_read_binary(z, xy + 1, (len - 1) / 2);
+        mbedtls_ecp_point_free(&P);
+        crypto_wipe(xy, sizeof xy);
+        return ret;
+    }
+    uint8_t secret[CRYPTO_X25519_BYTES], peer[CRYPTO_X25519_BYTES], out[CRYPTO_X25519_BYTES];
+    size_t len = 0;
+    ret = mbedtls_mpi_write_binary_le(d, secret, sizeof secret);
+    if (ret == 0)
+        ret = mbedtls_ecp_point_write_binary(grp, Q, MBEDTLS_ECP_PF_UNCOMPRESSED, &len, peer, sizeof peer);
+    if (ret == 0 && len != sizeof peer) ret = MBEDTLS_ERR_ECP_BAD_INPUT_DATA;
+    if (ret == 0 && crypto_x25519_shared(secret, peer, out) != 0) ret = MBEDTLS_ERR_ECP_BAD_INPUT_DATA;
+    if (ret == 0) ret = mbedtls_mpi_read_binary_le(z, out, sizeof out);
+    crypto_wipe(secret, sizeof secret);
+    crypto_wipe(out, sizeof out);
+    if (ret == 0) atomic_fetch_add_explicit(&n_agreements, 1, memory_order_relaxed);
+    return ret;
 }

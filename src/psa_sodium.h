@@ -12,6 +12,12 @@
  * program that links it must link psa_sodium.o and crypto.o (the Makefile
  * does) and call crypto_init() before psa_crypto_init() — tls_init does.
  *
+ * TLS 1.2 does its ECDHE through mbedTLS's legacy ECDH API instead: the
+ * same file defines mbedtls_ecdh_gen_public and mbedtls_ecdh_compute_shared
+ * (declared in mbedtls/ecdh.h; the library leaves them out with
+ * MBEDTLS_ECDH_GEN_PUBLIC_ALT / MBEDTLS_ECDH_COMPUTE_SHARED_ALT), X25519 on
+ * libsodium and the other curves on mbedTLS's own code.
+ *
  * Keys are PSA's export format for Montgomery keys (RFC 7748: 32 bytes,
  * little-endian).  Each entry point answers PSA_ERROR_NOT_SUPPORTED for any
  * other key, and mbedTLS falls back to its own code.  Thread-safe.
@@ -47,8 +53,8 @@ psa_status_t psa_sodium_transparent_key_agreement(const psa_key_attributes_t *at
                                                   size_t shared_secret_size, size_t *shared_secret_length);
 
 /* psa_sodium_count — how many key pairs, public keys and shared secrets the
- * driver has made since start: the proof (test_psa_sodium) that mbedTLS's
- * dispatch layer reaches it rather than its own fallback. */
+ * driver (and the TLS 1.2 functions) have made since start: the proof
+ * (test_psa_sodium) that mbedTLS reaches them rather than its own code. */
 struct psa_sodium_count {
     unsigned long keys, publics, agreements;
 };

@@ -56,11 +56,13 @@
 #define MBEDTLS_ECP_DP_SECP384R1_ENABLED
 #define MBEDTLS_ECP_DP_CURVE25519_ENABLED
 #define MBEDTLS_ECDH_C
-/* X25519 shared secrets by HACL* (3rdparty/everest, formally verified,
- * Apache-2.0): ~25x fewer instructions than the generic bignum ladder, a
- * third less CPU per TLS 1.3 handshake.  The ephemeral public key is still
- * computed by the generic code (PSA has no hook for it). */
-#define MBEDTLS_ECDH_VARIANT_EVEREST_ENABLED
+/* X25519 for TLS 1.2's ECDHE (the legacy ECDH API) on libsodium: our own
+ * mbedtls_ecdh_gen_public / mbedtls_ecdh_compute_shared in src/psa_sodium.c
+ * (other curves there call mbedTLS's code).  libsodium: 88 us per key share
+ * + secret, HACL* (MBEDTLS_ECDH_VARIANT_EVEREST_ENABLED, used before) 190,
+ * the generic ladder about 900 (test/tools/tlsbench, README). */
+#define MBEDTLS_ECDH_GEN_PUBLIC_ALT
+#define MBEDTLS_ECDH_COMPUTE_SHARED_ALT
 #define MBEDTLS_ECDSA_C
 #define MBEDTLS_ECDSA_DETERMINISTIC
 #define MBEDTLS_RSA_C

@@ -12,6 +12,10 @@
  *                     with MBEDTLS_USE_PSA_CRYPTO, TLS 1.2) key exchange
  *   x25519 sodium     the same with crypto.c directly (the floor)
  *   p256 psa          the same exchange on secp256r1
+ *   x25519 ecdh       mbedtls_ecdh_make_params + read_public + calc_secret:
+ *                     the server side of a TLS 1.2 ECDHE exchange (mbedTLS's
+ *                     legacy ECDH, not PSA, without MBEDTLS_USE_PSA_CRYPTO)
+ *   p256 ecdh         the same on secp256r1
  *   ecdsa-p256 sign   mbedtls_pk_sign, SHA-256, as CertificateVerify /
  *                     ServerKeyExchange sign
  *   rsa2048 pss sign  mbedtls_pk_sign_ext RSASSA-PSS (TLS 1.3)
@@ -19,6 +23,7 @@
  */
 #include "crypto.h"
 
+#include <mbedtls/ecdh.h>
 #include <mbedtls/ecp.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/psa_util.h>
@@ -116,6 +121,43 @@ static int sodium_side(void *arg)
     return rc;
 }
 
+struct legacy {
+    mbedtls_ecp_group_id grp;
+    uint8_t client_pub[100]; /* the client's ClientKeyExchange public value */
+    size_t client_len;
+};
+
+/* tls12_server_side — ServerKeyExchange params, then the client's public
+ * value and the premaster secret, as ssl_tls12_server.c does. */
+static int tls12_server_side(void *arg)
+{
+    struct legacy *l = arg;
+    mbedtls_ecdh_context srv;
+    uint8_t params[200], secret[66];
+    size_t len;
+    mbedtls_ecdh_init(&srv);
+    int ret = mbedtls_ecdh_setup(&srv, l->grp);
+    if (!ret)
+        ret = mbedtls_ecdh_make_params(&srv, &len, params, sizeof params, mbedtls_psa_get_random,
+                                       MBEDTLS_PSA_RANDOM_STATE);
+    if (!ret && l->client_len == 0) { /* first call: make the client's share once */
+        mbedtls_ecdh_context cli;
+        const uint8_t *p = params;
+        mbedtls_ecdh_init(&cli);
+        ret = mbedtls_ecdh_read_params(&cli, &p, params + len);
+        if (!ret)
+            ret = mbedtls_ecdh_make_public(&cli, &l->client_len, l->client_pub, sizeof l->client_pub,
+                                           mbedtls_psa_get_random, MBEDTLS_PSA_RANDOM_STATE);
+        mbedtls_ecdh_free(&cli);
+    }
+    if (!ret) ret = mbedtls_ecdh_read_public(&srv, l->client_pub, l->client_len);
+    if (!ret)
+        ret = mbedtls_ecdh_calc_secret(&srv, &len, secret, sizeof secret, mbedtls_psa_get_random,
+                                       MBEDTLS_PSA_RANDOM_STATE);
+    mbedtls_ecdh_free(&srv);
+    return ret;
+}
+
 struct signer {
     mbedtls_pk_context pk;
     int pss;
@@ -147,6 +189,10 @@ int main(int argc, char **argv)
     rc |= run("x25519 sodium", sodium_side, x.peer);
     struct exchange p = {PSA_KEY_TYPE_ECC_KEY_PAIR(PSA_ECC_FAMILY_SECP_R1), 256, {0}, 0};
     rc |= make_peer(&p) || run("p256 psa", one_side, &p);
+
+    struct legacy lx = {MBEDTLS_ECP_DP_CURVE25519, {0}, 0}, lp = {MBEDTLS_ECP_DP_SECP256R1, {0}, 0};
+    rc |= run("x25519 ecdh", tls12_server_side, &lx);
+    rc |= run("p256 ecdh", tls12_server_side, &lp);
 
     struct signer ec = {.pss = 0}, rsa = {.pss = 0};
     mbedtls_pk_init(&ec.pk);

@@ -2,11 +2,14 @@
  * RFC 7748 test vectors (§5.2 and §6.1) through mbedTLS's own PSA API, the
  * way the TLS handshake calls it, with the driver's counters proving that
  * the dispatch layer reached the driver; the entry points called directly;
- * small-order peer keys refused; other curves left to mbedTLS. */
+ * small-order peer keys refused; other curves left to mbedTLS; and the
+ * legacy ECDH functions TLS 1.2 calls (mbedtls_ecdh_gen_public /
+ * compute_shared), X25519 on libsodium and P-256 still on mbedTLS. */
 #include "crypto.h"
 #include "psa_sodium.h"
 #include "unit.h"
 
+#include <mbedtls/ecdh.h>
 #include <psa/crypto.h>
 
 static void hex(const char *h, uint8_t out[32])
@@ -207,6 +210,81 @@ static void test_other_curves_not_taken(void)
     CHECK(psa_sodium_transparent_generate_key(&a, out, sizeof out, &len) == PSA_ERROR_NOT_SUPPORTED);
 }
 
+static int rng(void *ctx, unsigned char *out, size_t n)
+{
+    (void)ctx;
+    crypto_random(out, n);
+    return 0;
+}
+
+/* tls12_exchange — ServerKeyExchange / ClientKeyExchange / premaster as
+ * ssl_tls12_server.c and ssl_tls12_client.c do it; 0 when both sides got
+ * the same secret. */
+static int tls12_exchange(mbedtls_ecp_group_id grp)
+{
+    mbedtls_ecdh_context srv, cli;
+    uint8_t params[200], pub[100], s1[66], s2[66];
+    size_t plen = 0, publen = 0, l1 = 0, l2 = 0;
+    const uint8_t *p = params;
+    mbedtls_ecdh_init(&srv);
+    mbedtls_ecdh_init(&cli);
+    int ret = mbedtls_ecdh_setup(&srv, grp);
+    if (!ret) ret = mbedtls_ecdh_make_params(&srv, &plen, params, sizeof params, rng, NULL);
+    if (!ret) ret = mbedtls_ecdh_read_params(&cli, &p, params + plen);
+    if (!ret) ret = mbedtls_ecdh_make_public(&cli, &publen, pub, sizeof pub, rng, NULL);
+    if (!ret) ret = mbedtls_ecdh_read_public(&srv, pub, publen);
+    if (!ret) ret = mbedtls_ecdh_calc_secret(&srv, &l1, s1, sizeof s1, rng, NULL);
+    if (!ret) ret = mbedtls_ecdh_calc_secret(&cli, &l2, s2, sizeof s2, rng, NULL);
+    if (!ret && (l1 != l2 || memcmp(s1, s2, l1) != 0)) ret = -1;
+    mbedtls_ecdh_free(&srv);
+    mbedtls_ecdh_free(&cli);
+    return ret;
+}
+
+static void test_tls12_ecdh_x25519_on_libsodium(void)
+{
+    struct psa_sodium_count before, after;
+    psa_sodium_count(&before);
+    CHECK(tls12_exchange(MBEDTLS_ECP_DP_CURVE25519) == 0);
+    psa_sodium_count(&after);
+    CHECK(after.keys == before.keys + 2 && after.agreements == before.agreements + 2);
+    /* RFC 7748 §6.1 through the same function */
+    mbedtls_ecp_group g;
+    mbedtls_ecp_point q;
+    mbedtls_mpi d, z;
+    uint8_t k[32], u[32], out[32];
+    mbedtls_ecp_group_init(&g);
+    mbedtls_ecp_point_init(&q);
+    mbedtls_mpi_init(&d);
+    mbedtls_mpi_init(&z);
+    hex(alice, k);
+    hex(bob_pub, u);
+    CHECK(mbedtls_ecp_group_load(&g, MBEDTLS_ECP_DP_CURVE25519) == 0);
+    CHECK(mbedtls_mpi_read_binary_le(&d, k, 32) == 0 && mbedtls_ecp_point_read_binary(&g, &q, u, 32) == 0);
+    CHECK(mbedtls_ecdh_compute_shared(&g, &z, &q, &d, rng, NULL) == 0);
+    CHECK(mbedtls_mpi_write_binary_le(&z, out, 32) == 0);
+    CHECK_HEX(out, shared);
+    /* a small-order peer key: refused */
+    memset(u, 0, sizeof u);
+    u[0] = 1;
+    CHECK(mbedtls_ecp_point_read_binary(&g, &q, u, 32) == 0);
+    CHECK(mbedtls_ecdh_compute_shared(&g, &z, &q, &d, rng, NULL) != 0);
+    mbedtls_mpi_free(&d);
+    mbedtls_mpi_free(&z);
+    mbedtls_ecp_point_free(&q);
+    mbedtls_ecp_group_free(&g);
+}
+
+static void test_tls12_ecdh_other_curves_on_mbedtls(void)
+{
+    struct psa_sodium_count before, after;
+    psa_sodium_count(&before);
+    CHECK(tls12_exchange(MBEDTLS_ECP_DP_SECP256R1) == 0);
+    CHECK(tls12_exchange(MBEDTLS_ECP_DP_SECP384R1) == 0);
+    psa_sodium_count(&after);
+    CHECK(after.keys == before.keys && after.agreements == before.agreements);
+}
+
 int main(void)
 {
     if (crypto_init() != 0 || psa_crypto_init() != PSA_SUCCESS) {
@@ -217,7 +295,8 @@ int main(void)
         UNIT_CASE(test_rfc7748_5_2_vectors_through_psa), UNIT_CASE(test_rfc7748_5_2_iterations),
         UNIT_CASE(test_rfc7748_6_1_through_psa),         UNIT_CASE(test_rfc7748_6_1_driver_entry_points),
         UNIT_CASE(test_generated_keys_agree),            UNIT_CASE(test_small_order_peer_refused),
-        UNIT_CASE(test_other_curves_not_taken),
+        UNIT_CASE(test_other_curves_not_taken),          UNIT_CASE(test_tls12_ecdh_x25519_on_libsodium),
+        UNIT_CASE(test_tls12_ecdh_other_curves_on_mbedtls),
     };
     int rc = unit_run("test_psa_sodium", cases, sizeof cases / sizeof cases[0]);
     mbedtls_psa_crypto_free();
