@@ -85,7 +85,7 @@ static int one_side(void *arg)
     psa_set_key_bits(&a, x->bits);
     psa_set_key_usage_flags(&a, PSA_KEY_USAGE_DERIVE);
     psa_set_key_algorithm(&a, PSA_ALG_ECDH);
-    mbedtls_svc_key_id_t id;
+    mbedtls_svc_key_id_t id = MBEDTLS_SVC_KEY_ID_INIT;
     uint8_t pub[65], secret[48];
     size_t pub_len, secret_len;
     if (psa_generate_key(&a, &id) != PSA_SUCCESS) return -1;
@@ -104,7 +104,7 @@ static int make_peer(struct exchange *x)
     psa_set_key_bits(&a, x->bits);
     psa_set_key_usage_flags(&a, PSA_KEY_USAGE_DERIVE);
     psa_set_key_algorithm(&a, PSA_ALG_ECDH);
-    mbedtls_svc_key_id_t id;
+    mbedtls_svc_key_id_t id = MBEDTLS_SVC_KEY_ID_INIT;
     if (psa_generate_key(&a, &id) != PSA_SUCCESS) return -1;
     psa_status_t st = psa_export_public_key(id, x->peer, sizeof x->peer, &x->peer_len);
     psa_destroy_key(id);

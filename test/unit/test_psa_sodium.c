@@ -146,7 +146,7 @@ static void test_generated_keys_agree(void)
     struct psa_sodium_count before, after;
     psa_sodium_count(&before);
     psa_key_attributes_t a = x25519_attributes();
-    mbedtls_svc_key_id_t k1, k2;
+    mbedtls_svc_key_id_t k1 = MBEDTLS_SVC_KEY_ID_INIT, k2 = MBEDTLS_SVC_KEY_ID_INIT;
     uint8_t p1[32], p2[32], s1[32], s2[32], raw[32];
     size_t len;
     CHECK(psa_generate_key(&a, &k1) == PSA_SUCCESS && psa_generate_key(&a, &k2) == PSA_SUCCESS);
@@ -198,7 +198,7 @@ static void test_other_curves_not_taken(void)
     psa_set_key_bits(&a, 256);
     psa_set_key_usage_flags(&a, PSA_KEY_USAGE_DERIVE);
     psa_set_key_algorithm(&a, PSA_ALG_ECDH);
-    mbedtls_svc_key_id_t id;
+    mbedtls_svc_key_id_t id = MBEDTLS_SVC_KEY_ID_INIT;
     uint8_t pub[65], out[32];
     size_t len;
     CHECK(psa_generate_key(&a, &id) == PSA_SUCCESS);
