@@ -35,14 +35,14 @@ void session_bdat_abort(struct session *s)
 }
 
 /* refuse_chunk — read and drop a refused BDAT's chunk, then count the
- * error (its reply is already given). */
-static void refuse_chunk(struct session *s, int64_t n)
+ * error; false when the session must end. */
+static bool refuse_chunk(struct session *s, int64_t n)
 {
     if (!session_data_chunk(s, NULL, n)) {
         s->quit = true;
-        return;
+        return false;
     }
-    session_count_error(s);
+    return !session_count_error(s);
 }
 
 /* begin — the first chunk of a transaction: open its message. */
@@ -77,15 +77,21 @@ void session_cmd_bdat(struct session *s, const char *arg, size_t len)
         return;
     }
     if (s->state != SESSION_STATE_RCPT && s->state != SESSION_STATE_BDAT) {
+        /* the reply once the chunk is read (RFC 3030 §2); the 421 of too
+         * many errors after it */
+        if (!session_data_chunk(s, NULL, n)) {
+            s->quit = true;
+            return;
+        }
         session_reply(s, 503, "5.5.1", "Bad sequence of commands: %s",
                       s->state == SESSION_STATE_MAIL ? "Need RCPT command first" : "Need MAIL and RCPT commands first");
-        refuse_chunk(s, n);
+        session_count_error(s);
         return;
     }
     struct data_rx *d = s->bdat ? s->bdat : begin(s);
-    if (!d) {
-        refuse_chunk(s, n);
-        session_reset_transaction(s);
+    if (!d) { /* 451 given: the chunk is read and dropped */
+        if (refuse_chunk(s, n))
+            session_reset_transaction(s);
         return;
     }
     if (!session_data_chunk(s, d, n)) {
