@@ -2,7 +2,10 @@
  * session — the inbound SMTP state machine (see session.h).
  *
  * States: CONNECTED (before EHLO/HELO) → GREETED → MAIL (sender given) →
- * RCPT (recipients given) → DATA, then back to GREETED.  The command table
+ * RCPT (recipients given) → DATA, then back to GREETED; or RCPT → BDAT
+ * (chunks received, RFC 3030) until the LAST one.  The message reader that
+ * DATA and BDAT share is session_data.c, BDAT session_bdat.c (the three
+ * share session_int.h).  The command table
  * below is the one place that says which command each state allows; the
  * dispatcher refuses the others with 503 before any handler runs.  STARTTLS
  * returns to CONNECTED (RFC 3207 §4.2).  Every reply goes through reply(),
