@@ -12,6 +12,7 @@
 #include "bounce.h"
 
 #include "config.h"
+#include "idna.h"
 #include "spool.h"
 #include "stats.h"
 #include "util.h"
@@ -212,6 +213,7 @@ int bounce_send(const struct spool_message *m, const char *headers, size_t heade
     const char *rcpt = m->from;
     struct queue_envelope env = {.user = "", .client = "", .helo = "", .from = "", .rcpts = &rcpt,
                                  .rcpt_count = 1, .eightbit = eightbit, .received_ms = now};
+    env.smtputf8 = !idna_is_ascii(rcpt, strlen(rcpt)); /* a UTF-8 sender: RFC 6531 to reach it */
     struct queue_msg *q = queue_open(id_out, &env);
     int rc = -1;
     if (q) {

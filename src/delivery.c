@@ -226,7 +226,7 @@ static void transaction(struct job *j, const struct open_rcpt *open, size_t n)
     struct smtp_client_job cj = {
         .tls = tls_mode(j->route), .user = j->route->smarthost ? config->smarthost_user : NULL,
         .password = config->smarthost_password, .queue_id = j->m.id, .from = j->m.from,
-        .eightbit = j->m.eightbit, .fd = j->m.fd, .offset = j->m.body_offset,
+        .eightbit = j->m.eightbit, .smtputf8 = spool_needs_smtputf8(&j->m), .fd = j->m.fd, .offset = j->m.body_offset,
         .length = j->m.file_size - j->m.body_offset, .rcpt_count = n, .rcpts = j->rcpts, .rcpt_replies = j->replies,
         .deadline_ms = j->deadline_ms};
     for (size_t t = 0; t < j->route->count; t++) {

@@ -42,6 +42,7 @@ struct queue_envelope {
     size_t rcpt_count;
     bool eightbit;               /* BODY=8BITMIME */
     int64_t received_ms;         /* wall clock */
+    bool smtputf8;               /* MAIL ... SMTPUTF8 (RFC 6531) */
 };
 
 struct queue_msg;

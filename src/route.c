@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "crypto.h"
+#include "idna.h"
 
 #include <arpa/inet.h>
 #include <stdarg.h>
@@ -161,6 +162,12 @@ enum route_status route_lookup(const char *domain, struct route *r)
     memset(r, 0, sizeof *r);
     if (config->smarthost_set)
         return smarthost(r);
+    char alabel[SMTP_DOMAIN_MAX_BYTES + 1];
+    if (!idna_is_ascii(domain, strlen(domain))) { /* SMTPUTF8: DNS knows the A-labels */
+        if (idna_to_ascii(domain, strlen(domain), alabel, sizeof alabel) < 0)
+            return fail(r, ROUTE_PERMFAIL, "553 5.1.3 %s: not a valid internationalized domain", domain);
+        domain = alabel;
+    }
     enum dns_status st = dns_lookup(domain, DNS_TYPE_MX, 0, &mx);
     r->names_secure = mx && mx->secure; /* a validated MX RRset, or its validated absence (implicit MX) */
     if (st == DNS_OK && mx->null_mx) {

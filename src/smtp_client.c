@@ -103,6 +103,8 @@ void smtp_client_parse_ehlo_line(const char *text, size_t len, struct smtp_clien
         caps->pipelining = true;
     } else if (word_is(text, len, "8BITMIME")) {
         caps->eightbitmime = true;
+    } else if (word_is(text, len, "SMTPUTF8")) {
+        caps->smtputf8 = true;
     } else if (word_is(text, len, "SIZE")) {
         caps->size = true;
         int64_t v = 0;
@@ -374,8 +376,9 @@ static enum conn_status send_mail(struct client *cl)
     char size[40] = "";
     if (cl->caps.size)
         snprintf(size, sizeof size, " SIZE=%lld", (long long)j->length);
-    return send_cmd(cl, "MAIL FROM:<%s>%s%s", j->from, size,
-                    j->eightbit && cl->caps.eightbitmime ? " BODY=8BITMIME" : "");
+    return send_cmd(cl, "MAIL FROM:<%s>%s%s%s", j->from, size,
+                    j->eightbit && cl->caps.eightbitmime ? " BODY=8BITMIME" : "",
+                    j->smtputf8 ? " SMTPUTF8" : "");
 }
 
 static enum conn_status enter(struct client *cl)
@@ -446,6 +449,11 @@ static void after_ehlo(struct client *cl)
             set_reply(&why, 451, false, "451 4.7.0 %s offers neither AUTH PLAIN nor AUTH LOGIN", j->target->label);
             finish(cl, SMTP_CLIENT_NEXT, &why, true);
         }
+    } else if (j->smtputf8 && !cl->caps.smtputf8) {
+        /* RFC 6531 §3.2: no downgrade; the sender learns it from the bounce */
+        set_reply(&why, 553, false, "553 5.6.7 %s does not offer SMTPUTF8, which this message needs "
+                  "(UTF-8 addresses or headers, RFC 6531)", j->target->label);
+        finish(cl, SMTP_CLIENT_REFUSED, &why, true);
     } else if (cl->caps.size && cl->caps.size_max > 0 && j->length > cl->caps.size_max) {
         set_reply(&why, 552, false, "552 5.3.4 the message (%lld bytes) is larger than %s accepts (SIZE %lld)",
                   (long long)j->length, j->target->label, (long long)cl->caps.size_max);

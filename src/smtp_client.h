@@ -7,8 +7,9 @@
  * is refused) → STARTTLS when offered or required, the input buffer
  * discarded before the handshake (RFC 3207 §4.2), EHLO again → AUTH PLAIN
  * or LOGIN when a user is given → MAIL FROM (SIZE=, BODY=8BITMIME when both
- * sides have them) → one RCPT per recipient, each with its own reply → DATA
- * with dot-stuffing, streamed from the spool file → QUIT.  Every read and
+ * sides have them, SMTPUTF8 when the message needs it: without it at the
+ * next hop, every recipient fails 5.6.7) → one RCPT per recipient, each
+ * with its own reply → DATA with dot-stuffing, streamed from the spool file → QUIT.  Every read and
  * write has a deadline from MRS_DELIVERY_*_TIMEOUT (RFC 5321 §4.5.3.2),
  * and none goes past the job's deadline (MRS_DELIVERY_ATTEMPT_TIMEOUT: a
  * server that answers each command just in time cannot hold a thread for
@@ -60,6 +61,7 @@ struct smtp_client_job {
     const char *queue_id;              /* for log lines */
     const char *from;                  /* "" for the null sender */
     bool eightbit;
+    bool smtputf8;                     /* the message needs SMTPUTF8 (spool_needs_smtputf8) */
     int fd;                            /* the spool file, message bytes at offset */
     int64_t offset, length;
     size_t rcpt_count;
@@ -94,6 +96,7 @@ struct smtp_client_outcome {
 /* The extensions of an EHLO reply that the client uses. */
 struct smtp_client_caps {
     bool starttls, pipelining, eightbitmime, auth_plain, auth_login, size;
+    bool smtputf8;
     int64_t size_max;                  /* SIZE's value, 0 when none given */
 };
 

@@ -51,6 +51,7 @@ struct spool_message {
     const char *helo;
     const char *from;      /* "" is the null sender (a bounce) */
     bool eightbit;
+    bool smtputf8;         /* the client gave SMTPUTF8 (envelope key `smtputf8 1`) */
     size_t rcpt_count;
     struct spool_rcpt *rcpts; /* heap, rcpt_count entries, in RCPT order */
     int attempts;          /* delivery runs that ended with recipients deferred */
@@ -122,6 +123,14 @@ void spool_free(struct spool_message *m);
  * with spool_free().
  */
 int spool_salvage(const char *id, struct spool_message *m, size_t headers_max, char **headers, size_t *headers_len);
+
+/*
+ * spool_needs_smtputf8 — whether a message loaded with keep_fd needs a next
+ * hop with SMTPUTF8 (RFC 6531 §3.2): the client asked for it and its
+ * sender, a recipient or its header section actually holds non-ASCII.  A
+ * header section that cannot be read counts as needing it.
+ */
+bool spool_needs_smtputf8(const struct spool_message *m);
 
 /* spool_valid_id — whether name is a message id (20 lowercase hex digits). */
 bool spool_valid_id(const char *name);
