@@ -5,6 +5,8 @@
 
 #include "config.h"
 #include "dane.h"
+#include "idna.h"
+#include "smtp_proto.h"
 #include "log.h"
 #include "stats.h"
 
@@ -48,6 +50,12 @@ void tls_policy_domain(const char *domain, const struct route *r, int64_t deadli
     d->policy = TLS_POLICY_OPPORTUNISTIC;
     if (!config->mta_sts)
         return;
+    char alabel[SMTP_DOMAIN_MAX_BYTES + 1];
+    if (!idna_is_ascii(domain, strlen(domain))) { /* SMTPUTF8: the policy is published under the A-label */
+        if (idna_to_ascii(domain, strlen(domain), alabel, sizeof alabel) < 0)
+            return; /* route_lookup has already refused such a domain */
+        domain = alabel;
+    }
     mta_sts_cache_lookup(domain, deadline_ms, &d->sts);
     if (!d->sts.have) {
         log_debug("mta-sts", NULL, "%s: no MTA-STS policy (%s): opportunistic TLS", domain, d->sts.note);
