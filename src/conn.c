@@ -18,15 +18,11 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <pthread.h>
-#include <sched.h>
-#include <semaphore.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 const char *conn_status_name(enum conn_status s)
@@ -291,63 +287,10 @@ enum conn_status conn_printf(struct conn *c, int64_t deadline, const char *fmt, 
     return conn_write(c, deadline, buf, (size_t)n);
 }
 
-/*
- * The server handshake gate: at most as many server-side handshake steps
- * compute at once as the process may use CPUs.  A step is one
- * tls_handshake() call (where the key exchange and the signature are
- * computed); the waits for the client between steps hold no place, so a
- * slow or silent client cannot keep others out.  Under overload the
- * handshakes queue here (the semaphore wakes waiters in turn) instead of
- * sharing the CPUs with every session's other work, so sessions past their
- * handshake are not starved and each handshake ends in about its own
- * compute time once it is admitted.
- */
-static sem_t gate;
-static pthread_once_t gate_once = PTHREAD_ONCE_INIT;
-
-static void gate_init(void)
-{
-    cpu_set_t set;
-    int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
-    if (n < 1)
-        n = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    sem_init(&gate, 0, (unsigned)(n < 1 ? 1 : n > CONN_GATE_MAX ? CONN_GATE_MAX : n));
-}
-
-/* gate_enter — a place at the gate by the deadline (monotonic ms); false
- * when the deadline passed first. */
-static bool gate_enter(int64_t deadline)
-{
-    pthread_once(&gate_once, gate_init);
-    for (;;) {
-        int64_t left = deadline - util_now_ms();
-        if (left <= 0)
-            return sem_trywait(&gate) == 0;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts); /* sem_timedwait counts on the wall clock */
-        ts.tv_sec += left / 1000;
-        ts.tv_nsec += (long)(left % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        if (sem_timedwait(&gate, &ts) == 0)
-            return true;
-        if (errno != EINTR && errno != ETIMEDOUT)
-            return false;
-    }
-}
-
-static enum conn_status handshake(struct conn *c, int64_t deadline, bool gated)
+static enum conn_status handshake(struct conn *c, int64_t deadline)
 {
     for (;;) {
-        if (gated && !gate_enter(deadline)) {
-            snprintf(c->tls_error, sizeof c->tls_error, "handshake %s", conn_status_name(CONN_TIMEOUT));
-            return CONN_TIMEOUT;
-        }
         int r = tls_handshake(c->tls, c->tls_error, sizeof c->tls_error);
-        if (gated)
-            sem_post(&gate);
         if (r == 0)
             return CONN_OK;
         if (r == TLS_ERROR)
@@ -367,7 +310,7 @@ enum conn_status conn_tls_server(struct conn *c, int64_t deadline)
         snprintf(c->tls_error, sizeof c->tls_error, "no TLS context (out of memory)");
         return CONN_ERROR;
     }
-    return handshake(c, deadline, true);
+    return handshake(c, deadline);
 }
 
 enum conn_status conn_tls_client(struct conn *c, int64_t deadline, const char *sni, bool verify)
@@ -377,7 +320,7 @@ enum conn_status conn_tls_client(struct conn *c, int64_t deadline, const char *s
         snprintf(c->tls_error, sizeof c->tls_error, "no TLS client context");
         return CONN_ERROR;
     }
-    return handshake(c, deadline, false);
+    return handshake(c, deadline);
 }
 
 /* close_keeping_errno — close fd after a failure, keeping the failure's

@@ -19,7 +19,6 @@
 
 #define CONN_OUT_MAX_BYTES 4096
 #define CONN_IN_START_BYTES 1024
-#define CONN_GATE_MAX 256        /* server handshake steps computing at once, at most */
 
 enum conn_status {
     CONN_OK = 0,
