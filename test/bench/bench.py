@@ -710,7 +710,9 @@ def mrs_extras(args, tmp, dns_port, sink, certs):
     try:
         out["idle"] = idle_rss(m)
         for key_, n, tls in idles:
-            base = idle_rss(m, 2.0)
+            # past the 5 s a parked session thread waits for a connection
+            # (src/listener.c): the base holds no thread of the last round
+            base = idle_rss(m, 6.0)
             held, rss, pss = hold_idle(args, m.port, n, tls, m)
             out[key_] = (held, base, rss, pss)
             log(f"mrs idle {key_}: held {held}, RSS {mb(base[0])} -> {mb(rss)} MB")

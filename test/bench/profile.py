@@ -62,7 +62,9 @@ def one_pass(h, dns, sink, args, trace, perf=None):
     st = None
     if trace:
         out = tempfile.mktemp(prefix="strace-", dir=h.tmp)
-        st = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(pid)], stderr=subprocess.DEVNULL)
+        st = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(pid)] if trace is True else
+                              ["strace", "-f", "-e", f"trace={trace}", "-o", out + ".log", "-p", str(pid)],
+                              stderr=subprocess.DEVNULL)
         time.sleep(1.0)  # strace attaches to every thread
     pf = None
     if perf:
@@ -115,6 +117,8 @@ def main():
     ap.add_argument("-k", type=int, default=1)
     ap.add_argument("--size", type=int, default=10240)
     ap.add_argument("--no-strace", action="store_true")
+    ap.add_argument("--trace", metavar="CALLS", help="instead: log these system calls (strace -e trace=CALLS) "
+                    "into the temporary folder, kept")
     ap.add_argument("--perf", metavar="FILE", help="also `perf record -g` mrs during the pass without strace")
     args = ap.parse_args()
     warnings.simplefilter("ignore")  # aiosmtpd's deprecation notes
@@ -132,7 +136,10 @@ def main():
               f"{(u + s) / n * 1000:.3f} ms (user {u / n * 1000:.3f}, system {s / n * 1000:.3f}); "
               f"context switches per message {cs / n:.1f}; minor page faults per message {res['faults'] / n:.1f}; loadgen p50 {res['p50_ms']} ms p99 {res['p99_ms']} ms")
         if not args.no_strace:
-            n, _, _, _, _, calls, _ = one_pass(h, dns, sink, args, True)
+            n, _, _, _, _, calls, _ = one_pass(h, dns, sink, args, args.trace or True)
+        if args.trace:
+            print(f"strace log: {h.tmp}/strace-*.log")
+            return
             total = sum(calls.values())
             print(f"strace -c -f: {total / n:.1f} system calls per message ({n} messages, delivery included)")
             for name, k in sorted(calls.items(), key=lambda kv: -kv[1])[:18]:
