@@ -1,4 +1,4 @@
-"""Session threads are reused (src/listener.c, issue 11): a session thread
+"""Server overhead (issue 11).  Session threads are reused (src/listener.c): a session thread
 whose session ended parks for a while and serves the next connection, so a
 connection does not cost a thread creation and exit.  Parked threads end
 after their wait and at shutdown.  No timing is asserted; every wait is
@@ -7,7 +7,7 @@ bounded.
 import os
 import time
 
-from harness import Raw
+from harness import Raw, auth_plain
 
 
 def tids(pid):
@@ -61,3 +61,21 @@ def test_shutdown_with_parked_threads(h):
         r.close()
     assert m.stop() == 0  # parked threads do not hold the drain
     assert "stopped" in m.log()
+
+
+def test_concurrent_first_auths_run_argon2id_once(h):
+    """After a start (empty verify cache) many sessions of one client AUTH
+    at once with the same password: one Argon2id run verifies it, the
+    sessions that waited for their turn find it verified (issue 11)."""
+    user, pw = "alice@customer.test", "alice-secret"
+    m = h.mrs(env={"MRS_LOG_LEVEL": "debug", "MRS_AUTH_CONCURRENCY": "1"}, users={user: pw})
+    n = 12
+    sessions = [session(m, tls=True) for _ in range(n)]  # all past STARTTLS before any AUTH
+    for r in sessions:
+        r.send("AUTH PLAIN " + auth_plain(user, pw) + "\r\n")
+    codes = [r.reply()[0] for r in sessions]
+    for r in sessions:
+        r.close()
+    assert codes == [235] * n, codes
+    runs = m.log().count("verifying a password with Argon2id")
+    assert runs == 1, runs
