@@ -236,7 +236,7 @@ need_clang() {
 test_pkgs() {
     need_pkgs dnsmasq-base unbound python3 swaks curl openssl procps iproute2 python3-aiosmtpd python3-yaml \
         valgrind libnet-ssleay-perl util-linux prometheus \
-        python3-dkim python3-nacl python3-dnspython opendkim-tools ldnsutils
+        python3-dkim python3-nacl python3-dnspython opendkim-tools ldnsutils libssl-dev
     need_cap unbound sh -c 'command -v unbound-checkconf && unbound -V'
     need_cap dnsmasq-base dnsmasq --version
     need_cap python3-aiosmtpd /usr/bin/python3 -c 'import aiosmtpd.controller'
@@ -267,6 +267,8 @@ test_pkgs() {
 run_tests() {
     local build=$1; shift
     test_pkgs
+    # the benchmark's OpenSSL load generator (test_loadgen runs it too)
+    "$TOP/test/bench/build-loadgen-ossl.sh" "$build"
     "$TOP/test/run-all.sh" "$build" "$@"
 }
 

@@ -368,10 +368,19 @@ enum auth_result auth_verify(const char *user, size_t user_len, const char *pw, 
         users_put(t);
         return AUTH_BLOCKED;
     }
+    /* many sessions of one client after a restart ask at once: those that
+     * waited here find the password verified by the first one */
+    if (u && cache_hit(t, tag)) {
+        sem_post(&argon);
+        crypto_wipe(tag, sizeof tag);
+        users_put(t);
+        return AUTH_OK;
+    }
+    log_debug("auth", NULL, "verifying a password with Argon2id");
     int rc = hash[0] ? crypto_password_verify(hash, pw, pw_len) : -1;
-    sem_post(&argon);
     if (rc == 0 && u)
-        cache_add(t, tag);
+        cache_add(t, tag); /* before the next waiter's turn */
+    sem_post(&argon);
     crypto_wipe(tag, sizeof tag);
     users_put(t);
     return rc == 0 && u ? AUTH_OK : AUTH_FAIL;

@@ -9,6 +9,13 @@
  * MRS_MAX_CONNECTIONS_PER_CLIENT per client (util_client_key: an IPv4
  * address or an IPv6 /64), counted in a small chained hash table under
  * clients_mu; a session thread leaves it when its session ends.
+ *
+ * Thread reuse: a session thread whose session ended parks (at most
+ * LISTENER_PARKED_MAX of them, each for at most LISTENER_PARK_MS) and the
+ * accept loop hands the next connection to the last one parked instead of
+ * creating a thread.  Still one thread per connection at any time; what
+ * is saved is the thread's creation and exit (its stack's mmap, munmap
+ * with the TLB flush on every CPU, the page faults of a fresh stack).
  */
 #include "listener.h"
 
@@ -27,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define LISTENER_MAX 4
@@ -34,6 +42,8 @@
 #define LISTENER_CLIENT_BUCKETS 1024
 #define LISTENER_ACCEPT_PAUSE_MS 100      /* after EMFILE and the like */
 #define LISTENER_ACCEPT_LOG_EVERY_MS 10000 /* one warning per 10 s of them */
+#define LISTENER_PARKED_MAX 32            /* idle session threads kept for reuse */
+#define LISTENER_PARK_MS 5000             /* how long one waits for a connection */
 
 struct listen_sock {
     int fd;
@@ -48,6 +58,18 @@ static pthread_t accept_thread;
 static bool accept_running;
 static pthread_mutex_t idle_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t idle_cv = PTHREAD_COND_INITIALIZER;
+
+/* A parked session thread (on its own stack) waiting for a connection. */
+struct parked {
+    struct parked *next;
+    pthread_cond_t cv;
+    struct session_start *st; /* set by the accept loop */
+};
+
+static pthread_mutex_t park_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct parked *parked; /* the last parked first */
+static int nparked;
+static bool park_closed;
 
 /* Open sessions of one client. */
 struct client {
@@ -140,13 +162,67 @@ static void session_done(void)
     pthread_mutex_unlock(&idle_mu);
 }
 
+/* hand_over — give st to a parked session thread; false when none is. */
+static bool hand_over(struct session_start *st)
+{
+    pthread_mutex_lock(&park_mu);
+    struct parked *p = parked;
+    if (p) {
+        parked = p->next;
+        nparked--;
+        p->st = st;
+        pthread_cond_signal(&p->cv);
+    }
+    pthread_mutex_unlock(&park_mu);
+    return p != NULL;
+}
+
+/* park — wait for the next connection; NULL after LISTENER_PARK_MS, once
+ * the listener stopped, or when enough threads are parked already. */
+static struct session_start *park(void)
+{
+    struct parked me = {.st = NULL};
+    pthread_mutex_lock(&park_mu);
+    if (park_closed || nparked >= LISTENER_PARKED_MAX || pthread_cond_init(&me.cv, NULL) != 0) {
+        pthread_mutex_unlock(&park_mu);
+        return NULL;
+    }
+    me.next = parked;
+    parked = &me;
+    nparked++;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += LISTENER_PARK_MS / 1000;
+    ts.tv_nsec += (long)(LISTENER_PARK_MS % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    while (!me.st && !park_closed)
+        if (pthread_cond_timedwait(&me.cv, &park_mu, &ts) == ETIMEDOUT)
+            break;
+    if (!me.st) { /* still in the list: leave it */
+        struct parked **pp = &parked;
+        while (*pp && *pp != &me)
+            pp = &(*pp)->next;
+        if (*pp) {
+            *pp = me.next;
+            nparked--;
+        }
+    }
+    pthread_mutex_unlock(&park_mu);
+    pthread_cond_destroy(&me.cv);
+    return me.st;
+}
+
 static void *session_thread(void *arg)
 {
-    struct session_start *st = arg;
-    session_run(st);
-    client_leave((const struct sockaddr *)&st->peer);
-    free(st);
-    session_done();
+    for (struct session_start *st = arg; st; st = park()) {
+        session_run(st);
+        client_leave((const struct sockaddr *)&st->peer);
+        free(st);
+        session_done();
+    }
     return NULL;
 }
 
@@ -217,6 +293,8 @@ static void accept_one(const struct listen_sock *ls, pthread_attr_t *attr)
         free(st);
         return;
     }
+    if (hand_over(st))
+        return;
     pthread_t t;
     if (pthread_create(&t, attr, session_thread, st) != 0) {
         log_warn("accept", NULL, "cannot start a session thread");
@@ -266,6 +344,11 @@ void listener_stop(void)
         pthread_join(accept_thread, NULL); /* returns once the drain started */
         accept_running = false;
     }
+    pthread_mutex_lock(&park_mu); /* parked threads end now */
+    park_closed = true;
+    for (struct parked *p = parked; p; p = p->next)
+        pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&park_mu);
     for (int i = 0; i < nsocks; i++)
         close(socks[i].fd);
     nsocks = 0;

@@ -5,8 +5,10 @@
 #
 # Needs a release build: $MRS_BUILD_DIR/mrs and $MRS_BUILD_DIR/tools/loadgen
 # (default build/).  Installs what it lacks (postfix, sasl2-bin,
-# libsasl2-modules, unbound, openssl, python3) with package scripts barred
-# from starting daemons, raises the open-file limit, then runs
+# libsasl2-modules, unbound, openssl, libssl-dev, gcc, python3) with package
+# scripts barred from starting daemons, builds the OpenSSL load generator
+# into $MRS_BUILD_DIR/tools/loadgen-ossl (test/bench/build-loadgen-ossl.sh),
+# raises the open-file limit, then runs
 # test/bench/bench.py: a local DNS server, Postfix's smtp-sink as the
 # smarthost, mrs and a private Postfix instance, the same loads against
 # each, one table.  Loopback only; bounded in time (BENCH_DEADLINE seconds,
@@ -25,7 +27,7 @@ for f in "$BUILD/mrs" "$BUILD/tools/loadgen"; do
 done
 
 need=()
-for p in postfix sasl2-bin libsasl2-modules unbound openssl python3; do
+for p in postfix sasl2-bin libsasl2-modules unbound openssl libssl-dev gcc python3; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -39,6 +41,7 @@ if [ ${#need[@]} -gt 0 ]; then
     [ $made_rcd = 1 ] && rm -f $rcd
 fi
 [ "$(id -u)" = 0 ] || { say "run as root: Postfix's master and smtp-sink need it"; exit 1; }
+"$TOP/test/bench/build-loadgen-ossl.sh" "$BUILD"
 
 # 10,000 idle sessions need 10,000+ descriptors in mrs and in the load
 # generator: take the hard limit (at most 65536).
