@@ -68,6 +68,10 @@ DOMAINS = {
     "servfail.test": ("mx.servfail.test", PLAIN_MX, None),
     "nopolicy.test": ("mx.nopolicy.test", PLAIN_MX, None),
     "off.test": ("mx.off.test", PLAIN_MX, enforce("mx.off.test")),
+    # held.test's policy server stalls; victim38.test has no policy and its
+    # name hashes (FNV-1a mod 32) like held.test's
+    "held.test": ("mx.held.test", PLAIN_MX, enforce("mx.held.test")),
+    "victim38.test": ("mx.victim38.test", PLAIN_MX, None),
 }
 
 
@@ -515,6 +519,30 @@ def test_refresh_failing_keeps_cached_policy_then_id_change_refetches(ctx):
         ctx.policy.answers["mta-sts.stale.test"]["status"] = 200
         ctx.policy.answers["mta-sts.idchange.test"]["body"] = DOMAINS["idchange.test"][2]
         ctx.dns.set_records(zone())
+
+
+def test_a_stalled_policy_fetch_holds_up_no_other_domain(ctx):
+    """A hostile policy server that stalls its answer holds up mail to its
+    own domain only: mail to another domain (here one whose name hashes
+    like it) is delivered while that fetch still waits."""
+    gate = threading.Event()
+    ctx.policy.answers["mta-sts.held.test"]["gate"] = gate
+    m = relay(ctx, MRS_DELIVERY_COMMAND_TIMEOUT="30s")
+    try:
+        submit(m, "bob@held.test")
+        for _ in range(400):
+            if ctx.policy.requests.get("mta-sts.held.test"):
+                break
+            time.sleep(0.05)
+        assert ctx.policy.requests.get("mta-sts.held.test"), "the held fetch never started"
+        tok, _ = submit(m, "bob@victim38.test")
+        wait_msg(ctx.sinks["plain"], tok, timeout=60)
+        # delivered before the held fetch ended (it ends by failing, at 30 s)
+        assert "held.test: policy fetch failed" not in m.log()
+    finally:
+        gate.set()
+        m.stop()
+        ctx.policy.answers["mta-sts.held.test"].pop("gate", None)
 
 
 def test_removed_txt_record_keeps_cached_policy(ctx):
