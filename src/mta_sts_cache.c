@@ -313,12 +313,16 @@ static int get_once(const struct dns_addr *a, const char *host, int64_t end, cha
     if (st == CONN_OK)
         st = conn_flush(&c, end);
     size_t n = 0;
+    bool clean = false;
     for (bool eof = false; st == CONN_OK;) {
         const char *data;
         size_t got = 0;
         st = conn_peek(&c, end, &data, &got);
         if (st == CONN_EOF) {
+            /* a TCP close without close_notify can be anyone's on the path,
+             * at any record: it ends no body of unknown length */
             eof = true;
+            clean = tls_closed_cleanly(c.tls);
             st = CONN_OK;
         } else if (st == CONN_OK) {
             size_t take = got < RESPONSE_CAP - n ? got : RESPONSE_CAP - n;
@@ -328,7 +332,13 @@ static int get_once(const struct dns_addr *a, const char *host, int64_t end, cha
         } else {
             break;
         }
-        enum mta_sts_http h = mta_sts_parse_http(buf, n, eof || n == RESPONSE_CAP, body, len, err, err_len);
+        enum mta_sts_http h = mta_sts_parse_http(buf, n, (eof && clean) || n == RESPONSE_CAP, body, len, err,
+                                                 err_len);
+        if (h == MTA_STS_HTTP_MORE && eof) {
+            snprintf(err, err_len, "https://%s/.well-known/mta-sts.txt: connection closed without TLS close_notify "
+                     "before the end of the response", host);
+            goto out;
+        }
         if (h == MTA_STS_HTTP_DONE)
             rc = 0;
         if (h != MTA_STS_HTTP_MORE)
