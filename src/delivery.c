@@ -28,6 +28,7 @@
 #include "bounce.h"
 #include "config.h"
 #include "crypto.h"
+#include "idna.h"
 #include "log.h"
 #include "queue.h"
 #include "route.h"
@@ -100,10 +101,16 @@ int64_t delivery_backoff_ms(int attempts, int64_t min_ms, int64_t max_ms, uint32
 
 uint64_t delivery_domain_key(const uint8_t secret[CRYPTO_KEY_BYTES], const char *domain)
 {
-    char low[SMTP_DOMAIN_MAX_BYTES + 1];
+    char low[SMTP_DOMAIN_MAX_BYTES + 1], alabel[SMTP_DOMAIN_MAX_BYTES + 1];
     uint8_t h[CRYPTO_SHA256_BYTES];
     uint64_t key;
-    size_t n = 0;
+    size_t n = 0, len = strlen(domain);
+    /* SMTPUTF8: a U-label domain is its A-labels' destination (route.c
+     * resolves those), so it shares their slots */
+    if (len > 0 && domain[len - 1] == '.')
+        len--;
+    if (!idna_is_ascii(domain, len) && idna_to_ascii(domain, len, alabel, sizeof alabel) > 0)
+        domain = alabel;
     /* recipient domains are validated to fit; a longer one is keyed by its
      * first SMTP_DOMAIN_MAX_BYTES bytes (it shares their slots, no more) */
     for (; domain[n] && n < SMTP_DOMAIN_MAX_BYTES; n++)

@@ -3,8 +3,10 @@
  * mta_sts_cache.h).
  *
  * The memory cache is a small array of heap entries under one mutex, held
- * only to copy an entry in or out; the fetch itself runs under the
- * domain's stripe lock.  The disk cache is one file per domain, written
+ * only to copy an entry in or out; the lookup and fetch run with the
+ * domain claimed in a table of domains in flight, so lookups of one
+ * domain are serialized while another domain never waits for it (a
+ * policy server that stalls holds up its own domain only).  The disk cache is one file per domain, written
  * to a temporary name, fsynced and renamed (then the directory fsynced),
  * so a crash leaves the old file or the new one.
  */
@@ -24,9 +26,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-#define STRIPES 32
+#define FLIGHTS_MAX 1024        /* lookups at once: MRS_DELIVERY_THREADS is at most 1024 */
 #define DOMAIN_MAX 253
 #define RESPONSE_CAP (MTA_STS_HEAD_MAX_BYTES + MTA_STS_BODY_MAX_BYTES + 1)
 #define FETCH_ADDRS_MAX 4
@@ -45,21 +48,56 @@ struct entry {
 
 static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct entry *cache[MTA_STS_CACHE_ENTRIES];
-static pthread_mutex_t stripe[STRIPES];
-static pthread_once_t stripe_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t flight_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t flight_cv;
+static pthread_once_t flight_once = PTHREAD_ONCE_INIT;
+static char flights[FLIGHTS_MAX][DOMAIN_MAX + 1]; /* "" = a free slot */
 
-static void stripe_init(void)
+static void flight_init(void)
 {
-    for (int i = 0; i < STRIPES; i++)
-        pthread_mutex_init(&stripe[i], NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&flight_cv, &ca);
+    pthread_condattr_destroy(&ca);
 }
 
-static unsigned stripe_of(const char *d)
+/* flight_begin — claim domain d once no other thread has it; false when
+ * `until` (util_now_ms clock) comes first. */
+static bool flight_begin(const char *d, int64_t until)
 {
-    uint32_t h = 2166136261u; /* FNV-1a: spreading, not secrecy */
-    for (; *d; d++)
-        h = (h ^ (unsigned char)*d) * 16777619u;
-    return h % STRIPES;
+    pthread_once(&flight_once, flight_init);
+    pthread_mutex_lock(&flight_mu);
+    for (;;) {
+        int slot = -1;
+        bool busy = false;
+        for (int i = 0; i < FLIGHTS_MAX && !busy; i++) {
+            if (!flights[i][0])
+                slot = slot < 0 ? i : slot;
+            else
+                busy = strcmp(flights[i], d) == 0;
+        }
+        if (!busy && slot >= 0) {
+            util_copy(flights[slot], sizeof flights[slot], d, strlen(d));
+            pthread_mutex_unlock(&flight_mu);
+            return true;
+        }
+        struct timespec ts = {.tv_sec = (time_t)(until / 1000), .tv_nsec = (long)(until % 1000) * 1000000};
+        if (util_now_ms() >= until || pthread_cond_timedwait(&flight_cv, &flight_mu, &ts) == ETIMEDOUT) {
+            pthread_mutex_unlock(&flight_mu);
+            return false;
+        }
+    }
+}
+
+static void flight_end(const char *d)
+{
+    pthread_mutex_lock(&flight_mu);
+    for (int i = 0; i < FLIGHTS_MAX; i++)
+        if (strcmp(flights[i], d) == 0)
+            flights[i][0] = '\0';
+    pthread_cond_broadcast(&flight_cv);
+    pthread_mutex_unlock(&flight_mu);
 }
 
 /* ---- memory cache ------------------------------------------------------------------ */
@@ -275,12 +313,16 @@ static int get_once(const struct dns_addr *a, const char *host, int64_t end, cha
     if (st == CONN_OK)
         st = conn_flush(&c, end);
     size_t n = 0;
+    bool clean = false;
     for (bool eof = false; st == CONN_OK;) {
         const char *data;
         size_t got = 0;
         st = conn_peek(&c, end, &data, &got);
         if (st == CONN_EOF) {
+            /* a TCP close without close_notify can be anyone's on the path,
+             * at any record: it ends no body of unknown length */
             eof = true;
+            clean = tls_closed_cleanly(c.tls);
             st = CONN_OK;
         } else if (st == CONN_OK) {
             size_t take = got < RESPONSE_CAP - n ? got : RESPONSE_CAP - n;
@@ -290,7 +332,13 @@ static int get_once(const struct dns_addr *a, const char *host, int64_t end, cha
         } else {
             break;
         }
-        enum mta_sts_http h = mta_sts_parse_http(buf, n, eof || n == RESPONSE_CAP, body, len, err, err_len);
+        enum mta_sts_http h = mta_sts_parse_http(buf, n, (eof && clean) || n == RESPONSE_CAP, body, len, err,
+                                                 err_len);
+        if (h == MTA_STS_HTTP_MORE && eof) {
+            snprintf(err, err_len, "https://%s/.well-known/mta-sts.txt: connection closed without TLS close_notify "
+                     "before the end of the response", host);
+            goto out;
+        }
         if (h == MTA_STS_HTTP_DONE)
             rc = 0;
         if (h != MTA_STS_HTTP_MORE)
@@ -406,13 +454,22 @@ void mta_sts_cache_lookup(const char *domain, int64_t deadline_ms, struct mta_st
             free(e);
             return;
         }
-    pthread_once(&stripe_once, stripe_init);
-    pthread_mutex_t *mu = &stripe[stripe_of(d)];
-    pthread_mutex_lock(mu);
+    int64_t end = util_now_ms() + (config->delivery_command_timeout_ms < MTA_STS_FETCH_MAX_MS
+                                       ? config->delivery_command_timeout_ms : MTA_STS_FETCH_MAX_MS);
+    if (deadline_ms > 0 && deadline_ms < end)
+        end = deadline_ms;
+    bool claimed = flight_begin(d, end);
     if (!mem_get(d, e) && !disk_load(d, e))
         util_copy(e->domain, sizeof e->domain, d, n);
     int64_t now = util_wall_ms();
     bool valid = e->have && e->expires_ms > now;
+    if (!claimed) { /* another lookup of d outlasted our time: what is cached */
+        snprintf(out->note, sizeof out->note, "another lookup of %s is still running", d);
+        if (valid)
+            use(out, e, "cached (a refresh is running)");
+        free(e);
+        return;
+    }
     int txt = txt_id(d, id, out->note, sizeof out->note);
     if (txt > 0 && valid && strcmp(id, e->id) == 0) {
         use(out, e, "cached");
@@ -424,10 +481,6 @@ void mta_sts_cache_lookup(const char *domain, int64_t deadline_ms, struct mta_st
             use(out, e, "cached (refresh failed)");
     } else if (txt > 0) {
         struct entry next = *e;
-        int64_t end = util_now_ms() + (config->delivery_command_timeout_ms < MTA_STS_FETCH_MAX_MS
-                                           ? config->delivery_command_timeout_ms : MTA_STS_FETCH_MAX_MS);
-        if (deadline_ms > 0 && deadline_ms < end)
-            end = deadline_ms;
         memcpy(next.id, id, sizeof next.id);
         if (fetch(&next, end, out->note, sizeof out->note) == 0) {
             next.failed_id[0] = '\0';
@@ -447,6 +500,6 @@ void mta_sts_cache_lookup(const char *domain, int64_t deadline_ms, struct mta_st
         use(out, e, "cached"); /* RFC 8461 §3.3: a removed record does not end a cached policy */
     }
     mem_put(e);
-    pthread_mutex_unlock(mu);
+    flight_end(d);
     free(e);
 }

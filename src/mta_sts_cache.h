@@ -14,9 +14,12 @@
  * while it lasts, else no policy: a domain that never published one is
  * never held up by its DNS (RFC 8461 §3.3 and §5.1).
  *
- * Fetches of one domain are serialized (a stripe lock by domain hash):
- * a hundred messages to one domain fetch its policy once.  Every wait ends
- * by the caller's deadline or MTA_STS_FETCH_MAX_MS.
+ * Lookups of one domain are serialized (the domain is claimed in a table
+ * of domains in flight): a hundred messages to one domain fetch its policy
+ * once, and no other domain waits for it.  Every wait ends by the caller's
+ * deadline or MTA_STS_FETCH_MAX_MS; a lookup that could not claim its
+ * domain in that time takes the cached policy, if any, as when the fetch
+ * fails.
  *
  * Calls mta_sts, dns, conn, config, log, util.  Thread-safe.
  */

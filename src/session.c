@@ -731,10 +731,16 @@ static void dispatch(struct session *s, char *line, size_t len)
         return;
     }
     if (len > cmd->max_line) {
-        reply(s, 500, "5.5.2", "Command line too long");
+        reply(s, 500, "5.5.2", "Command line too long%s",
+              c.verb == SMTP_VERB_BDAT ? "; the chunk cannot be told from commands, closing" : "");
         if (c.verb == SMTP_VERB_AUTH)
             drop_pipelined_sasl(s);
-        count_error(s);
+        /* a BDAT chunk follows its line whether or not the line is taken:
+         * read as commands it would run as the user's commands */
+        if (c.verb == SMTP_VERB_BDAT)
+            s->quit = true;
+        else
+            count_error(s);
         return;
     }
     if (!(cmd->states & (1u << s->state))) {
@@ -762,13 +768,21 @@ static void session_loop(struct session *s)
         case CONN_OK:
             dispatch(s, line, len);
             break;
+        /* after AUTH the line may have been a BDAT whose chunk follows it
+         * (session_bdat.c): its end cannot be found, so the session ends */
         case CONN_TOO_LONG:
-            reply(s, 500, "5.5.2", "Line too long");
-            count_error(s);
+            reply(s, 500, "5.5.2", "Line too long%s", s->authenticated ? "; closing" : "");
+            if (s->authenticated)
+                s->quit = true;
+            else
+                count_error(s);
             break;
         case CONN_NUL:
-            reply(s, 500, "5.5.2", "NUL characters are not allowed in commands");
-            count_error(s);
+            reply(s, 500, "5.5.2", "NUL characters are not allowed in commands%s", s->authenticated ? "; closing" : "");
+            if (s->authenticated)
+                s->quit = true;
+            else
+                count_error(s);
             break;
         case CONN_TIMEOUT:
             reply(s, 421, "4.4.2", "%s Error: timeout exceeded", config->hostname);

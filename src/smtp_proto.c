@@ -77,7 +77,7 @@ bool smtp_valid_domain(const char *s, size_t len)
             return false;
         }
     }
-    return s[len - 1] != '-';
+    return s[len - 1] != '-' && s[len - 1] != '.'; /* "a.." is an empty label, not the root */
 }
 
 /* address literal "[…]": IPv4, "IPv6:…" or a General-address-literal; we

@@ -56,6 +56,7 @@ struct tls_conn {
     const struct dane_set *dane; /* DANE client: the TLSA records the certificate must match */
     bool dane_ok;                /* and it did */
     char dane_err[320];          /* why not, for tls_handshake's err */
+    bool close_notify;           /* the peer ended the stream with close_notify */
 };
 
 static mbedtls_entropy_context entropy;
@@ -714,8 +715,10 @@ ssize_t tls_recv(struct tls_conn *t, void *buf, size_t len)
         if (ret > 0)
             return ret;
         switch (ret) {
-        case 0:
         case MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY:
+            t->close_notify = true;
+            return 0;
+        case 0: /* the transport closed without close_notify */
             return 0;
         case MBEDTLS_ERR_SSL_WANT_READ:
             return TLS_WANT_READ;
@@ -789,6 +792,11 @@ const char *tls_version(const struct tls_conn *t)
 const char *tls_cipher(const struct tls_conn *t)
 {
     return mbedtls_ssl_get_ciphersuite(&t->ssl);
+}
+
+bool tls_closed_cleanly(const struct tls_conn *t)
+{
+    return t->close_notify;
 }
 
 bool tls_peer_verified(const struct tls_conn *t)

@@ -127,6 +127,9 @@ void tls_session_free(struct tls_session *s);
 const char *tls_version(const struct tls_conn *t);   /* "TLSv1.3" */
 const char *tls_cipher(const struct tls_conn *t);
 bool tls_peer_verified(const struct tls_conn *t);
+/* tls_closed_cleanly — after tls_recv returned 0: whether the peer sent
+ * close_notify (else the transport just closed: maybe a truncation). */
+bool tls_closed_cleanly(const struct tls_conn *t);
 
 /*
  * RSA keys for DKIM signing (rsa-sha256, RFC 6376 §3.3.1): parsed, used and

@@ -386,6 +386,25 @@ def test_bdat_syntax_error_or_before_auth_closes(ctx):
     assert r.closed()
 
 
+def test_bdat_line_too_long_or_with_nul_never_runs_its_chunk(ctx):
+    """A BDAT line refused before its size is read (over the command line
+    limit, over the read limit, a NUL) leaves no way to find the end of its
+    chunk: the session ends, and the chunk is never run as commands."""
+    m = ctx["mrs"]
+    chunk = b"NOOP\r\n"
+    for line in (b"BDAT %d LAST" % len(chunk) + b" " * 600,      # over 510: parses, too long
+                 b"BDAT %d LAST" % len(chunk) + b" " * 13000,    # over the 12 KB read limit
+                 b"BDAT %d LAST\0" % len(chunk)):               # a NUL
+        r = login(m)
+        envelope(r)
+        r.send(line + b"\r\n" + chunk)
+        code, texts = r.reply()
+        assert code // 100 == 5, (line[:20], texts)
+        assert r.closed(), (line[:20], r.buf)
+        assert r.buf == b"", (line[:20], r.buf)  # no reply to the chunk's NOOP
+        r.close()
+
+
 def test_smtplib_binarymime_with_bdat(ctx):
     """smtplib speaks the envelope (BODY=BINARYMIME); BDAT goes out raw."""
     m = ctx["mrs"]

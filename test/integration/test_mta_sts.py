@@ -32,6 +32,7 @@ PLAIN_MX = "127.0.0.42"         # no STARTTLS
 WRONG_MX = "127.0.0.43"         # CA-signed certificate for other.test
 SELF_MX = "127.0.0.44"          # self-signed certificate for its name
 SENDER_MX = "127.0.0.45"        # customer.test's own MX (bounces)
+CLOSE_HOST = "127.0.0.38"       # mta-sts of trunc.test and cleanclose.test: bodies without Content-Length
 
 GOOD_NAMES = ["mx.enforce.test", "mx.skip.test", "mx.testing.test"]
 
@@ -68,7 +69,16 @@ DOMAINS = {
     "servfail.test": ("mx.servfail.test", PLAIN_MX, None),
     "nopolicy.test": ("mx.nopolicy.test", PLAIN_MX, None),
     "off.test": ("mx.off.test", PLAIN_MX, enforce("mx.off.test")),
+    # held.test's policy server stalls; victim38.test has no policy and its
+    # name hashes (FNV-1a mod 32) like held.test's
+    "held.test": ("mx.held.test", PLAIN_MX, enforce("mx.held.test")),
+    "victim38.test": ("mx.victim38.test", PLAIN_MX, None),
+    # served by CloseServer: a body without Content-Length, ended by a TCP
+    # close without TLS close_notify (a truncation) or by close_notify
+    "trunc.test": ("mx.trunc.test", PLAIN_MX, enforce("mx.trunc.test")),
+    "cleanclose.test": ("mx.cleanclose.test", PLAIN_MX, enforce("mx.cleanclose.test")),
 }
+CLOSE_DOMAINS = ("trunc.test", "cleanclose.test")
 
 
 def zone(ids=None):
@@ -78,7 +88,8 @@ def zone(ids=None):
     for d, (mx, addr, policy) in DOMAINS.items():
         recs += [f"{d}. MX 10 {mx}.", f"{mx}. A {addr}"]
         if policy is not None:
-            recs += [f"mta-sts.{d}. A {UNTRUSTED_HOST if d == 'untrusted.test' else POLICY_HOST}"]
+            host = UNTRUSTED_HOST if d == "untrusted.test" else CLOSE_HOST if d in CLOSE_DOMAINS else POLICY_HOST
+            recs += [f"mta-sts.{d}. A {host}"]
         if policy is not None and ids.get(d, "1") is not None:
             recs += [f'_mta-sts.{d}. 0 TXT "v=STSv1; id={ids.get(d, "1")};"']
     # skip.test: the first MX is not in the policy (and would take plaintext)
@@ -178,6 +189,59 @@ class PolicyServer:
         self.httpd.server_close()
 
 
+class CloseServer:
+    """HTTPS on addr:port that answers with no Content-Length, so the body
+    ends where the connection does: for trunc.test with a bare TCP close
+    (what someone on the path can cause at any record boundary), for
+    cleanclose.test with TLS close_notify first."""
+
+    def __init__(self, addr, port, cert):
+        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.ctx.load_cert_chain(cert[0], cert[1])
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((addr, port))
+        self.sock.listen(8)
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                raw, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.one, args=(raw,), daemon=True).start()
+
+    def one(self, raw):
+        raw.settimeout(10)
+        try:
+            s = self.ctx.wrap_socket(raw, server_side=True)
+            req = b""
+            while b"\r\n\r\n" not in req and len(req) < 8192:
+                chunk = s.recv(4096)
+                if not chunk:
+                    return
+                req += chunk
+            host = ""
+            for line in req.decode("latin-1").split("\r\n"):
+                if line.lower().startswith("host:"):
+                    host = line.split(":", 1)[1].strip()
+            d = host[len("mta-sts."):]
+            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n")
+            s.sendall(enforce(f"mx.{d}").encode())
+            if d == "cleanclose.test":
+                s.unwrap()  # close_notify, then the TCP close
+            raw.close()
+        except (OSError, ValueError):
+            pass
+        finally:
+            raw.close()
+
+    def stop(self):
+        self.sock.close()
+
+
 def common_port(addrs):
     for _ in range(100):
         port, socks = free_port(addrs[0]), []
@@ -207,9 +271,11 @@ def setup(h):
     ctx.ca = make_ca(ctx.dir)
     ctx.dns = StubDns(h, zone())
     ctx.mx_port = common_port([GOOD_MX, PLAIN_MX, WRONG_MX, SELF_MX, SENDER_MX])
-    ctx.https_port = common_port([POLICY_HOST, UNTRUSTED_HOST])
+    ctx.https_port = common_port([POLICY_HOST, UNTRUSTED_HOST, CLOSE_HOST])
     policy_names = [f"mta-sts.{d}" for d in list(DOMAINS) + ["skip.test"]]
-    ctx.policy = PolicyServer(POLICY_HOST, ctx.https_port, issue(ctx.dir, ctx.ca, policy_names, "policy"))
+    policy_cert = issue(ctx.dir, ctx.ca, policy_names, "policy")
+    ctx.policy = PolicyServer(POLICY_HOST, ctx.https_port, policy_cert)
+    ctx.close_server = CloseServer(CLOSE_HOST, ctx.https_port, policy_cert)
     ctx.untrusted = PolicyServer(UNTRUSTED_HOST, ctx.https_port, h.self_signed("mta-sts.untrusted.test"))
     for d, (_, _, policy) in DOMAINS.items():
         if policy is not None:
@@ -230,6 +296,7 @@ def setup(h):
 
 
 def teardown(ctx):
+    ctx.close_server.stop()
     ctx.policy.stop()
     ctx.untrusted.stop()
 
@@ -515,6 +582,47 @@ def test_refresh_failing_keeps_cached_policy_then_id_change_refetches(ctx):
         ctx.policy.answers["mta-sts.stale.test"]["status"] = 200
         ctx.policy.answers["mta-sts.idchange.test"]["body"] = DOMAINS["idchange.test"][2]
         ctx.dns.set_records(zone())
+
+
+def test_a_stalled_policy_fetch_holds_up_no_other_domain(ctx):
+    """A hostile policy server that stalls its answer holds up mail to its
+    own domain only: mail to another domain (here one whose name hashes
+    like it) is delivered while that fetch still waits."""
+    gate = threading.Event()
+    ctx.policy.answers["mta-sts.held.test"]["gate"] = gate
+    m = relay(ctx, MRS_DELIVERY_COMMAND_TIMEOUT="30s")
+    try:
+        submit(m, "bob@held.test")
+        for _ in range(400):
+            if ctx.policy.requests.get("mta-sts.held.test"):
+                break
+            time.sleep(0.05)
+        assert ctx.policy.requests.get("mta-sts.held.test"), "the held fetch never started"
+        tok, _ = submit(m, "bob@victim38.test")
+        wait_msg(ctx.sinks["plain"], tok, timeout=60)
+        # delivered before the held fetch ended (it ends by failing, at 30 s)
+        assert "held.test: policy fetch failed" not in m.log()
+    finally:
+        gate.set()
+        m.stop()
+        ctx.policy.answers["mta-sts.held.test"].pop("gate", None)
+
+
+def test_policy_body_cut_by_a_tcp_close_is_not_a_policy(ctx):
+    """A body without Content-Length ends at the end of the TLS stream: a
+    TCP close without close_notify (a truncation anyone on the path can
+    cause) ends no policy; close_notify does."""
+    m = relay(ctx)
+    try:
+        submit(m, "bob@trunc.test")
+        submit(m, "bob@cleanclose.test")
+        wait_log(m, "cleanclose.test: MTA-STS policy mode enforce, id 1 (fetched")
+        wait_log(m, "trunc.test: policy fetch failed")
+        line = [ln for ln in m.log().splitlines() if "trunc.test: policy fetch failed" in ln][0]
+        assert "close_notify" in line, line
+        assert "trunc.test: MTA-STS policy mode enforce" not in m.log()
+    finally:
+        m.stop()
 
 
 def test_removed_txt_record_keeps_cached_policy(ctx):

@@ -583,6 +583,10 @@ static void test_domain_key(void)
     CHECK(delivery_domain_key(a, "arpit.example") != k);
     CHECK(delivery_domain_key(b, "tarpit.example") != k);
     CHECK(delivery_domain_key(a, "") != k);
+    /* a U-label domain and its A-label are one destination (one set of slots) */
+    uint64_t u = delivery_domain_key(a, "b\xc3\xbc" "cher.example");
+    CHECK(delivery_domain_key(a, "xn--bcher-kva.example") == u);
+    CHECK(delivery_domain_key(a, "XN--BCHER-KVA.example.") == u);
     bounce_status("550 5.4.4 x.example: every address of its mail exchangers is in MRS_DELIVERY_DENY_NETS, "
                   "never connected to: mx.x.example[127.0.0.1]", status);
     CHECK_STR(status, "5.4.4");

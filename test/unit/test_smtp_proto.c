@@ -299,6 +299,9 @@ static void test_helo_and_domains(void)
     CHECK(!smtp_valid_helo(name, 256));
     CHECK(smtp_valid_domain("a.b.", 4));
     CHECK(!smtp_valid_domain(".", 1));
+    /* one trailing dot is the root; two are an empty label DNS cannot ask */
+    CHECK(!smtp_valid_domain("a.b..", 5));
+    CHECK(!smtp_valid_domain("a..", 3));
     CHECK(!smtp_valid_domain("a-.b", 4));
 }
 
