@@ -472,6 +472,11 @@ static void render_queue(struct out *o)
         out_printf(o, "mrs_deliveries_total{outcome=\"%s\"} %lld\n",
                    stats_delivery_name((enum stats_delivery)d), LOAD(stats.deliveries_total[d]));
     render_scalars(o, after, sizeof after / sizeof after[0]);
+    family(o, "mrs_dsn_reports_total", "counter",
+           "Delivery status notifications mrs sent (RFC 3464), by the action they report.");
+    for (int a = 0; a < STATS_DSN_ACTIONS; a++)
+        out_printf(o, "mrs_dsn_reports_total{action=\"%s\"} %lld\n", stats_dsn_name((enum stats_dsn)a),
+                   LOAD(stats.dsn_reports_total[a]));
 }
 
 static void render_dns(struct out *o)

@@ -42,6 +42,10 @@ struct queue_envelope {
     size_t rcpt_count;
     bool eightbit;               /* BODY=8BITMIME */
     int64_t received_ms;         /* wall clock */
+    const char *dsn_ret;         /* RFC 3461 RET= "FULL"/"HDRS", ENVID= as xtext: NULL when absent */
+    const char *dsn_envid;
+    const char *const *rcpt_notify; /* per recipient NOTIFY= / ORCPT= (entries NULL when absent), */
+    const char *const *rcpt_orcpt;  /* or NULL when no recipient gave any */
 };
 
 struct queue_msg;

@@ -74,6 +74,7 @@ struct session {
     struct smtp_path from;
     char **rcpts;
     size_t rcpt_count, rcpt_cap;
+    struct dsn_rcpts rcpt_dsn;          /* NOTIFY=/ORCPT= per recipient (RFC 3461) */
     struct log_fields lf;               /* session, client, user: for every log line */
 };
 
@@ -114,7 +115,7 @@ static const struct command commands[SMTP_VERB_COUNT] = {
                         SMTP_AUTH_LINE_MAX_BYTES - 2, cmd_auth},
     [SMTP_VERB_MAIL] = {S(GREETED), "Send EHLO first; one MAIL per transaction",
                         SMTP_MAIL_MAX_BYTES - 2, cmd_mail},
-    [SMTP_VERB_RCPT] = {S(MAIL) | S(RCPT), "Need MAIL command first", LINE, cmd_rcpt},
+    [SMTP_VERB_RCPT] = {S(MAIL) | S(RCPT), "Need MAIL command first", SMTP_RCPT_MAX_BYTES - 2, cmd_rcpt},
     [SMTP_VERB_DATA] = {S(RCPT), "Need RCPT command first", LINE, cmd_data},
     [SMTP_VERB_RSET] = {ANY, NULL, LINE, cmd_rset},
     [SMTP_VERB_NOOP] = {ANY, NULL, LINE, cmd_noop},
@@ -173,6 +174,7 @@ static void reset_transaction(struct session *s)
     free(s->rcpts);
     s->rcpts = NULL;
     s->rcpt_count = s->rcpt_cap = 0;
+    dsn_rcpts_free(&s->rcpt_dsn);
     memset(&s->from, 0, sizeof s->from);
     if (s->state > SESSION_STATE_GREETED)
         set_state(s, SESSION_STATE_GREETED);
@@ -223,7 +225,7 @@ static void cmd_ehlo(struct session *s, const char *arg, size_t len)
     reply(s, 250, NULL,
           "%s Hello %s [%s]\nPIPELINING\nSIZE %lld\n8BITMIME\nENHANCEDSTATUSCODES\n%s",
           config->hostname, s->helo, s->client, (long long)config->max_message_bytes,
-          s->tls ? "AUTH PLAIN LOGIN" : "STARTTLS");
+          s->tls ? "DSN\nAUTH PLAIN LOGIN" : "STARTTLS");
 }
 
 static void cmd_rset(struct session *s, const char *arg, size_t len)
@@ -508,14 +510,14 @@ static enum stats_refusal verdict_refusal(const struct policy_verdict *v)
     return v->status == POLICY_TEMPFAIL ? STATS_REFUSED_DNS_TEMP : STATS_REFUSED_SYNTAX;
 }
 
-static void path_error(struct session *s, enum smtp_path_error e, bool mail)
+static void path_error(struct session *s, enum smtp_path_error e, bool mail, const char *why)
 {
     switch (e) {
     case SMTP_PATH_PARAM_UNKNOWN:
         reply(s, 555, "5.5.4", "Unsupported %s parameter", mail ? "MAIL" : "RCPT");
         break;
     case SMTP_PATH_PARAM_SYNTAX:
-        reply(s, 501, "5.5.4", "Malformed %s parameter", mail ? "MAIL" : "RCPT");
+        reply(s, 501, "5.5.4", "Malformed %s parameter%s%s", mail ? "MAIL" : "RCPT", why ? ": " : "", why ? why : "");
         break;
     case SMTP_PATH_NO_DOMAIN:
         reply(s, 550, "5.1.3", "Recipient must be a full address, user@domain");
@@ -547,7 +549,7 @@ static void cmd_mail(struct session *s, const char *arg, size_t len)
     struct smtp_path p;
     enum smtp_path_error e = smtp_parse_mail(arg, len, &p);
     if (e != SMTP_PATH_OK) {
-        path_error(s, e, true);
+        path_error(s, e, true, p.dsn.why);
         return;
     }
     if (p.size > config->max_message_bytes) {
@@ -590,7 +592,7 @@ static void cmd_rcpt(struct session *s, const char *arg, size_t len)
     struct smtp_path p;
     enum smtp_path_error e = smtp_parse_rcpt(arg, len, &p);
     if (e != SMTP_PATH_OK) {
-        path_error(s, e, false);
+        path_error(s, e, false, p.dsn.why);
         return;
     }
     if ((int64_t)s->rcpt_count >= config->max_recipients) {
@@ -609,7 +611,8 @@ static void cmd_rcpt(struct session *s, const char *arg, size_t len)
         s->rcpts = r;
         s->rcpt_cap = cap;
     }
-    if (!(s->rcpts[s->rcpt_count] = strdup(p.addr))) {
+    if (!(s->rcpts[s->rcpt_count] = strdup(p.addr)) || dsn_rcpts_set(&s->rcpt_dsn, s->rcpt_count, &p.dsn) < 0) {
+        free(s->rcpts[s->rcpt_count]);
         reply(s, 452, "4.3.1", "Out of memory; try again later");
         return;
     }
@@ -895,7 +898,9 @@ static void cmd_data(struct session *s, const char *arg, size_t len)
     struct queue_envelope env = {
         .user = s->user, .client = s->client, .helo = s->helo, .from = s->from.addr,
         .rcpts = (const char *const *)s->rcpts, .rcpt_count = s->rcpt_count,
-        .eightbit = s->from.body == SMTP_BODY_8BITMIME, .received_ms = util_wall_ms()};
+        .eightbit = s->from.body == SMTP_BODY_8BITMIME, .received_ms = util_wall_ms(),
+        .dsn_ret = dsn_ret_name(s->from.dsn.ret), .dsn_envid = s->from.dsn.envid[0] ? s->from.dsn.envid : NULL,
+        .rcpt_notify = (const char *const *)s->rcpt_dsn.notify, .rcpt_orcpt = (const char *const *)s->rcpt_dsn.orcpt};
     d.hdr_cap = 4096;
     d.out = malloc(SMTP_AUTH_LINE_MAX_BYTES + 2);
     d.hdr = malloc(d.hdr_cap);

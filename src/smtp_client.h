@@ -65,6 +65,10 @@ struct smtp_client_job {
     struct smtp_client_reply *rcpt_replies; /* out: rcpt_count entries */
     int64_t deadline_ms;               /* util_now_ms clock: the attempt's end, no wait goes past it;
                                         * 0 = none.  Over it, what is not settled is deferred */
+    const char *dsn_ret;               /* RFC 3461, passed on only to a server that offers DSN: */
+    const char *dsn_envid;             /* RET= and ENVID= (xtext) of MAIL, NULL when absent; */
+    const char *const *rcpt_notify;    /* NOTIFY= and ORCPT= per recipient (entries NULL when */
+    const char *const *rcpt_orcpt;     /* absent), or NULL */
 };
 
 enum smtp_client_result {
@@ -84,11 +88,13 @@ struct smtp_client_outcome {
     bool tls_verified;                 /* and the certificate verified */
     char tls_version[24];              /* "TLSv1.3" */
     bool attempt_timeout;              /* the session ended because job->deadline_ms passed */
+    bool dsn;                          /* the server offered DSN (RFC 3461): success reports are its own */
 };
 
 /* The extensions of an EHLO reply that the client uses. */
 struct smtp_client_caps {
     bool starttls, pipelining, eightbitmime, auth_plain, auth_login, size;
+    bool dsn;                          /* RFC 3461 */
     int64_t size_max;                  /* SIZE's value, 0 when none given */
 };
 

@@ -40,3 +40,9 @@ const char *stats_dkim_result_name(enum stats_dkim_result r)
     static const char *const names[STATS_DKIM_RESULTS] = {"signed", "not_delegated", "dns_error", "error"};
     return (unsigned)r < STATS_DKIM_RESULTS ? names[r] : "other";
 }
+
+const char *stats_dsn_name(enum stats_dsn a)
+{
+    static const char *const names[STATS_DSN_ACTIONS] = {"failed", "delayed", "relayed"};
+    return (unsigned)a < STATS_DSN_ACTIONS ? names[a] : "other";
+}

@@ -48,6 +48,9 @@ enum stats_dkim_result {
     STATS_DKIM_RESULTS
 };
 
+/* mrs_dsn_reports_total{action}: reports mrs sent, one per action they list */
+enum stats_dsn { STATS_DSN_FAILED = 0, STATS_DSN_DELAYED, STATS_DSN_RELAYED, STATS_DSN_ACTIONS };
+
 struct stats {
     atomic_int_fast64_t sessions_open[STATS_LISTENERS];
     atomic_int_fast64_t sessions_total[STATS_LISTENERS];
@@ -76,6 +79,7 @@ struct stats {
     atomic_int_fast64_t config_reloads_total[STATS_RELOAD_COUNT][STATS_RELOAD_RESULTS];
     atomic_int_fast64_t tls_certificate_expiry_s;     /* notAfter of the served certificate */
     atomic_int_fast64_t dkim_signatures_total[STATS_DKIM_ALGS][STATS_DKIM_RESULTS];
+    atomic_int_fast64_t dsn_reports_total[STATS_DSN_ACTIONS];
 };
 
 extern struct stats stats;
@@ -93,5 +97,6 @@ const char *stats_delivery_name(enum stats_delivery d);
 const char *stats_reload_name(enum stats_reload w);
 const char *stats_dkim_alg_name(enum stats_dkim_alg a);
 const char *stats_dkim_result_name(enum stats_dkim_result r);
+const char *stats_dsn_name(enum stats_dsn a);
 
 #endif
