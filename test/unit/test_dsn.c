@@ -4,6 +4,7 @@
 #include "bounce.h"
 #include "config.h"
 #include "dsn.h"
+#include "smtp_client.h"
 #include "smtp_proto.h"
 #include "spool.h"
 #include "unit.h"
@@ -136,6 +137,15 @@ static void test_rcpts_store(void)
     CHECK(r.cap == 0 && r.notify == NULL);
 }
 
+static void test_ehlo_dsn_cap(void)
+{
+    struct smtp_client_caps c = {0};
+    smtp_client_parse_ehlo_line(LIT("DSNX"), &c);
+    CHECK(!c.dsn);
+    smtp_client_parse_ehlo_line(LIT("dsn"), &c);
+    CHECK(c.dsn);
+}
+
 static void load_config(void)
 {
     static bool done;
@@ -254,6 +264,6 @@ int main(void)
     static const struct unit_case cases[] = {
         UNIT_CASE(test_xtext_decode), UNIT_CASE(test_xtext_round_trip), UNIT_CASE(test_notify),
         UNIT_CASE(test_mail_params),  UNIT_CASE(test_rcpt_params),      UNIT_CASE(test_rcpts_store),
-        UNIT_CASE(test_spool_keys),   UNIT_CASE(test_report_fields)};
+        UNIT_CASE(test_spool_keys),   UNIT_CASE(test_report_fields),    UNIT_CASE(test_ehlo_dsn_cap)};
     return unit_run("dsn", cases, sizeof cases / sizeof cases[0]);
 }
