@@ -8,6 +8,8 @@ reach the sender's MX (another sink) and are parsed with Python's email
 package, field by field."""
 import email
 import email.policy
+import os
+import random
 import re
 import signal
 import smtplib
@@ -150,12 +152,12 @@ def teardown(ctx):
 
 # ---- helpers ---------------------------------------------------------------
 
-def relay(ctx, spool=None, **env):
+def relay(ctx, spool=None, start=True, **env):
     base = {"MRS_DELIVERY_PORT": str(ctx.port), "MRS_RETRY_MIN": "1s", "MRS_RETRY_MAX": "2s",
             "MRS_DELIVERY_CONNECT_TIMEOUT": "3s", "MRS_TLS_CERT": ctx.relay_cert[0],
             "MRS_TLS_KEY": ctx.relay_cert[1]}
     base.update(env)
-    return ctx.h.mrs(dns=ctx.dns, env=base, spool=spool)
+    return ctx.h.mrs(dns=ctx.dns, env=base, spool=spool, start=start)
 
 
 def new_token():
@@ -346,6 +348,19 @@ def test_ret_full_returns_the_whole_message(ctx):
         m.stop()
 
 
+def test_ret_full_over_the_bound_returns_headers_only(ctx):
+    m = relay(ctx)
+    try:
+        tok = new_token()
+        big = ("y" * 1022 + "\r\n") * 1100  # 1.1 MiB: over the 1 MiB that is returned whole
+        submit(m, "bad@plain.test", tok, mail_options=["RET=FULL"], body=big)
+        msg, _, _ = report_for(ctx, tok)
+        assert msg.get_payload()[2].get_content_type() == "text/rfc822-headers"
+        assert len(msgs(ctx.senders, tok)[0]["data"]) < 64 * 1024
+    finally:
+        m.stop()
+
+
 def test_notify_never_sends_no_report(ctx):
     m = relay(ctx)
     try:
@@ -499,6 +514,34 @@ def test_no_delay_notice_when_turned_off(ctx):
     finally:
         m.stop()
         del ctx.slow.rcpt_replies["stuck3@slow.test"]
+
+
+def test_no_delay_notice_for_the_null_sender(ctx):
+    """A bounce (from <>) that is deferred never gets a delay notice; it is
+    written into the spool as docs/spool.md describes, as the inbound side
+    refuses <>."""
+    ctx.slow.rcpt_replies["stuck4@slow.test"] = "451 4.7.1 greylisted, come back later"
+    spool = ctx.h.tmp + "/null-" + uuid.uuid4().hex[:8]
+    m = relay(ctx, spool=spool, start=False, MRS_DELAY_WARNING="1s", MRS_RETRY_MIN="1s", MRS_RETRY_MAX="1s")
+    os.makedirs(os.path.join(spool, "queue"))
+    now = int(time.time() * 1000)
+    qid = f"{now & 0xffffffffffff:012x}{random.getrandbits(32):08x}"
+    env = ["MRS-SPOOL 1", f"id {qid}", f"received {now}", "user ", "client ", "helo ", "body 7bit", "from ",
+           "rcpt stuck4@slow.test", "notify DELAY"]
+    with open(os.path.join(spool, "queue", qid), "wb") as f:
+        f.write(("\n".join(env) + "\n\n").encode() + message(new_token(), "stuck4@slow.test"))
+    m.start()
+    try:
+        t0 = time.time()
+        ctx.slow.wait_attempts("stuck4@slow.test", 2)
+        while time.time() - t0 < 2.5:
+            ctx.slow.wait_attempts("stuck4@slow.test", ctx.slow.attempts["stuck4@slow.test"] + 1)
+        ctx.slow.wait_attempts("stuck4@slow.test", ctx.slow.attempts["stuck4@slow.test"] + 1)
+        assert "delay notice" not in m.log()
+        assert metric(m, 'mrs_dsn_reports_total{action="delayed"}') == 0
+    finally:
+        m.stop()
+        del ctx.slow.rcpt_replies["stuck4@slow.test"]
 
 
 def test_delay_warning_malformed_exits_2(h):
