@@ -178,7 +178,7 @@ static int rcpt_param(const char *key, size_t klen, const char *v, size_t vlen, 
     }
     if (!util_ieq(key, klen, "ORCPT"))
         return 1;
-    if (d->orcpt[0])
+    if (d->orcpt)
         return d->why = "ORCPT given twice", -1;
     if (!v) {
         d->why = "ORCPT needs a value";
@@ -186,8 +186,10 @@ static int rcpt_param(const char *key, size_t klen, const char *v, size_t vlen, 
     }
     if (dsn_parse_orcpt(v, vlen, NULL, 0, &d->why) < 0)
         return -1;
-    if (util_copy(d->orcpt, sizeof d->orcpt, v, vlen) < 0)
+    if (vlen > DSN_ORCPT_XTEXT_MAX_BYTES)
         return d->why = "ORCPT is too long", -1;
+    d->orcpt = v;
+    d->orcpt_len = vlen;
     return 0;
 }
 
@@ -226,7 +228,7 @@ static int grow(struct dsn_rcpts *r, size_t index)
 int dsn_rcpts_set(struct dsn_rcpts *r, size_t index, const struct dsn_params *p)
 {
     char text[DSN_NOTIFY_TEXT_BYTES];
-    if (!p->notify && !p->orcpt[0] && !r->cap)
+    if (!p->notify && !p->orcpt && !r->cap)
         return 0; /* once the arrays exist they cover every recipient */
     if (grow(r, index) < 0)
         return -1;
@@ -234,8 +236,8 @@ int dsn_rcpts_set(struct dsn_rcpts *r, size_t index, const struct dsn_params *p)
     free(r->notify[index]);
     free(r->orcpt[index]);
     r->notify[index] = p->notify ? strdup(text) : NULL;
-    r->orcpt[index] = p->orcpt[0] ? strdup(p->orcpt) : NULL;
-    if ((p->notify && !r->notify[index]) || (p->orcpt[0] && !r->orcpt[index]))
+    r->orcpt[index] = p->orcpt ? strndup(p->orcpt, p->orcpt_len) : NULL;
+    if ((p->notify && !r->notify[index]) || (p->orcpt && !r->orcpt[index]))
         return -1;
     return 0;
 }

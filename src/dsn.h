@@ -36,7 +36,8 @@ struct dsn_params {
     enum dsn_ret ret;                           /* MAIL RET= */
     char envid[DSN_ENVID_XTEXT_MAX_BYTES + 1];  /* MAIL ENVID=, xtext as sent; "" absent */
     unsigned notify;                            /* RCPT NOTIFY= bits; 0 absent */
-    char orcpt[DSN_ORCPT_XTEXT_MAX_BYTES + 1];  /* RCPT ORCPT=, "type;xtext" as sent; "" absent */
+    const char *orcpt;                          /* RCPT ORCPT=, "type;xtext" as sent, into the command */
+    size_t orcpt_len;                           /* line (valid while it is); NULL absent */
     const char *why;                            /* a refusal's text (static) */
 };
 

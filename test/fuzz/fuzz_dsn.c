@@ -52,7 +52,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int r = dsn_parse_param(in, klen, eq ? eq + 1 : NULL, eq ? size - klen - 1 : 0, mail, &d);
         if (r < 0 && !d.why)
             __builtin_trap();
-        if (r == 0 && (strlen(d.envid) > DSN_ENVID_XTEXT_MAX_BYTES || strlen(d.orcpt) > DSN_ORCPT_XTEXT_MAX_BYTES))
+        if (r == 0 && (strlen(d.envid) > DSN_ENVID_XTEXT_MAX_BYTES || d.orcpt_len > DSN_ORCPT_XTEXT_MAX_BYTES ||
+                       (d.orcpt && (d.orcpt < in || d.orcpt + d.orcpt_len > in + size))))
             __builtin_trap();
     }
     return 0;

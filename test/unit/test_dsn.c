@@ -103,7 +103,7 @@ static void test_rcpt_params(void)
     struct smtp_path p;
     CHECK(smtp_parse_rcpt(LIT("TO:<a@b.c> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob+2Bx@y.z"), &p) == SMTP_PATH_OK);
     CHECK(p.dsn.notify == (DSN_NOTIFY_SUCCESS | DSN_NOTIFY_FAILURE));
-    CHECK_STR(p.dsn.orcpt, "rfc822;bob+2Bx@y.z");
+    CHECK(p.dsn.orcpt_len == 18 && !memcmp(p.dsn.orcpt, "rfc822;bob+2Bx@y.z", 18));
     CHECK(smtp_parse_rcpt(LIT("TO:<a@b.c> ORCPT=UTF-8;bob@y.z"), &p) == SMTP_PATH_OK);
     CHECK(smtp_parse_rcpt(LIT("TO:<a@b.c> ORCPT=x400;bob"), &p) == SMTP_PATH_PARAM_SYNTAX);
     CHECK(p.dsn.why && strstr(p.dsn.why, "rfc822"));
@@ -132,6 +132,9 @@ static void test_rcpts_store(void)
     for (size_t i = 2; i < 40; i++)
         CHECK(dsn_rcpts_set(&r, i, &none) == 0);
     CHECK(r.cap >= 40 && r.notify[0] == NULL && r.notify[39] == NULL && r.orcpt[1] == NULL);
+    struct dsn_params o = {.orcpt = "rfc822;a@b.cXYZ", .orcpt_len = 12};
+    CHECK(dsn_rcpts_set(&r, 40, &o) == 0);
+    CHECK_STR(r.orcpt[40], "rfc822;a@b.c");
     CHECK_STR(r.notify[1], "NEVER");
     dsn_rcpts_free(&r);
     CHECK(r.cap == 0 && r.notify == NULL);
