@@ -41,7 +41,7 @@ ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends \
         musl-tools musl-dev gcc make binutils autoconf automake libtool file \
-        ca-certificates bzip2 xz-utils dpkg-dev \
+        ca-certificates bzip2 xz-utils dpkg-dev patch \
  && rm -rf /var/lib/apt/lists/*
 
 # Only what build.sh needs (.dockerignore keeps build/, .deps/, var/, .git

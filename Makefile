@@ -24,6 +24,9 @@ else
 CFLAGS := -std=c11 -O2 -g -fPIE -fstack-protector-strong -fno-strict-aliasing $(WARN)
 LDFLAGS := $(LDFLAGS_EXTRA) -Wl,-z,relro,-z,now,-z,noexecstack
 endif
+# mbedTLS is built with our X25519 driver (src/psa_sodium.h), which lives in
+# libmrs.a and is called only from libmbedcrypto.a, read after it: ask for it.
+LDFLAGS += -Wl,--undefined=psa_sodium_transparent_generate_key
 LIBS := $(DEPS)/lib/libmbedtls.a $(DEPS)/lib/libmbedx509.a $(DEPS)/lib/libmbedcrypto.a \
         $(DEPS)/lib/libsodium.a -lpthread
 

@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "dsn.h"
+#include "idna.h"
 #include "spool.h"
 #include "stats.h"
 #include "util.h"
@@ -350,6 +351,7 @@ int bounce_report(const struct spool_message *m, enum bounce_kind kind, const ch
     const char *rcpt = m->from;
     struct queue_envelope env = {.user = "", .client = "", .helo = "", .from = "", .rcpts = &rcpt,
                                  .rcpt_count = 1, .eightbit = eightbit, .received_ms = now};
+    env.smtputf8 = !idna_is_ascii(rcpt, strlen(rcpt)); /* a UTF-8 sender: RFC 6531 to reach it */
     struct queue_msg *q = queue_open(id_out, &env);
     int rc = -1;
     if (q) {

@@ -533,6 +533,7 @@ static const struct var vars[] = {
     {"MRS_DNS_TIMEOUT", K_DURATION, "2s", F(dns_timeout_ms), 100, 60000, "a duration from 100ms to 60s, e.g. 2s"},
     {"MRS_DNS_DEADLINE", K_DURATION, "10s", F(dns_deadline_ms), 100, 120000, "a duration from 100ms to 120s, e.g. 10s"},
     {"MRS_DNS_RECHECK", K_DURATION, "60s", F(dns_recheck_ms), 0, DAY_MS, "a duration up to 1d, e.g. 60s"},
+    {"MRS_DANE", K_BOOL, "off", F(dane), 0, 0, "on or off"},
     {"MRS_DNS_CACHE_ENTRIES", K_UINT, "10000", F(dns_cache_entries), 0, 10000000, "a number from 0 to 10000000"},
     {"MRS_SPOOL_DIR", K_PATH, "/var/spool/mrs", F(spool_dir), 0, 0, "a directory path"},
     {"MRS_SMARTHOST", K_SMARTHOST, NULL, F(smarthost), 0, 0, "HOST:PORT or [IPv6]:PORT"},
@@ -540,6 +541,9 @@ static const struct var vars[] = {
     {"MRS_SMARTHOST_PASSWORD", K_SECRET, NULL, F(smarthost_password), 0, 0, "a password"},
     {"MRS_SMARTHOST_TLS", K_TLSMODE, "starttls", F(smarthost_tls), 0, 0, "starttls, tls or none"},
     {"MRS_SMARTHOST_CA_FILE", K_PATH, NULL, F(smarthost_ca_file), 0, 0, "a path to a PEM CA bundle"},
+    {"MRS_MTA_STS", K_BOOL, "on", F(mta_sts), 0, 0, "on or off"},
+    {"MRS_OUTBOUND_CA_FILE", K_PATH, NULL, F(outbound_ca_file), 0, 0, "a path to a PEM CA bundle"},
+    {"MRS_MTA_STS_PORT", K_PORT, "443", F(mta_sts_port), 1, 65535, "a port number from 1 to 65535"},
     {"MRS_DELIVERY_PORT", K_PORT, "25", F(delivery_port), 1, 65535, "a port number from 1 to 65535"},
     {"MRS_DELIVERY_THREADS", K_UINT, "8", F(delivery_threads), 1, 1024, "a number from 1 to 1024"},
     {"MRS_DELIVERY_CONNECT_TIMEOUT", K_DURATION, "30s", F(delivery_connect_timeout_ms), 100, 600000, "a duration from 100ms to 10m"},
@@ -821,6 +825,12 @@ int config_load(char *err, size_t err_len)
     }
     if (cfg.smarthost_password && !cfg.smarthost_user[0]) {
         snprintf(err, err_len, "MRS_SMARTHOST_USER: required when MRS_SMARTHOST_PASSWORD is set");
+        return -1;
+    }
+    if (cfg.dane && cfg.dns_server_count == 0) {
+        /* the AD bit is trusted only from servers the operator named */
+        snprintf(err, err_len, "MRS_DANE: on requires MRS_DNS_SERVERS (DNSSEC-validating resolvers on a trusted "
+                 "path, e.g. 127.0.0.1)");
         return -1;
     }
     return 0;

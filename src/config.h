@@ -88,6 +88,7 @@ struct config {
     int64_t dns_deadline_ms;                /* MRS_DNS_DEADLINE, whole lookup */
     int64_t dns_recheck_ms;                 /* MRS_DNS_RECHECK: refusals on older cache re-asked */
     int64_t dns_cache_entries;              /* MRS_DNS_CACHE_ENTRIES */
+    bool dane;                              /* MRS_DANE: DO bit, AD trusted, TLSA honoured */
 
     char spool_dir[CONFIG_PATH_MAX_BYTES];
 
@@ -97,6 +98,10 @@ struct config {
     char *smarthost_password;               /* heap, may be NULL; wiped at exit */
     enum config_tls_mode smarthost_tls;
     char smarthost_ca_file[CONFIG_PATH_MAX_BYTES]; /* empty: the system bundle */
+
+    bool mta_sts;                           /* MRS_MTA_STS */
+    char outbound_ca_file[CONFIG_PATH_MAX_BYTES]; /* MRS_OUTBOUND_CA_FILE; empty: the system bundle */
+    uint16_t mta_sts_port;                  /* MRS_MTA_STS_PORT: 443 (tests only change it) */
 
     uint16_t delivery_port;
     int64_t delivery_threads;

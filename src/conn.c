@@ -313,9 +313,20 @@ enum conn_status conn_tls_server(struct conn *c, int64_t deadline)
     return handshake(c, deadline);
 }
 
-enum conn_status conn_tls_client(struct conn *c, int64_t deadline, const char *sni, bool verify)
+enum conn_status conn_tls_client(struct conn *c, int64_t deadline, const char *sni, enum tls_verify verify)
 {
     c->tls = tls_client_new(c->fd, sni, verify);
+    if (!c->tls) {
+        snprintf(c->tls_error, sizeof c->tls_error, "no TLS client context");
+        return CONN_ERROR;
+    }
+    return handshake(c, deadline);
+}
+
+enum conn_status conn_tls_client_dane(struct conn *c, int64_t deadline, const char *sni,
+                                      const struct dane_set *dane)
+{
+    c->tls = tls_client_new_dane(c->fd, sni, dane);
     if (!c->tls) {
         snprintf(c->tls_error, sizeof c->tls_error, "no TLS client context");
         return CONN_ERROR;

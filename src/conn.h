@@ -12,6 +12,8 @@
 #ifndef MRS_CONN_H
 #define MRS_CONN_H
 
+#include "tls.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -81,7 +83,12 @@ enum conn_status conn_flush(struct conn *c, int64_t deadline);
  * on failure c->tls_error says why.  The caller discards buffered plaintext
  * first (STARTTLS, RFC 3207 §4.2). */
 enum conn_status conn_tls_server(struct conn *c, int64_t deadline);
-enum conn_status conn_tls_client(struct conn *c, int64_t deadline, const char *sni, bool verify);
+enum conn_status conn_tls_client(struct conn *c, int64_t deadline, const char *sni, enum tls_verify verify);
+/* conn_tls_client_dane — the same, the certificate matched against the
+ * TLSA records of dane (DANE, RFC 7672) instead of a CA bundle. */
+struct dane_set;
+enum conn_status conn_tls_client_dane(struct conn *c, int64_t deadline, const char *sni,
+                                      const struct dane_set *dane);
 
 /* conn_connect — a non-blocking TCP connect to addr within the deadline;
  * returns the socket or -1 with errno set. */

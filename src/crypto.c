@@ -26,6 +26,11 @@ void crypto_sha256(const void *data, size_t len, uint8_t out[CRYPTO_SHA256_BYTES
     crypto_hash_sha256(out, data, len);
 }
 
+void crypto_sha512(const void *data, size_t len, uint8_t out[CRYPTO_SHA512_BYTES])
+{
+    crypto_hash_sha512(out, data, len);
+}
+
 _Static_assert(sizeof(crypto_hash_sha256_state) <= sizeof(struct crypto_sha256_state),
                "crypto_sha256_state too small for libsodium's state");
 
@@ -125,6 +130,35 @@ bool crypto_ed25519_verify(const uint8_t pk[CRYPTO_ED25519_PUBLIC_BYTES], const 
                            const uint8_t sig[CRYPTO_ED25519_SIGNATURE_BYTES])
 {
     return crypto_sign_verify_detached(sig, msg, len, pk) == 0;
+}
+
+_Static_assert(crypto_scalarmult_BYTES == CRYPTO_X25519_BYTES &&
+                   crypto_scalarmult_SCALARBYTES == CRYPTO_X25519_BYTES,
+               "libsodium's crypto_scalarmult is not X25519");
+
+void crypto_x25519_secret(uint8_t secret[CRYPTO_X25519_BYTES])
+{
+    randombytes_buf(secret, CRYPTO_X25519_BYTES);
+    secret[0] &= 248;  /* RFC 7748 §5 decodeScalar25519 */
+    secret[31] &= 127;
+    secret[31] |= 64;
+}
+
+int crypto_x25519_public(const uint8_t secret[CRYPTO_X25519_BYTES], uint8_t pub[CRYPTO_X25519_BYTES])
+{
+    return crypto_scalarmult_base(pub, secret) == 0 ? 0 : -1;
+}
+
+int crypto_x25519_shared(const uint8_t secret[CRYPTO_X25519_BYTES], const uint8_t peer[CRYPTO_X25519_BYTES],
+                         uint8_t out[CRYPTO_X25519_BYTES])
+{
+    /* libsodium returns -1 for an all-zero result (and for the small-order
+     * points that give one), in constant time. */
+    if (crypto_scalarmult(out, secret, peer) != 0) {
+        sodium_memzero(out, CRYPTO_X25519_BYTES);
+        return -1;
+    }
+    return 0;
 }
 
 void crypto_ed25519_wipe(struct crypto_ed25519 *k)

@@ -3,7 +3,8 @@
  *
  * Randomness, SHA-256 (account tokens, SPEC §1), Argon2id password hashes
  * (`mrs passwd`, AUTH), keyed hashes for the AUTH verify cache, Ed25519
- * signatures (DKIM ed25519-sha256, RFC 8463), base64, constant-time
+ * signatures (DKIM ed25519-sha256, RFC 8463), X25519 key exchange (the
+ * TLS handshake's key shares, through src/psa_sodium.c), base64, constant-time
  * comparison and wiping of secrets.  Swapping libsodium touches this file
  * only.  Thread-safe after crypto_init().  Leaf module.
  */
@@ -15,6 +16,7 @@
 #include <stdint.h>
 
 #define CRYPTO_SHA256_BYTES 32
+#define CRYPTO_SHA512_BYTES 64
 #define CRYPTO_SHA256_HEX_BYTES 65          /* 64 hex digits + NUL */
 #define CRYPTO_PWHASH_MAX_BYTES 128         /* an encoded Argon2id hash + NUL */
 #define CRYPTO_KEY_BYTES 32
@@ -28,6 +30,8 @@ void crypto_random(void *buf, size_t n);
 uint32_t crypto_random_uniform(uint32_t upper);
 
 void crypto_sha256(const void *data, size_t len, uint8_t out[CRYPTO_SHA256_BYTES]);
+/* crypto_sha512 — SHA-512 of data (TLSA matching type 2, RFC 6698). */
+void crypto_sha512(const void *data, size_t len, uint8_t out[CRYPTO_SHA512_BYTES]);
 
 /* Incremental SHA-256: begin, add any number of pieces, end. */
 struct crypto_sha256_state {
@@ -81,6 +85,19 @@ int crypto_ed25519_sign(const struct crypto_ed25519 *k, const void *msg, size_t 
 bool crypto_ed25519_verify(const uint8_t pk[CRYPTO_ED25519_PUBLIC_BYTES], const void *msg, size_t len,
                            const uint8_t sig[CRYPTO_ED25519_SIGNATURE_BYTES]);
 void crypto_ed25519_wipe(struct crypto_ed25519 *k);
+
+/* X25519 (RFC 7748 §5, §6.1), for the TLS handshake's ECDHE key shares.
+ * A secret is 32 random bytes, clamped as §5 says (the functions below
+ * clamp again, so any 32 bytes work); keys are little-endian byte strings. */
+#define CRYPTO_X25519_BYTES 32
+/* crypto_x25519_secret — a fresh, clamped secret. */
+void crypto_x25519_secret(uint8_t secret[CRYPTO_X25519_BYTES]);
+/* crypto_x25519_public — X25519(secret, 9), the public key.  0, or -1. */
+int crypto_x25519_public(const uint8_t secret[CRYPTO_X25519_BYTES], uint8_t pub[CRYPTO_X25519_BYTES]);
+/* crypto_x25519_shared — X25519(secret, peer).  -1 (out wiped) when the
+ * result is all zeros (a small-order peer key: RFC 7748 §6.1 says abort). */
+int crypto_x25519_shared(const uint8_t secret[CRYPTO_X25519_BYTES], const uint8_t peer[CRYPTO_X25519_BYTES],
+                         uint8_t out[CRYPTO_X25519_BYTES]);
 
 /* crypto_equal — constant-time comparison of two n-byte buffers. */
 bool crypto_equal(const void *a, const void *b, size_t n);

@@ -36,6 +36,7 @@
 #include "smtp_proto.h"
 #include "spool.h"
 #include "stats.h"
+#include "tls_policy.h"
 #include "util.h"
 
 #include <errno.h>
@@ -67,6 +68,7 @@ struct job {
     const char **notify, **orcpt;       /* and their RFC 3461 parameters (NULL: none) */
     struct smtp_client_reply *replies;  /* and their replies */
     struct route *route;
+    struct tls_policy_domain *tls_policy; /* the current destination's outbound TLS policy */
     bool settled_final;                 /* a recipient became delivered or failed since the last save */
     bool stopped;                       /* draining: the rest waits for the next start */
     bool deferred_now;                  /* a recipient was deferred in this attempt */
@@ -194,7 +196,8 @@ static enum smtp_client_tls tls_mode(const struct route *r)
 static enum smtp_client_result try_target(struct job *j, struct smtp_client_job *cj, struct smtp_client_outcome *out)
 {
     enum smtp_client_result res = smtp_client_deliver(cj, out);
-    if (res == SMTP_CLIENT_TLS_FAILED && cj->tls == SMTP_CLIENT_TLS_OPPORTUNISTIC && util_now_ms() < cj->deadline_ms) {
+    if (res == SMTP_CLIENT_TLS_FAILED && cj->tls == SMTP_CLIENT_TLS_OPPORTUNISTIC && !cj->tls_req->tls_required &&
+        util_now_ms() < cj->deadline_ms) {
         log_warn("delivery", &(struct log_fields){.queue_id = j->m.id, .remote = cj->target->label,
                                                   .result = "tls-failed", .reason = out->reply.text},
                  "STARTTLS handshake failed: retrying once in plaintext on a new connection");
@@ -220,6 +223,8 @@ static void transaction(struct job *j, const struct open_rcpt *open, size_t n)
 {
     struct smtp_client_outcome out;
     struct smtp_client_reply last = {.code = 451, .text = "451 4.4.1 no address to try"};
+    struct outbound_tls_req req;
+    size_t skipped = 0;
     for (size_t i = 0; i < n; i++) {
         j->rcpts[i] = j->m.rcpts[open[i].index].addr;
         j->notify[i] = j->m.rcpts[open[i].index].notify_text;
@@ -228,13 +233,29 @@ static void transaction(struct job *j, const struct open_rcpt *open, size_t n)
     struct smtp_client_job cj = {
         .tls = tls_mode(j->route), .user = j->route->smarthost ? config->smarthost_user : NULL,
         .password = config->smarthost_password, .queue_id = j->m.id, .from = j->m.from,
-        .eightbit = j->m.eightbit, .fd = j->m.fd, .offset = j->m.body_offset,
+        .eightbit = j->m.eightbit, .smtputf8 = spool_needs_smtputf8(&j->m), .fd = j->m.fd, .offset = j->m.body_offset,
         .length = j->m.file_size - j->m.body_offset, .rcpt_count = n, .rcpts = j->rcpts, .rcpt_replies = j->replies,
         .deadline_ms = j->deadline_ms, .dsn_ret = dsn_ret_name((enum dsn_ret)j->m.ret), .dsn_envid = j->m.envid,
         .rcpt_notify = j->notify, .rcpt_orcpt = j->orcpt};
     for (size_t t = 0; t < j->route->count; t++) {
         cj.target = &j->route->targets[t];
+        tls_policy_for_mx(j->tls_policy, cj.target, j->m.id, &req);
+        if (req.skip) {
+            tls_policy_record(&req, j->m.id, cj.target->label, false, false, false, false);
+            if (req.policy == TLS_POLICY_DANE) { /* its TLSA lookup failed: why is the 451 */
+                snprintf(last.text, sizeof last.text, "%s", req.why);
+                last.remote = false;
+            } else {
+                skipped++;
+            }
+            tls_policy_req_release(&req);
+            continue;
+        }
+        cj.tls_req = &req;
         enum smtp_client_result res = try_target(j, &cj, &out);
+        tls_policy_record(&req, j->m.id, cj.target->label, out.tls, out.tls_verified, out.tls_policy_failed,
+                          out.transacted);
+        tls_policy_req_release(&req);
         if (out.attempt_timeout)
             attempt_timed_out(j, open[0].domain);
         if (res == SMTP_CLIENT_SENT || res == SMTP_CLIENT_REFUSED) {
@@ -252,6 +273,10 @@ static void transaction(struct job *j, const struct open_rcpt *open, size_t n)
                  "no delivery at this address; %zu more to try", j->route->count - t - 1);
     }
     /* no address took it: whatever the last one said, this is temporary */
+    if (skipped == j->route->count) {
+        tls_policy_all_skipped(j->tls_policy, open[0].domain, last.text, sizeof last.text);
+        last.remote = false;
+    }
     for (size_t i = 0; i < n; i++)
         settle(j, open[i].index, SPOOL_DEFERRED, last.remote ? j->route->targets[j->route->count - 1].label : NULL,
                last.text, NULL);
@@ -265,6 +290,8 @@ static void group(struct job *j, const struct open_rcpt *open, size_t n, bool ro
                  "%s: %zu mail exchanger address(es) in MRS_DELIVERY_DENY_NETS left out: %s", open[0].domain,
                  j->route->denied_count, j->route->denied);
     if (j->route->status == ROUTE_OK) {
+        if (route_again)
+            tls_policy_domain(open[0].domain, j->route, j->deadline_ms, j->tls_policy);
         transaction(j, open, n);
         return;
     }
@@ -520,7 +547,8 @@ static bool job_init(struct job *j, struct queue_item *it)
     j->orcpt = calloc(per, sizeof *j->orcpt);
     j->replies = calloc(per, sizeof *j->replies);
     j->route = calloc(1, sizeof *j->route);
-    if (!j->open || !j->rcpts || !j->notify || !j->orcpt || !j->replies || !j->route) {
+    j->tls_policy = calloc(1, sizeof *j->tls_policy);
+    if (!j->open || !j->rcpts || !j->notify || !j->orcpt || !j->replies || !j->route || !j->tls_policy) {
         log_error("delivery", &(struct log_fields){.queue_id = j->m.id}, "out of memory; retrying later");
         queue_release(it, util_wall_ms() + config->retry_min_ms);
         return false;
@@ -541,6 +569,7 @@ static void job_free(struct job *j)
     free(j->orcpt);
     free(j->replies);
     free(j->route);
+    free(j->tls_policy);
 }
 
 /* expire_or_schedule — after an attempt that left recipients deferred:

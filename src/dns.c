@@ -679,6 +679,9 @@ static struct dns_result *ask_servers(const struct key *k, int hops, int64_t dea
     if (!x)
         return NULL;
     x->q.type = k->type;
+    /* MRS_DANE=on: ask with DO so that a validating server reports AD; the
+     * servers are the configured ones (config.c requires MRS_DNS_SERVERS) */
+    x->q.dnssec = config_loaded() && config->dane;
     x->q.name_len = k->len;
     memcpy(x->q.name, k->name, k->len);
     for (int i = 0; i < st.server_count * DNS_TRIES_PER_SERVER; i++) {
@@ -726,6 +729,8 @@ static struct dns_result *resolve(const struct key *k, const char *name, unsigne
     key_make(&tk, k->type);
     lookup_key(&tk, r->canonical, flags, hops + r->cname_hops, deadline, &t);
     struct dns_result *a = t ? dns_result_alias(name, t, r->cname_hops + t->cname_hops, r->ttl) : NULL;
+    if (a)
+        a->secure = a->secure && r->secure; /* the chain's start is as secure as its weakest reply */
     dns_result_free(t);
     dns_result_free(r);
     return a;
@@ -775,7 +780,7 @@ static enum dns_status lookup_key(const struct key *k, const char *name, unsigne
 static bool type_supported(uint16_t type)
 {
     return type == DNS_TYPE_A || type == DNS_TYPE_AAAA || type == DNS_TYPE_MX ||
-           type == DNS_TYPE_TXT;
+           type == DNS_TYPE_TXT || type == DNS_TYPE_TLSA;
 }
 
 enum dns_status dns_lookup(const char *name, uint16_t type, unsigned flags,

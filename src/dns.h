@@ -44,15 +44,18 @@ int dns_init(void);
 void dns_shutdown(void);
 
 /*
- * dns_lookup — the records of `type` (DNS_TYPE_A, _AAAA, _MX or _TXT) for
+ * dns_lookup — the records of `type` (DNS_TYPE_A, _AAAA, _MX, _TXT or _TLSA) for
  * `name` (presentation form, trailing dot optional, always absolute).
  *
  * CNAMEs are followed (at most DNS_CNAME_MAX_HOPS in all): the records are
  * those at the end of the chain.  Answers come from the cache while their
  * TTL lasts (positive ones at most DNS_TTL_MAX_S, negative ones as RFC 2308
  * §5 says, at most DNS_NEG_TTL_MAX_S); temporary failures are not cached.
- * With DNS_FRESH the cache is not read (an identical query already in
- * flight is still joined: its answer is as fresh).  The whole lookup,
+ * With MRS_DANE=on every query carries the DO bit and result->secure is
+ * the server's AD bit (kept with the cached answer, so an insecure answer
+ * never turns secure).  With DNS_FRESH the cache is not read (an
+ * identical query already in flight is still joined: its answer is as
+ * fresh).  The whole lookup,
  * queries, TCP fallback and failover included, ends by MRS_DNS_DEADLINE.
  *
  * Returns the status.  *out receives a result (one reference: release it

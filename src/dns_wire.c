@@ -19,6 +19,8 @@
 #define FLAG_QR 0x8000u
 #define FLAG_TC 0x0200u
 #define FLAG_RD 0x0100u
+#define FLAG_AD 0x0020u   /* authentic data (RFC 4035 §3.2.3) */
+#define OPT_DO 0x80u      /* DO, the top bit of the OPT TTL's third byte (RFC 3225 §3) */
 #define OPCODE_MASK 0x7800u
 #define RCODE_MASK 0x000fu
 
@@ -269,10 +271,12 @@ int dns_wire_build_query(const struct dns_question *q, uint8_t *out, size_t cap,
     uint8_t *p = out + DNS_HEADER_BYTES + q->name_len;
     put_u16(p, q->type);
     put_u16(p + 2, DNS_CLASS_IN);
-    /* OPT (RFC 6891 §6.1.2): root owner, CLASS = UDP payload size, TTL 0
-     * (extended rcode 0, version 0, DO clear), no options. */
+    /* OPT (RFC 6891 §6.1.2): root owner, CLASS = UDP payload size, TTL
+     * (extended rcode 0, version 0, DO as asked), no options. */
     put_u16(p + 5, DNS_TYPE_OPT);
     put_u16(p + 7, DNS_UDP_PAYLOAD_BYTES);
+    if (q->dnssec)
+        p[11] = OPT_DO;
     *out_len = need;
     return 0;
 }
@@ -359,6 +363,8 @@ static bool check_rdata(const uint8_t *msg, size_t len, const struct rr *rr)
         while (!c.err && c.pos < c.end)
             cur_skip(&c, get_u8(&c));
         break;
+    case DNS_TYPE_TLSA:
+        return rr->rdlen >= 3; /* usage, selector, matching type, data (RFC 6698 §2.1) */
     default:
         return true;
     }
@@ -480,10 +486,13 @@ void dns_result_free(struct dns_result *r)
                 free(r->txt[i].data);
             if (r->mx)
                 free(r->mx[i].exchange);
+            if (r->rdata)
+                free(r->rdata[i].data);
         }
         free(r->txt);
         free(r->mx);
         free(r->addr);
+        free(r->rdata);
     }
     free(r->name);
     free(r->canonical);
@@ -510,10 +519,12 @@ struct dns_result *dns_result_alias(const char *name, struct dns_result *target,
     memcpy(r->server, target->server, sizeof r->server);
     r->tcp = target->tcp;
     r->null_mx = target->null_mx;
+    r->secure = target->secure;
     r->count = target->count;
     r->txt = target->txt;
     r->mx = target->mx;
     r->addr = target->addr;
+    r->rdata = target->rdata;
     r->target = dns_result_ref(target);
     return r;
 }
@@ -530,6 +541,8 @@ size_t dns_result_bytes(const struct dns_result *r)
             n += sizeof r->mx[i] + strlen(r->mx[i].exchange) + 1;
         if (r->addr)
             n += sizeof r->addr[i];
+        if (r->rdata)
+            n += sizeof r->rdata[i] + r->rdata[i].len;
     }
     return n;
 }
@@ -595,6 +608,16 @@ static int fill_mx(struct dns_mx *m, const uint8_t *msg, size_t len, const struc
     return m->exchange ? 0 : -1;
 }
 
+static int fill_rdata(struct dns_rdata *d, const uint8_t *msg, const struct rr *rr)
+{
+    /* the RDATA lies inside the message (walk_section checked it) */
+    if (rr->rdlen > DNS_MSG_MAX_BYTES || !(d->data = malloc(rr->rdlen ? rr->rdlen : 1)))
+        return -1;
+    memcpy(d->data, msg + rr->rdata, rr->rdlen);
+    d->len = rr->rdlen;
+    return 0;
+}
+
 static void fill_addr(struct dns_addr *a, const uint8_t *msg, const struct rr *rr)
 {
     memset(a, 0, sizeof *a);
@@ -625,6 +648,9 @@ static int alloc_records(struct dns_result *res, size_t count)
     case DNS_TYPE_AAAA:
         res->addr = calloc(count, sizeof *res->addr);
         return res->addr ? 0 : -1;
+    case DNS_TYPE_TLSA:
+        res->rdata = calloc(count, sizeof *res->rdata);
+        return res->rdata ? 0 : -1;
     default:
         return 0; /* other types: counted, not decoded */
     }
@@ -658,6 +684,8 @@ static enum dns_status collect(const uint8_t *msg, size_t len, const struct repl
             rc = fill_mx(&res->mx[k], msg, len, &rr);
         else if (res->addr)
             fill_addr(&res->addr[k], msg, &rr);
+        else if (res->rdata)
+            rc = fill_rdata(&res->rdata[k], msg, &rr);
         res->count++; /* counted even when failed, so that free() sees it */
         if (rc < 0)
             return DNS_ERROR;
@@ -763,8 +791,12 @@ enum dns_status dns_wire_parse_reply(const uint8_t *msg, size_t len, const struc
     if (!res)
         return DNS_ERROR;
     enum dns_status st = DNS_MALFORMED;
-    if (read_header(msg, len, q, &r) == 0)
+    if (read_header(msg, len, q, &r) == 0) {
         st = parse_sections(msg, len, q, hops_before, &r, res);
+        /* AD is only meaningful to a question that asked with DO; whether
+         * to believe it is the caller's business (dns.c: configured servers). */
+        res->secure = q->dnssec && (r.flags & FLAG_AD) && dns_status_permanent(st);
+    }
     if (st == DNS_ERROR) {
         dns_result_free(res);
         return DNS_ERROR;

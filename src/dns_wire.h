@@ -49,6 +49,7 @@ enum dns_type {
     DNS_TYPE_TXT = 16,
     DNS_TYPE_AAAA = 28,
     DNS_TYPE_OPT = 41,
+    DNS_TYPE_TLSA = 52,
 };
 
 enum dns_rcode {
@@ -93,6 +94,12 @@ struct dns_mx {
     char *exchange;
 };
 
+/* One record kept as its raw RDATA (type TLSA: dane.c parses it). */
+struct dns_rdata {
+    size_t len;
+    uint8_t *data;
+};
+
 /* One A or AAAA record as a socket address (port 0): set the port with
  * dns_addr_set_port() and pass &addr.u.sa, addr.len to connect(). */
 struct dns_addr {
@@ -123,10 +130,14 @@ struct dns_result {
     char server[DNS_SERVER_TEXT_BYTES]; /* who answered, or was asked last */
     bool tcp;              /* the answer came over TCP (the UDP one was truncated) */
     bool null_mx;          /* MX: exactly one record, exchange "." (RFC 7505) */
+    bool secure;           /* the server set AD (DNSSEC-validated, RFC 4035 §3.2.3) to a question
+                            * asked with DO; never set otherwise.  Also for NXDOMAIN/NODATA
+                            * (validated denial).  After a chased CNAME: every part was */
     size_t count;          /* records of `type` in the array below */
     struct dns_txt *txt;   /* type TXT */
     struct dns_mx *mx;     /* type MX, in answer order */
     struct dns_addr *addr; /* type A or AAAA */
+    struct dns_rdata *rdata; /* type TLSA: the RDATA of each record */
 
     /* Private to dns_wire.c / dns.c. */
     atomic_int refs;
@@ -140,6 +151,7 @@ struct dns_result {
 struct dns_question {
     uint16_t id;
     uint16_t type;
+    bool dnssec;   /* ask with the DO bit (RFC 3225) and report the AD bit of the reply */
     size_t name_len;
     uint8_t name[DNS_NAME_WIRE_MAX_BYTES]; /* wire form, lowercase */
 };
@@ -161,7 +173,7 @@ int dns_name_from_text(const char *text, uint8_t wire[DNS_NAME_WIRE_MAX_BYTES], 
 int dns_name_to_text(const uint8_t *wire, size_t wire_len, char *out, size_t out_len);
 
 /* dns_wire_build_query — a recursive query (RD) for q with an EDNS0 OPT
- * record advertising DNS_UDP_PAYLOAD_BYTES.  0 with *out_len set, or -1 when
+ * record advertising DNS_UDP_PAYLOAD_BYTES, with the DO bit when q->dnssec.  0 with *out_len set, or -1 when
  * cap is too small. */
 int dns_wire_build_query(const struct dns_question *q, uint8_t *out, size_t cap, size_t *out_len);
 
@@ -179,6 +191,8 @@ enum dns_wire_check dns_wire_check_reply(const uint8_t *msg, size_t len, const s
  * followed for this lookup (they count against the cap); result->cname_hops
  * counts those followed in this reply.
  *
+ * result->secure is the reply's AD bit when q->dnssec (false otherwise).
+ *
  * Returns the status, and in *out a new result (one reference, the caller's)
  * whose status is the same; *out is NULL only when memory ran out (then
  * DNS_ERROR).  received_ms and server are left for the caller to fill.
@@ -195,7 +209,8 @@ struct dns_result *dns_result_ref(struct dns_result *r);
 void dns_result_free(struct dns_result *r);
 /* dns_result_alias — a new result for `name` that shares target's records
  * (holding a reference to it): the answer at the end of a CNAME chain seen
- * from its start.  NULL when out of memory. */
+ * from its start; secure as the target (the caller ANDs in the chain's own
+ * reply).  NULL when out of memory. */
 struct dns_result *dns_result_alias(const char *name, struct dns_result *target, int hops,
                                     uint32_t chain_ttl);
 /* dns_result_bytes — approximate heap bytes held by r (for cache limits). */

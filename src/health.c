@@ -472,6 +472,12 @@ static void render_queue(struct out *o)
         out_printf(o, "mrs_deliveries_total{outcome=\"%s\"} %lld\n",
                    stats_delivery_name((enum stats_delivery)d), LOAD(stats.deliveries_total[d]));
     render_scalars(o, after, sizeof after / sizeof after[0]);
+    family(o, "mrs_outbound_tls_total", "counter",
+           "Outbound SMTP sessions by TLS policy (none = smarthost) and TLS result (skipped: MX outside the policy).");
+    for (int p = 0; p < STATS_TLS_POLICIES; p++)
+        for (int r = 0; r < STATS_TLS_RESULTS; r++)
+            out_printf(o, "mrs_outbound_tls_total{policy=\"%s\",result=\"%s\"} %lld\n", stats_tls_policy_name(p),
+                       stats_tls_result_name(r), LOAD(stats.outbound_tls_total[p][r]));
     family(o, "mrs_dsn_reports_total", "counter",
            "Delivery status notifications mrs sent (RFC 3464), by the action they report.");
     for (int a = 0; a < STATS_DSN_ACTIONS; a++)

@@ -223,6 +223,12 @@ static int cmd_serve(void)
         start_fail(1, err);
     char ca_err[CONFIG_ERROR_MAX_BYTES] = "";
     bool have_ca = tls_client_init(config->smarthost_ca_file, ca_err, sizeof ca_err) == 0;
+    char out_ca_err[CONFIG_ERROR_MAX_BYTES] = "";
+    bool have_out_ca = tls_client_outbound_init(config->outbound_ca_file, out_ca_err, sizeof out_ca_err) == 0;
+    if (!have_out_ca && config->outbound_ca_file[0]) {
+        snprintf(err, sizeof err, "MRS_OUTBOUND_CA_FILE: %s", out_ca_err);
+        start_fail(2, err);
+    }
     if (auth_load(err, sizeof err, &malformed) < 0)
         start_fail(malformed ? 2 : 1, err);
     health_set(HEALTH_USERS, 1, NULL);
@@ -251,6 +257,9 @@ static int cmd_serve(void)
                  config->hostname);
     if (!have_ca)
         log_warn("tls", NULL, "smarthost certificates cannot be verified: %s", ca_err);
+    if (!have_out_ca)
+        log_warn("tls", NULL, "MTA-STS policy servers and MX certificates cannot be verified "
+                 "(MTA-STS enforce then defers): %s", out_ca_err);
     char unknown[512];
     if (config_unknown_vars(unknown, sizeof unknown) > 0)
         log_warn("config", NULL, "ignoring unknown variable(s) %s: check the spelling (README lists every MRS_ variable)",

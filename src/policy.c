@@ -17,6 +17,7 @@
 #include "config.h"
 #include "crypto.h"
 #include "dns.h"
+#include "idna.h"
 #include "log.h"
 
 #include <stdarg.h>
@@ -424,11 +425,15 @@ static const char *status_word(enum policy_status s)
     return s == POLICY_PASS ? "pass" : s == POLICY_FAIL ? "fail" : "tempfail";
 }
 
-/* normalize_domain — lowercase, one trailing dot dropped, LDH checked. */
+/* normalize_domain — lowercase, one trailing dot dropped, LDH checked; a
+ * domain with U-labels (SMTPUTF8, RFC 6531) becomes its A-labels (RFC 3492)
+ * first, so DNS, the policy and every comparison see one form. */
 static int normalize_domain(const char *s, size_t n, char *out, size_t out_len)
 {
     if (n > 0 && s[n - 1] == '.')
         n--;
+    if (!idna_is_ascii(s, n))
+        return idna_to_ascii(s, n, out, out_len) > 0 && config_valid_domain(out) ? 0 : -1;
     if (n == 0 || n >= out_len)
         return -1;
     for (size_t i = 0; i < n; i++)
@@ -590,6 +595,12 @@ static int parse_domain(struct lexer *lx, char *out, size_t out_len, struct tok 
         out[n++] = '.';
     }
     out[n] = '\0';
+    if (!idna_is_ascii(out, n)) { /* a UTF-8 address (RFC 6532): its A-labels */
+        char alabel[POLICY_DOMAIN_MAX_BYTES];
+        if (normalize_domain(out, n, alabel, sizeof alabel) < 0)
+            return -1;
+        snprintf(out, out_len, "%s", alabel);
+    }
     return config_valid_domain(out) ? 0 : -1;
 }
 

@@ -283,6 +283,8 @@ struct queue_msg *queue_open(const char *id, const struct queue_envelope *env)
     write_line(m, "client", env->client);
     write_line(m, "helo", env->helo);
     write_line(m, "body", env->eightbit ? "8bitmime" : "7bit");
+    if (env->smtputf8)
+        write_line(m, "smtputf8", "1");
     write_line(m, "from", env->from);
     if (env->dsn_ret)
         write_line(m, "ret", env->dsn_ret);

@@ -42,6 +42,7 @@ struct queue_envelope {
     size_t rcpt_count;
     bool eightbit;               /* BODY=8BITMIME */
     int64_t received_ms;         /* wall clock */
+    bool smtputf8;               /* MAIL ... SMTPUTF8 (RFC 6531) */
     const char *dsn_ret;         /* RFC 3461 RET= "FULL"/"HDRS", ENVID= as xtext: NULL when absent */
     const char *dsn_envid;
     const char *const *rcpt_notify; /* per recipient NOTIFY= / ORCPT= (entries NULL when absent), */

@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "crypto.h"
+#include "idna.h"
 
 #include <arpa/inet.h>
 #include <stdarg.h>
@@ -102,6 +103,8 @@ static void add_host(struct route *r, const char *host, uint16_t port, bool *tem
                 if (denied(r, host, &res->addr[i]))
                     continue;
                 add_target(r, host, &res->addr[i], port);
+                /* DANE (RFC 7672 §2.2): the name came securely and so did its address */
+                r->targets[r->count - 1].dnssec = r->names_secure && res->secure;
                 added++;
             }
         } else if (!dns_status_permanent(st)) {
@@ -159,7 +162,14 @@ enum route_status route_lookup(const char *domain, struct route *r)
     memset(r, 0, sizeof *r);
     if (config->smarthost_set)
         return smarthost(r);
+    char alabel[SMTP_DOMAIN_MAX_BYTES + 1];
+    if (!idna_is_ascii(domain, strlen(domain))) { /* SMTPUTF8: DNS knows the A-labels */
+        if (idna_to_ascii(domain, strlen(domain), alabel, sizeof alabel) < 0)
+            return fail(r, ROUTE_PERMFAIL, "553 5.1.3 %s: not a valid internationalized domain", domain);
+        domain = alabel;
+    }
     enum dns_status st = dns_lookup(domain, DNS_TYPE_MX, 0, &mx);
+    r->names_secure = mx && mx->secure; /* a validated MX RRset, or its validated absence (implicit MX) */
     if (st == DNS_OK && mx->null_mx) {
         fail(r, ROUTE_PERMFAIL, "556 5.1.10 %s does not accept mail (null MX, RFC 7505)", domain);
     } else if (st == DNS_OK) {

@@ -40,11 +40,14 @@ struct route_target {
     struct dns_addr addr;                  /* port set */
     char host[SMTP_DOMAIN_MAX_BYTES + 1];  /* the exchanger's name: SNI, logs */
     char label[SMTP_DOMAIN_MAX_BYTES + 64];/* "host[address]:port" for logs and state */
+    bool dnssec;                           /* host from a DNSSEC-secure MX RRset (or implicit MX with
+                                            * a secure NODATA) and a secure address RRset: DANE applies */
 };
 
 struct route {
     enum route_status status;
     bool smarthost;
+    bool names_secure;                     /* the MX answer was DNSSEC-secure (MRS_DANE=on) */
     char error[ROUTE_ERROR_MAX_BYTES];     /* "451 4.4.3 …" / "550 5.1.2 …" when not ROUTE_OK */
     size_t count;
     struct route_target targets[ROUTE_ADDRS_MAX];

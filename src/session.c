@@ -2,7 +2,10 @@
  * session — the inbound SMTP state machine (see session.h).
  *
  * States: CONNECTED (before EHLO/HELO) → GREETED → MAIL (sender given) →
- * RCPT (recipients given) → DATA, then back to GREETED.  The command table
+ * RCPT (recipients given) → DATA, then back to GREETED; or RCPT → BDAT
+ * (chunks received, RFC 3030) until the LAST one.  The message reader that
+ * DATA and BDAT share is session_data.c, BDAT session_bdat.c (the three
+ * share session_int.h).  The command table
  * below is the one place that says which command each state allows; the
  * dispatcher refuses the others with 503 before any handler runs.  STARTTLS
  * returns to CONNECTED (RFC 3207 §4.2).  Every reply goes through reply(),
@@ -13,7 +16,7 @@
  * Runs on the connection's thread; the session struct is heap-allocated
  * (the thread stack is small) and owned by this thread alone.
  */
-#include "session.h"
+#include "session_int.h"
 
 #include "auth.h"
 #include "config.h"
@@ -33,55 +36,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #define SESSION_MAX_ERRORS_PREAUTH 5
 #define SESSION_MAX_ERRORS 10
-#define SESSION_HEADER_MAX_BYTES (256 * 1024)
 #define SESSION_DATA_CHUNK_BYTES (16 * 1024)
-#define SESSION_PREFIX_MAX_BYTES 2048     /* Received:, Message-ID:, Date: */
-#define SESSION_MAX_RECEIVED_HEADERS 50   /* more looks like a mail loop */
 #define SESSION_WRITE_TIMEOUT_MS 30000
 #define SESSION_TLS_HANDSHAKE_MS 20000
 
 struct session;
 static int64_t command_deadline(const struct session *s);
 
-enum session_state {
-    SESSION_STATE_CONNECTED = 0,
-    SESSION_STATE_GREETED,
-    SESSION_STATE_MAIL,
-    SESSION_STATE_RCPT,
-    SESSION_STATE_COUNT
-};
-
-static const char *const state_names[SESSION_STATE_COUNT] = {"connected", "greeted", "mail", "rcpt"};
-
-struct session {
-    struct conn conn;
-    enum session_state state;
-    enum stats_listener listener;
-    bool tls, implicit_tls, authenticated, quit;
-    int errors, auth_failures;
-    int64_t deadline;                   /* the whole session */
-    struct sockaddr_storage peer;
-    char id[11];
-    char client[48];                    /* IP address text */
-    char helo[SMTP_DOMAIN_MAX_BYTES + 1];
-    char user[AUTH_USER_MAX_BYTES + 1];
-    char tls_info[96];
-    struct smtp_path from;
-    char **rcpts;
-    size_t rcpt_count, rcpt_cap;
-    struct dsn_rcpts rcpt_dsn;          /* NOTIFY=/ORCPT= per recipient (RFC 3461) */
-    struct log_fields lf;               /* session, client, user: for every log line */
-};
+static const char *const state_names[SESSION_STATE_COUNT] = {"connected", "greeted", "mail", "rcpt",
+                                                             "bdat"};
 
 typedef void (*handler_fn)(struct session *s, const char *arg, size_t len);
 
 #define S(x) (1u << SESSION_STATE_##x)
-#define ANY (S(CONNECTED) | S(GREETED) | S(MAIL) | S(RCPT))
+#define ANY (S(CONNECTED) | S(GREETED) | S(MAIL) | S(RCPT) | S(BDAT))
 
 struct command {
     unsigned states;          /* where the command is allowed */
@@ -116,7 +88,9 @@ static const struct command commands[SMTP_VERB_COUNT] = {
     [SMTP_VERB_MAIL] = {S(GREETED), "Send EHLO first; one MAIL per transaction",
                         SMTP_MAIL_MAX_BYTES - 2, cmd_mail},
     [SMTP_VERB_RCPT] = {S(MAIL) | S(RCPT), "Need MAIL command first", SMTP_RCPT_MAX_BYTES - 2, cmd_rcpt},
-    [SMTP_VERB_DATA] = {S(RCPT), "Need RCPT command first", LINE, cmd_data},
+    [SMTP_VERB_DATA] = {S(RCPT) | S(BDAT), "Need RCPT command first", LINE, cmd_data},
+    /* any state: a refused BDAT still reads its chunk (session_bdat.c) */
+    [SMTP_VERB_BDAT] = {ANY, NULL, LINE, session_cmd_bdat},
     [SMTP_VERB_RSET] = {ANY, NULL, LINE, cmd_rset},
     [SMTP_VERB_NOOP] = {ANY, NULL, LINE, cmd_noop},
     [SMTP_VERB_QUIT] = {ANY, NULL, LINE, cmd_quit},
@@ -134,15 +108,12 @@ static int64_t write_deadline(void)
 
 /* reply — the one function that writes replies: "code enh text" (one line
  * or, with several texts separated by '\n', a multi-line reply). */
-static void reply(struct session *s, int code, const char *enh, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void reply(struct session *s, int code, const char *enh, const char *fmt, ...)
+static void vreply(struct session *s, int code, const char *enh, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+static void vreply(struct session *s, int code, const char *enh, const char *fmt, va_list ap)
 {
     char text[1024], line[1100];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
     char *p = text;
     for (;;) {
         char *nl = strchr(p, '\n');
@@ -160,6 +131,29 @@ static void reply(struct session *s, int code, const char *enh, const char *fmt,
     }
 }
 
+static void reply(struct session *s, int code, const char *enh, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void reply(struct session *s, int code, const char *enh, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreply(s, code, enh, fmt, ap);
+    va_end(ap);
+}
+
+void session_reply(struct session *s, int code, const char *enh, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreply(s, code, enh, fmt, ap);
+    va_end(ap);
+}
+
+int64_t session_write_deadline(void)
+{
+    return write_deadline();
+}
+
 static void set_state(struct session *s, enum session_state next)
 {
     if (s->state != next && log_enabled(LOG_DEBUG))
@@ -169,6 +163,7 @@ static void set_state(struct session *s, enum session_state next)
 
 static void reset_transaction(struct session *s)
 {
+    session_bdat_abort(s);
     for (size_t i = 0; i < s->rcpt_count; i++)
         free(s->rcpts[i]);
     free(s->rcpts);
@@ -190,6 +185,21 @@ static bool count_error(struct session *s)
     log_warn("session", &s->lf, "closed after %d bad commands", s->errors);
     s->quit = true;
     return true;
+}
+
+void session_set_state(struct session *s, enum session_state next)
+{
+    set_state(s, next);
+}
+
+void session_reset_transaction(struct session *s)
+{
+    reset_transaction(s);
+}
+
+bool session_count_error(struct session *s)
+{
+    return count_error(s);
 }
 
 /* ---- simple commands ------------------------------------------------------- */
@@ -223,9 +233,10 @@ static void cmd_ehlo(struct session *s, const char *arg, size_t len)
     if (!take_helo(s, arg, len))
         return;
     reply(s, 250, NULL,
-          "%s Hello %s [%s]\nPIPELINING\nSIZE %lld\n8BITMIME\nENHANCEDSTATUSCODES\n%s",
+          "%s Hello %s [%s]\nPIPELINING\nSIZE %lld\n8BITMIME\nENHANCEDSTATUSCODES\n%s%s",
           config->hostname, s->helo, s->client, (long long)config->max_message_bytes,
-          s->tls ? "DSN\nAUTH PLAIN LOGIN" : "STARTTLS");
+          s->tls ? "DSN\nAUTH PLAIN LOGIN" : "STARTTLS",
+          s->tls ? "\nCHUNKING\nBINARYMIME\nSMTPUTF8" : ""); /* RFC 3030, 6531 */
 }
 
 static void cmd_rset(struct session *s, const char *arg, size_t len)
@@ -257,7 +268,7 @@ static void cmd_expn(struct session *s, const char *arg, size_t len)
 
 static void cmd_help(struct session *s, const char *arg, size_t len)
 {
-    reply(s, 214, "2.0.0", "mrs submission relay: EHLO, %sMAIL, RCPT, DATA, RSET, NOOP, QUIT",
+    reply(s, 214, "2.0.0", "mrs submission relay: EHLO, %sMAIL, RCPT, DATA, BDAT, RSET, NOOP, QUIT",
           s->tls ? "AUTH PLAIN|LOGIN, " : "STARTTLS, ");
 }
 
@@ -528,6 +539,9 @@ static void path_error(struct session *s, enum smtp_path_error e, bool mail, con
     case SMTP_PATH_TRAILING_DOT:
         reply(s, 501, "5.1.7", "Sender domain must not end with a dot (RFC 5321 section 4.1.2)");
         break;
+    case SMTP_PATH_UTF8:
+        reply(s, 553, "5.6.7", "%s address is not valid UTF-8", mail ? "Sender" : "Recipient");
+        break;
     default:
         if (mail)
             reply(s, 501, "5.1.7", "Bad sender address syntax");
@@ -591,6 +605,9 @@ static void cmd_rcpt(struct session *s, const char *arg, size_t len)
 {
     struct smtp_path p;
     enum smtp_path_error e = smtp_parse_rcpt(arg, len, &p);
+    /* RFC 6531 §3.4: UTF-8 only when MAIL asked for SMTPUTF8 */
+    if ((e == SMTP_PATH_UTF8 || (e == SMTP_PATH_OK && p.utf8)) && !s->from.smtputf8)
+        e = SMTP_PATH_SYNTAX;
     if (e != SMTP_PATH_OK) {
         path_error(s, e, false, p.dsn.why);
         return;
@@ -621,268 +638,33 @@ static void cmd_rcpt(struct session *s, const char *arg, size_t len)
     reply(s, 250, "2.1.5", "Recipient <%s> ok", p.addr);
 }
 
-/* ---- DATA ------------------------------------------------------------------- */
+/* ---- DATA (the reader is in session_data.c, BDAT in session_bdat.c) ------- */
 
-/* The DATA reader: the bytes after 354 go through the smtp_dot decoder; the
- * header section is held in memory (bounded) until its end so the relay can
- * add Received:, Message-ID: and Date: and check From:, then everything is
- * streamed to the spool.  The data is always read to its real end, even when
- * the message is already refused, so the session stays in sync.
- *
- * With DKIM keys (SPEC §8.3) the head (our prefix and the client's header
- * section) stays in memory until the message is accepted: the body streams
- * to the spool behind room reserved for the head and the signatures, which
- * cover the whole body, and queue_fill() writes them there before the
- * commit (docs/spool.md).  The body is hashed as it streams. */
-struct data_rx {
-    struct queue_msg *q;
-    char qid[QUEUE_ID_BYTES];
-    struct smtp_dot dot;
-    char *out, *hdr, *prefix;
-    size_t hdr_len, hdr_cap, hdr_block; /* hdr_block: header bytes up to the empty line */
-    size_t prefix_len;
-    bool in_body, hdr_too_big, oversize, write_failed;
-    int64_t size;
-    struct dkim_job *dkim;              /* NULL: no DKIM keys */
-};
-
-/* make_prefix — our trace and missing fields, before the client's headers
- * (RFC 5321 §4.4: Received at the top), into d->prefix. */
-static void make_prefix(struct session *s, struct data_rx *d)
+bool session_message_open(struct session *s, struct data_rx *d)
 {
-    char date[64], *buf = d->prefix;
-    size_t cap = SESSION_PREFIX_MAX_BYTES;
-    util_rfc5322_date(util_wall_ms() / 1000, date, sizeof date);
-    /* RFC 5321 §4.4; "for" only with a single recipient, so a Bcc list is
-     * never revealed to the others */
-    bool one = s->rcpt_count == 1;
-    int n = snprintf(buf, cap,
-                     "Received: from %s ([%s])\r\n\tby %s (mrs) with ESMTPSA id %s\r\n"
-                     "\t(%s)\r\n\t(authenticated user %s)%s%s%s; %s\r\n",
-                     s->helo[0] ? s->helo : "unknown", s->client, config->hostname, d->qid,
-                     s->tls_info, s->user, one ? "\r\n\tfor <" : "", one ? s->rcpts[0] : "",
-                     one ? ">" : "", date);
-    if (n < 0 || (size_t)n >= cap)
-        n = 0;
-    size_t len = (size_t)n;
-    if (!smtp_header_count(d->hdr, d->hdr_block, "Message-ID:")) {
-        n = snprintf(buf + len, cap - len, "Message-ID: <%s@%s>\r\n", d->qid, config->hostname);
-        len += n > 0 && (size_t)n < cap - len ? (size_t)n : 0;
-    }
-    if (!smtp_header_count(d->hdr, d->hdr_block, "Date:")) {
-        n = snprintf(buf + len, cap - len, "Date: %s\r\n", date);
-        len += n > 0 && (size_t)n < cap - len ? (size_t)n : 0;
-    }
-    d->prefix_len = len;
-}
-
-static void end_headers(struct session *s, struct data_rx *d, size_t block)
-{
-    d->in_body = true;
-    d->hdr_block = block;
-    make_prefix(s, d);
-    if (d->dkim) {
-        /* the head goes in at commit, behind the signatures: reserve its
-         * room (what the header buffer holds, body bytes included) */
-        size_t room = dkim_sign_head(d->dkim, d->prefix, d->prefix_len, d->hdr, block);
-        if (d->q && queue_reserve(d->q, QUEUE_RESERVE_MIN + room + d->prefix_len + d->hdr_len) < 0)
-            d->write_failed = true;
-        size_t body = block + 2 <= d->hdr_len ? block + 2 : d->hdr_len; /* after the empty line */
-        dkim_sign_body(d->dkim, d->hdr + body, d->hdr_len - body);
-        return;
-    }
-    if (d->q && (queue_write(d->q, d->prefix, d->prefix_len) < 0 || queue_write(d->q, d->hdr, d->hdr_len) < 0))
-        d->write_failed = true;
-}
-
-/* take — decoded message bytes: into the header buffer until the empty
- * line, then straight to the spool. */
-static void take(struct session *s, struct data_rx *d, const char *p, size_t n)
-{
-    d->size += (int64_t)n;
-    if (d->size > config->max_message_bytes && !d->oversize) {
-        d->oversize = true;
-        queue_abort(d->q); /* keep reading to the end, but store nothing */
-        d->q = NULL;
-    }
-    if (d->oversize || d->hdr_too_big)
-        return;
-    if (d->in_body) {
-        if (d->q && queue_write(d->q, p, n) < 0)
-            d->write_failed = true;
-        if (d->dkim)
-            dkim_sign_body(d->dkim, p, n);
-        return;
-    }
-    if (d->hdr_len + n > SESSION_HEADER_MAX_BYTES) {
-        d->hdr_too_big = true;
-        return;
-    }
-    if (d->hdr_len + n > d->hdr_cap) {
-        size_t cap = d->hdr_cap * 2;
-        while (cap < d->hdr_len + n)
-            cap *= 2;
-        char *h = realloc(d->hdr, cap);
-        if (!h) {
-            d->write_failed = true;
-            return;
-        }
-        d->hdr = h;
-        d->hdr_cap = cap;
-    }
-    size_t from = d->hdr_len > 3 ? d->hdr_len - 3 : 0;
-    memcpy(d->hdr + d->hdr_len, p, n);
-    d->hdr_len += n;
-    if (d->hdr_len >= 2 && d->hdr[0] == '\r' && d->hdr[1] == '\n') {
-        end_headers(s, d, 0); /* no header section at all */
-        return;
-    }
-    for (size_t i = from; i + 4 <= d->hdr_len; i++) {
-        if (memcmp(d->hdr + i, "\r\n\r\n", 4) == 0) {
-            end_headers(s, d, i + 2);
-            return;
-        }
-    }
-}
-
-/* receive — read to the end of data; false when the session must end
- * (timeout, too slow, connection lost). */
-static bool receive(struct session *s, struct data_rx *d)
-{
-    int64_t start = util_now_ms();
-    int64_t grace = config->idle_timeout_ms < 30000 ? config->idle_timeout_ms : 30000;
-    while (!d->dot.done) {
-        const char *in;
-        size_t got, used, out_len;
-        int64_t deadline = util_now_ms() + config->idle_timeout_ms;
-        enum conn_status st = conn_peek(&s->conn, deadline < s->deadline ? deadline : s->deadline,
-                                        &in, &got);
-        if (st == CONN_TIMEOUT) {
-            reply(s, 421, "4.4.2", "%s Error: timeout exceeded during DATA", config->hostname);
-            return false;
-        }
-        if (st != CONN_OK)
-            return false;
-        /* the decoder stops right after the final dot: what follows stays
-         * buffered for the next (pipelined) command */
-        used = smtp_dot_feed(&d->dot, in, got, d->out, &out_len);
-        conn_consume(&s->conn, used);
-        take(s, d, d->out, out_len);
-        int64_t elapsed = util_now_ms() - start;
-        if (config->data_min_rate > 0 && elapsed > grace &&
-            d->size * 1000 / elapsed < config->data_min_rate && !d->dot.done) {
-            reply(s, 421, "4.4.2", "%s Error: data arriving too slowly (under %lld bytes/s)",
-                  config->hostname, (long long)config->data_min_rate);
-            log_warn("data", &s->lf, "closed: %lld bytes in %lld ms", (long long)d->size, (long long)elapsed);
-            return false;
-        }
-    }
-    return true;
-}
-
-static void data_free(struct data_rx *d)
-{
-    if (d->q)
-        queue_abort(d->q);
-    dkim_sign_free(d->dkim);
-    free(d->out);
-    free(d->hdr);
-    free(d->prefix);
-}
-
-/* sign_head — the DKIM signatures, our prefix and the client's header
- * buffer into the room reserved for them.  -1 only when the spool write
- * fails: DKIM itself never refuses a message. */
-/* may_sign_as — whether this session may get a signature in domain's
- * name: never the operator's key domain (or below it), else the domain
- * must authorize the user as a sender domain does (the MAIL FROM domain
- * already did) — whether or not MRS_CHECK_HEADER_FROM checked From:. */
-static const char *may_sign_as(struct session *s, const char *domain)
-{
-    char from_domain[POLICY_DOMAIN_MAX_BYTES];
-    size_t dl = strlen(domain), kl = strlen(config->dkim_domain);
-    if (kl && (util_ieq(domain, dl, config->dkim_domain) ||
-               (dl > kl && domain[dl - kl - 1] == '.' && util_ieq(domain + dl - kl, kl, config->dkim_domain))))
-        return "the operator's DKIM domain is never signed for a customer";
-    if (policy_sender_domain(s->from.addr, from_domain, sizeof from_domain) == 0 &&
-        util_ieq(domain, dl, from_domain))
-        return NULL;
-    struct policy_verdict v;
-    policy_check_domain(s->user, domain, &v);
-    return v.status == POLICY_PASS ? NULL : "the From: domain does not authorize this account";
-}
-
-static int sign_head(struct session *s, struct data_rx *d)
-{
-    char *sigs = NULL;
-    struct log_fields lf = s->lf;
-    lf.queue_id = d->qid;
-    lf.from = s->from.addr;
-    const char *domain = dkim_sign_domain(d->dkim), *why = domain ? may_sign_as(s, domain) : NULL;
-    if (why)
-        dkim_sign_refuse(d->dkim, why);
-    size_t n = dkim_sign_finish(d->dkim, &lf, &sigs);
-    struct iovec iov[3] = {{sigs, n}, {d->prefix, d->prefix_len}, {d->hdr, d->hdr_len}};
-    int rc = queue_fill(d->q, iov, 3);
-    free(sigs);
-    return rc;
-}
-
-/* data_verdict — after the real end of data: the reply for this message. */
-static void data_verdict(struct session *s, struct data_rx *d)
-{
-    struct policy_verdict v;
-    if (!d->in_body && !d->hdr_too_big && !d->oversize)
-        end_headers(s, d, d->hdr_len); /* a message without a body */
-    if (d->dot.bare) {
-        reply(s, 550, "5.6.0", "Message contains bare CR or LF characters; lines must end with CRLF");
-        refuse(s, STATS_REFUSED_SMUGGLING);
-        log_warn("data", &s->lf, "refused: bare CR or LF in message data");
-    } else if (d->dot.nul) {
-        reply(s, 550, "5.6.0", "Message contains NUL characters, which mail may not carry");
-        refuse(s, STATS_REFUSED_SMUGGLING);
-        log_warn("data", &s->lf, "refused: NUL byte in message data");
-    } else if (d->oversize) {
-        reply(s, 552, "5.3.4", "Message size exceeds the limit of %lld bytes", (long long)config->max_message_bytes);
-        refuse(s, STATS_REFUSED_SIZE);
-    } else if (d->hdr_too_big) {
-        reply(s, 552, "5.3.4", "Header section too large (over %d bytes)", SESSION_HEADER_MAX_BYTES);
-        refuse(s, STATS_REFUSED_SIZE);
-    } else if (d->write_failed || !d->q) {
+    queue_new_id(d->qid);
+    struct queue_envelope env = {
+        .user = s->user, .client = s->client, .helo = s->helo, .from = s->from.addr,
+        .rcpts = (const char *const *)s->rcpts, .rcpt_count = s->rcpt_count,
+        .eightbit = s->from.body >= SMTP_BODY_8BITMIME, .received_ms = util_wall_ms(),
+        .smtputf8 = s->from.smtputf8,
+        .dsn_ret = dsn_ret_name(s->from.dsn.ret), .dsn_envid = s->from.dsn.envid[0] ? s->from.dsn.envid : NULL,
+        .rcpt_notify = (const char *const *)s->rcpt_dsn.notify, .rcpt_orcpt = (const char *const *)s->rcpt_dsn.orcpt};
+    d->hdr_cap = 4096;
+    d->out = malloc(SMTP_AUTH_LINE_MAX_BYTES + 2);
+    d->hdr = malloc(d->hdr_cap);
+    d->prefix = malloc(SESSION_PREFIX_MAX_BYTES);
+    d->dkim = dkim_sign_begin();
+    d->q = d->out && d->hdr && d->prefix ? queue_open(d->qid, &env) : NULL;
+    smtp_dot_init(&d->dot);
+    if (!d->q) {
+        log_error("spool", &s->lf, "cannot open a spool file");
         reply(s, 451, "4.3.0", "Cannot store the message now; try again later");
         refuse(s, STATS_REFUSED_SPOOL);
-    } else if (smtp_header_count(d->hdr, d->hdr_block, "Received:") > SESSION_MAX_RECEIVED_HEADERS) {
-        reply(s, 554, "5.4.6", "Too many Received headers: mail loop detected");
-        refuse(s, STATS_REFUSED_SYNTAX);
-    } else if (config->check_header_from &&
-               (policy_check_header_from(s->user, d->hdr, d->hdr_block, &v), v.status != POLICY_PASS)) {
-        reply(s, v.code, v.enhanced, "%s", v.text);
-        refuse(s, v.status == POLICY_TEMPFAIL ? STATS_REFUSED_DNS_TEMP : STATS_REFUSED_HEADER_FROM);
-    } else {
-        if (d->dkim && sign_head(s, d) < 0) {
-            reply(s, 451, "4.3.0", "Cannot store the message now; try again later");
-            refuse(s, STATS_REFUSED_SPOOL);
-            return;
-        }
-        struct queue_msg *q = d->q;
-        d->q = NULL;
-        if (queue_commit(q) != 0) {
-            reply(s, 451, "4.3.0", "Cannot store the message now; try again later");
-            refuse(s, STATS_REFUSED_SPOOL);
-            return;
-        }
-        STATS_INC(messages_accepted_total);
-        STATS_ADD(message_bytes_accepted_total, d->size);
-        auth_rate_count(s->user);
-        struct log_fields lf = s->lf;
-        lf.queue_id = d->qid;
-        lf.from = s->from.addr;
-        lf.rcpts = (const char *const *)s->rcpts;
-        lf.rcpt_count = s->rcpt_count;
-        lf.result = "queued";
-        log_info("accepted", &lf, "%zu recipient(s), %lld bytes", s->rcpt_count, (long long)d->size);
-        reply(s, 250, "2.0.0", "Ok: queued as %s", d->qid);
+        session_data_free(d);
+        return false;
     }
+    return true;
 }
 
 static void cmd_data(struct session *s, const char *arg, size_t len)
@@ -894,36 +676,25 @@ static void cmd_data(struct session *s, const char *arg, size_t len)
         count_error(s);
         return;
     }
-    queue_new_id(d.qid);
-    struct queue_envelope env = {
-        .user = s->user, .client = s->client, .helo = s->helo, .from = s->from.addr,
-        .rcpts = (const char *const *)s->rcpts, .rcpt_count = s->rcpt_count,
-        .eightbit = s->from.body == SMTP_BODY_8BITMIME, .received_ms = util_wall_ms(),
-        .dsn_ret = dsn_ret_name(s->from.dsn.ret), .dsn_envid = s->from.dsn.envid[0] ? s->from.dsn.envid : NULL,
-        .rcpt_notify = (const char *const *)s->rcpt_dsn.notify, .rcpt_orcpt = (const char *const *)s->rcpt_dsn.orcpt};
-    d.hdr_cap = 4096;
-    d.out = malloc(SMTP_AUTH_LINE_MAX_BYTES + 2);
-    d.hdr = malloc(d.hdr_cap);
-    d.prefix = malloc(SESSION_PREFIX_MAX_BYTES);
-    d.dkim = dkim_sign_begin();
-    d.q = d.out && d.hdr && d.prefix ? queue_open(d.qid, &env) : NULL;
-    if (!d.q) {
-        log_error("spool", &s->lf, "cannot open a spool file");
-        reply(s, 451, "4.3.0", "Cannot store the message now; try again later");
-        refuse(s, STATS_REFUSED_SPOOL);
-        data_free(&d);
+    /* RFC 3030 §2, §3: not in a transaction BDAT began, nor for BINARYMIME */
+    if (s->state == SESSION_STATE_BDAT || s->from.body == SMTP_BODY_BINARYMIME) {
+        reply(s, 503, "5.5.1", "Bad sequence of commands: %s",
+              s->state == SESSION_STATE_BDAT ? "DATA cannot follow BDAT; send RSET"
+                                             : "BODY=BINARYMIME needs BDAT");
+        count_error(s);
         return;
     }
-    smtp_dot_init(&d.dot);
+    if (!session_message_open(s, &d))
+        return;
     reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
     if (conn_flush(&s->conn, write_deadline()) != CONN_OK) {
         s->quit = true;
-    } else if (!receive(s, &d)) {
+    } else if (!session_data_receive(s, &d)) {
         s->quit = true;
     } else {
-        data_verdict(s, &d);
+        session_data_verdict(s, &d);
     }
-    data_free(&d);
+    session_data_free(&d);
     reset_transaction(s);
 }
 

@@ -2,8 +2,8 @@
  * session — one inbound SMTP submission session (SPEC §4), run on the
  * connection's own thread from the greeting to the close.
  *
- * The state machine, its command table and the DATA reader live in
- * session.c; replies leave through one function in batches (PIPELINING,
+ * The state machine and its command table live in session.c, the DATA
+ * and BDAT message reader in session_data.c and session_bdat.c; replies leave through one function in batches (PIPELINING,
  * RFC 2920).  Calls conn, tls (through conn), auth, policy, queue, stats,
  * log, smtp_proto, config, util.
  */

@@ -103,6 +103,8 @@ void smtp_client_parse_ehlo_line(const char *text, size_t len, struct smtp_clien
         caps->pipelining = true;
     } else if (word_is(text, len, "8BITMIME")) {
         caps->eightbitmime = true;
+    } else if (word_is(text, len, "SMTPUTF8")) {
+        caps->smtputf8 = true;
     } else if (word_is(text, len, "DSN")) {
         caps->dsn = true;
     } else if (word_is(text, len, "SIZE")) {
@@ -378,10 +380,10 @@ static enum conn_status send_mail(struct client *cl)
     if (cl->caps.size)
         snprintf(size, sizeof size, " SIZE=%lld", (long long)j->length);
     cl->out->dsn = dsn;
-    return send_cmd(cl, "MAIL FROM:<%s>%s%s%s%s%s%s", j->from, size,
-                    j->eightbit && cl->caps.eightbitmime ? " BODY=8BITMIME" : "", dsn && j->dsn_ret ? " RET=" : "",
-                    dsn && j->dsn_ret ? j->dsn_ret : "", dsn && j->dsn_envid ? " ENVID=" : "",
-                    dsn && j->dsn_envid ? j->dsn_envid : "");
+    return send_cmd(cl, "MAIL FROM:<%s>%s%s%s%s%s%s%s", j->from, size,
+                    j->eightbit && cl->caps.eightbitmime ? " BODY=8BITMIME" : "", j->smtputf8 ? " SMTPUTF8" : "",
+                    dsn && j->dsn_ret ? " RET=" : "", dsn && j->dsn_ret ? j->dsn_ret : "",
+                    dsn && j->dsn_envid ? " ENVID=" : "", dsn && j->dsn_envid ? j->dsn_envid : "");
 }
 
 /* send_rcpt — RCPT TO, with NOTIFY= and ORCPT= for a server offering DSN. */
@@ -420,6 +422,26 @@ static bool tls_on(const struct client *cl)
     return cl->conn.tls != NULL;
 }
 
+/* tls_required — the outbound TLS policy (MTA-STS enforce, DANE) forbids
+ * plaintext at this MX. */
+static bool tls_required(const struct client *cl)
+{
+    return cl->job->tls_req && cl->job->tls_req->tls_required;
+}
+
+/* policy_failed — the policy's requirement is not met: this MX gets
+ * nothing, the caller tries the next one (NEXT), and the deferral says
+ * why ("451 4.7.5 MTA-STS enforce: certificate name mismatch for mx1.example"). */
+static void policy_failed(struct client *cl, const char *status, const char *what, bool quit)
+{
+    struct smtp_client_reply why;
+    const struct outbound_tls_req *req = cl->job->tls_req;
+    set_reply(&why, 451, false, "451 %s %s: %s for %s (%s): nothing is sent in plaintext", status,
+              req->label, what, req->verify_name, cl->job->target->label);
+    cl->out->tls_policy_failed |= !cl->result_set;
+    finish(cl, SMTP_CLIENT_NEXT, &why, quit);
+}
+
 /* after_ehlo — what follows a successful EHLO/HELO (or AUTH): STARTTLS,
  * AUTH or the transaction. */
 static void after_ehlo(struct client *cl)
@@ -430,6 +452,8 @@ static void after_ehlo(struct client *cl)
         set_reply(&why, 451, false, "451 4.7.4 %s does not offer STARTTLS, which MRS_SMARTHOST_TLS=starttls requires: "
                   "nothing is sent in plaintext", j->target->label);
         finish(cl, SMTP_CLIENT_NEXT, &why, true);
+    } else if (!tls_on(cl) && tls_required(cl) && (!cl->caps.starttls || cl->starttls_refused)) {
+        policy_failed(cl, "4.7.4", cl->starttls_refused ? "STARTTLS refused" : "no STARTTLS offered", true);
     } else if (!tls_on(cl) && cl->caps.starttls && !cl->starttls_refused &&
                (j->tls == SMTP_CLIENT_TLS_STARTTLS || j->tls == SMTP_CLIENT_TLS_OPPORTUNISTIC)) {
         set_state(cl, CS_STARTTLS);
@@ -441,6 +465,11 @@ static void after_ehlo(struct client *cl)
             set_reply(&why, 451, false, "451 4.7.0 %s offers neither AUTH PLAIN nor AUTH LOGIN", j->target->label);
             finish(cl, SMTP_CLIENT_NEXT, &why, true);
         }
+    } else if (j->smtputf8 && !cl->caps.smtputf8) {
+        /* RFC 6531 §3.2: no downgrade; the sender learns it from the bounce */
+        set_reply(&why, 553, false, "553 5.6.7 %s does not offer SMTPUTF8, which this message needs "
+                  "(UTF-8 addresses or headers, RFC 6531)", j->target->label);
+        finish(cl, SMTP_CLIENT_REFUSED, &why, true);
     } else if (cl->caps.size && cl->caps.size_max > 0 && j->length > cl->caps.size_max) {
         set_reply(&why, 552, false, "552 5.3.4 the message (%lld bytes) is larger than %s accepts (SIZE %lld)",
                   (long long)j->length, j->target->label, (long long)cl->caps.size_max);
@@ -458,6 +487,10 @@ static void tls_failed(struct client *cl)
     if (attempt_over(cl)) {
         attempt_over_reply(cl, &why, "TLS handshake");
         finish(cl, SMTP_CLIENT_NEXT, &why, false);
+        return;
+    }
+    if (tls_required(cl)) {
+        policy_failed(cl, "4.7.5", cl->conn.tls_error, false);
         return;
     }
     set_reply(&why, 451, false, "451 4.7.5 TLS handshake with %s failed: %s", cl->job->target->label, cl->conn.tls_error);
@@ -480,7 +513,14 @@ static void on_starttls(struct client *cl)
     }
     conn_discard_input(&cl->conn);
     int64_t deadline = capped(cl, util_now_ms() + config->delivery_command_timeout_ms);
-    if (conn_tls_client(&cl->conn, deadline, j->target->host, j->tls == SMTP_CLIENT_TLS_STARTTLS) != CONN_OK) {
+    const struct outbound_tls_req *req = j->tls_req;
+    const char *sni = req && req->verify_name ? req->verify_name : j->target->host;
+    enum tls_verify verify = j->tls == SMTP_CLIENT_TLS_STARTTLS ? TLS_VERIFY_SMARTHOST
+                             : req && req->verify              ? TLS_VERIFY_OUTBOUND
+                                                               : TLS_VERIFY_OPTIONAL;
+    enum conn_status hs = req && req->dane ? conn_tls_client_dane(&cl->conn, deadline, sni, req->dane)
+                                           : conn_tls_client(&cl->conn, deadline, sni, verify);
+    if (hs != CONN_OK) {
         tls_failed(cl);
         return;
     }
@@ -556,6 +596,7 @@ static void on_reply(struct client *cl)
         }
         break;
     case CS_MAIL:
+        cl->out->transacted = true;
         if (cls == 2)
             set_state(cl, CS_RCPT);
         else
@@ -619,7 +660,7 @@ static bool start(struct client *cl)
     cl->connected = true;
     if (j->tls == SMTP_CLIENT_TLS_IMPLICIT &&
         conn_tls_client(&cl->conn, capped(cl, util_now_ms() + config->delivery_command_timeout_ms), j->target->host,
-                        true) != CONN_OK) {
+                        TLS_VERIFY_SMARTHOST) != CONN_OK) {
         tls_failed(cl);
         return false;
     }

@@ -7,8 +7,9 @@
  * is refused) → STARTTLS when offered or required, the input buffer
  * discarded before the handshake (RFC 3207 §4.2), EHLO again → AUTH PLAIN
  * or LOGIN when a user is given → MAIL FROM (SIZE=, BODY=8BITMIME when both
- * sides have them) → one RCPT per recipient, each with its own reply → DATA
- * with dot-stuffing, streamed from the spool file → QUIT.  Every read and
+ * sides have them, SMTPUTF8 when the message needs it: without it at the
+ * next hop, every recipient fails 5.6.7) → one RCPT per recipient, each
+ * with its own reply → DATA with dot-stuffing, streamed from the spool file → QUIT.  Every read and
  * write has a deadline from MRS_DELIVERY_*_TIMEOUT (RFC 5321 §4.5.3.2),
  * and none goes past the job's deadline (MRS_DELIVERY_ATTEMPT_TIMEOUT: a
  * server that answers each command just in time cannot hold a thread for
@@ -23,6 +24,7 @@
 
 #include "route.h"
 #include "spool.h"
+#include "tls_policy.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -50,6 +52,7 @@ struct smtp_client_reply {
     char text[SPOOL_REPLY_MAX_BYTES];  /* "550 5.1.1 no such user": code first, lines joined */
 };
 
+
 struct smtp_client_job {
     const struct route_target *target;
     enum smtp_client_tls tls;
@@ -58,6 +61,7 @@ struct smtp_client_job {
     const char *queue_id;              /* for log lines */
     const char *from;                  /* "" for the null sender */
     bool eightbit;
+    bool smtputf8;                     /* the message needs SMTPUTF8 (spool_needs_smtputf8) */
     int fd;                            /* the spool file, message bytes at offset */
     int64_t offset, length;
     size_t rcpt_count;
@@ -65,6 +69,7 @@ struct smtp_client_job {
     struct smtp_client_reply *rcpt_replies; /* out: rcpt_count entries */
     int64_t deadline_ms;               /* util_now_ms clock: the attempt's end, no wait goes past it;
                                         * 0 = none.  Over it, what is not settled is deferred */
+    const struct outbound_tls_req *tls_req; /* the outbound TLS policy to obey (tls_policy.h); NULL: none */
     const char *dsn_ret;               /* RFC 3461, passed on only to a server that offers DSN: */
     const char *dsn_envid;             /* RET= and ENVID= (xtext) of MAIL, NULL when absent; */
     const char *const *rcpt_notify;    /* NOTIFY= and ORCPT= per recipient (entries NULL when */
@@ -85,15 +90,18 @@ struct smtp_client_outcome {
     enum smtp_client_result result;
     struct smtp_client_reply reply;    /* for NEXT, TLS_FAILED and REFUSED */
     bool tls;                          /* the session was encrypted */
-    bool tls_verified;                 /* and the certificate verified */
+    bool tls_verified;                 /* and the certificate verified (DANE: matched) */
     char tls_version[24];              /* "TLSv1.3" */
     bool attempt_timeout;              /* the session ended because job->deadline_ms passed */
+    bool tls_policy_failed;            /* tls_req's requirement was not met: NEXT, nothing sent */
+    bool transacted;                   /* the session got as far as MAIL FROM */
     bool dsn;                          /* the server offered DSN (RFC 3461): success reports are its own */
 };
 
 /* The extensions of an EHLO reply that the client uses. */
 struct smtp_client_caps {
     bool starttls, pipelining, eightbitmime, auth_plain, auth_login, size;
+    bool smtputf8;
     bool dsn;                          /* RFC 3461 */
     int64_t size_max;                  /* SIZE's value, 0 when none given */
 };

@@ -8,6 +8,7 @@
  */
 #include "smtp_proto.h"
 
+#include "idna.h"
 #include "util.h"
 
 #include <string.h>
@@ -22,6 +23,7 @@ static const struct {
     {"EXPN", SMTP_VERB_EXPN}, {"HELP", SMTP_VERB_HELP}, {"STARTTLS", SMTP_VERB_STARTTLS},
     {"AUTH", SMTP_VERB_AUTH}, {"GET", SMTP_VERB_HTTP}, {"POST", SMTP_VERB_HTTP},
     {"CONNECT", SMTP_VERB_HTTP}, {"HEAD", SMTP_VERB_HTTP}, {"PUT", SMTP_VERB_HTTP},
+    {"BDAT", SMTP_VERB_BDAT},
 };
 
 void smtp_parse_command(const char *line, size_t len, struct smtp_command *out)
@@ -112,7 +114,7 @@ static bool valid_local(const char *s, size_t len)
             if (c == '\\') {
                 if (++i + 1 >= len || s[i] < 32 || s[i] > 126)
                     return false;
-            } else if (c < 32 || c > 126 || c == '"') {
+            } else if (c < 32 || c == 127 || c == '"') { /* >= 0x80: UTF-8, RFC 6531 §3.3 */
                 return false;
             }
         }
@@ -123,11 +125,24 @@ static bool valid_local(const char *s, size_t len)
         if (c == '.') {
             if (i == 0 || i + 1 == len || s[i - 1] == '.')
                 return false;
-        } else if (!is_atext(c)) {
+        } else if (!is_atext(c) && c < 0x80) {
             return false;
         }
     }
     return true;
+}
+
+/* valid_domain_utf8 — an ASCII domain as smtp_valid_domain, or one with
+ * U-labels whose A-label form is one (the caller checked the UTF-8). */
+static bool valid_domain_utf8(const char *s, size_t len)
+{
+    if (idna_is_ascii(s, len))
+        return smtp_valid_domain(s, len);
+    char alabel[SMTP_DOMAIN_MAX_BYTES + 1];
+    if (len > 0 && s[len - 1] == '.')
+        len--;
+    int n = idna_to_ascii(s, len, alabel, sizeof alabel);
+    return n > 0 && smtp_valid_domain(alabel, (size_t)n);
 }
 
 /* find the '@' that separates local part and domain, outside quotes. */
@@ -189,6 +204,9 @@ static enum smtp_path_error parse_path(const char *s, size_t len, struct smtp_pa
     if (n > SMTP_PATH_MAX_BYTES)
         return SMTP_PATH_TOO_LONG;
     const char *a = s + start;
+    bool utf8 = !idna_is_ascii(a, n);
+    if (utf8 && !idna_utf8_valid(a, n))
+        return SMTP_PATH_UTF8;
     size_t at = find_at(a, n);
     if (at == n) {
         if (!valid_local(a, n))
@@ -198,11 +216,12 @@ static enum smtp_path_error parse_path(const char *s, size_t len, struct smtp_pa
     } else if (at + 1 < n && a[at + 1] == '[') {
         if (!valid_literal(a + at + 1, n - at - 1))
             return SMTP_PATH_SYNTAX;
-    } else if (!smtp_valid_domain(a + at + 1, n - at - 1)) {
+    } else if (!valid_domain_utf8(a + at + 1, n - at - 1)) {
         return SMTP_PATH_SYNTAX;
     }
     if (util_copy(out->addr, sizeof out->addr, a, n) < 0)
         return SMTP_PATH_TOO_LONG;
+    out->utf8 = utf8;
     out->addr_len = n;
     out->at = at;
     return SMTP_PATH_OK;
@@ -245,9 +264,15 @@ static enum smtp_path_error parse_param(const char *p, size_t n, bool mail, stru
             out->body = SMTP_BODY_7BIT;
         else if (v && util_ieq(v, vlen, "8BITMIME"))
             out->body = SMTP_BODY_8BITMIME;
+        else if (v && util_ieq(v, vlen, "BINARYMIME"))
+            out->body = SMTP_BODY_BINARYMIME; /* RFC 3030 §3: BDAT only */
         else
-            return SMTP_PATH_PARAM_UNKNOWN; /* BINARYMIME is not advertised */
+            return SMTP_PATH_PARAM_UNKNOWN;
         return SMTP_PATH_OK;
+    }
+    if (mail && util_ieq(p, klen, "SMTPUTF8")) {
+        out->smtputf8 = true;
+        return v ? SMTP_PATH_PARAM_SYNTAX : SMTP_PATH_OK; /* RFC 6531 §3.4: no value */
     }
     if (mail && util_ieq(p, klen, "AUTH"))
         return v ? SMTP_PATH_OK : SMTP_PATH_PARAM_SYNTAX; /* RFC 4954 §5: accepted, unused */
@@ -271,8 +296,10 @@ static enum smtp_path_error parse_args(const char *arg, size_t len, const char *
     while (i < len && arg[i] == ' ')
         i++;
     enum smtp_path_error e = parse_path(arg + i, len - i, out, &used);
-    if (e != SMTP_PATH_OK)
+    /* malformed UTF-8: the parameters still say whether it is 553 5.6.7 */
+    if (e != SMTP_PATH_OK && e != SMTP_PATH_UTF8)
         return e;
+    enum smtp_path_error path = e;
     i += used;
     while (i < len) {
         if (arg[i] != ' ')
@@ -285,12 +312,15 @@ static enum smtp_path_error parse_args(const char *arg, size_t len, const char *
         if (i > s && (e = parse_param(arg + s, i - s, mail, out)) != SMTP_PATH_OK)
             return e;
     }
-    return SMTP_PATH_OK;
+    return path;
 }
 
 enum smtp_path_error smtp_parse_mail(const char *arg, size_t len, struct smtp_path *out)
 {
     enum smtp_path_error e = parse_args(arg, len, "FROM:", true, out);
+    /* RFC 6531 §3.4: UTF-8 only in a transaction that asked for it */
+    if ((e == SMTP_PATH_UTF8 || (e == SMTP_PATH_OK && out->utf8)) && !out->smtputf8)
+        return SMTP_PATH_SYNTAX;
     /* RFC 5321 §4.1.2: a Domain has no trailing dot.  The sender domain is
      * what the policy checks and what the From: header is compared with,
      * so it is refused rather than guessed at. */
@@ -433,4 +463,53 @@ size_t smtp_dot_stuff(const char *in, size_t n, char *out, bool *sol)
         *sol = in[i] == '\n';
     }
     return o;
+}
+
+/* ---- CHUNKING (RFC 3030) ------------------------------------------------ */
+
+int smtp_parse_bdat(const char *arg, size_t len, int64_t *size, bool *last)
+{
+    size_t i = 0;
+    int64_t n = 0;
+    while (i < len && arg[i] >= '0' && arg[i] <= '9' && i < 18)
+        n = n * 10 + (arg[i++] - '0');
+    if (i == 0 || (i < len && arg[i] != ' '))
+        return -1;
+    *size = n;
+    *last = false;
+    if (i == len)
+        return 0;
+    while (i < len && arg[i] == ' ')
+        i++;
+    size_t w = i;
+    while (i < len && arg[i] != ' ')
+        i++;
+    if (!util_ieq(arg + w, i - w, "LAST"))
+        return -1;
+    while (i < len && arg[i] == ' ')
+        i++;
+    *last = true;
+    return i == len ? 0 : -1;
+}
+
+void smtp_chunk_scan(struct smtp_dot *d, const char *in, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = in[i];
+        if (c == '\0')
+            d->nul = true;
+        if (d->state == DOT_CR && c != '\n')
+            d->bare = true; /* the CR before was bare */
+        if (c == '\n' && d->state != DOT_CR)
+            d->bare = true;
+        d->state = c == '\r' ? DOT_CR : c == '\n' ? DOT_SOL : DOT_LINE;
+    }
+}
+
+bool smtp_chunk_end(struct smtp_dot *d)
+{
+    if (d->state == DOT_CR)
+        d->bare = true;
+    d->done = true;
+    return d->state == DOT_LINE;
 }

@@ -45,6 +45,7 @@ enum smtp_verb {
     SMTP_VERB_STARTTLS,
     SMTP_VERB_AUTH,
     SMTP_VERB_HTTP,   /* GET / POST / CONNECT / HEAD / PUT: a cross-protocol attack */
+    SMTP_VERB_BDAT,   /* RFC 3030 CHUNKING */
     SMTP_VERB_COUNT
 };
 
@@ -68,9 +69,10 @@ enum smtp_path_error {
     SMTP_PATH_PARAM_SYNTAX,    /* a parameter is malformed (bad SIZE value…) */
     SMTP_PATH_PARAM_UNKNOWN,   /* a parameter we did not advertise */
     SMTP_PATH_TRAILING_DOT,    /* a sender domain ending in a dot */
+    SMTP_PATH_UTF8,            /* the address is not well-formed UTF-8 (RFC 6531: 553 5.6.7) */
 };
 
-enum smtp_body { SMTP_BODY_NONE = 0, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME };
+enum smtp_body { SMTP_BODY_NONE = 0, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME, SMTP_BODY_BINARYMIME };
 
 struct smtp_path {
     char addr[SMTP_PATH_MAX_BYTES + 1]; /* local@domain, no brackets; "" for <> */
@@ -79,6 +81,8 @@ struct smtp_path {
     bool null;                          /* the null path <> */
     int64_t size;                       /* MAIL SIZE=, -1 when absent */
     enum smtp_body body;
+    bool smtputf8;                      /* MAIL's SMTPUTF8 parameter (RFC 6531 §3.4) */
+    bool utf8;                          /* the address has non-ASCII (valid UTF-8) bytes */
     struct dsn_params dsn;              /* RET= ENVID= / NOTIFY= ORCPT= (RFC 3461); dsn.why: a refusal's text */
 };
 
@@ -87,6 +91,13 @@ struct smtp_path {
  * or RCPT ("TO:<…> params").  Source routes (@a,@b:) are accepted and
  * ignored; the space after the colon and missing brackets are tolerated.
  * Quoted local parts keep their quotes.  Returns SMTP_PATH_OK or the error.
+ *
+ * UTF-8 (RFC 6531 §3.3): local parts and domains may hold well-formed UTF-8
+ * (a domain's U-labels must make a valid A-label domain); `utf8` says so.
+ * MAIL refuses a non-ASCII address without its SMTPUTF8 parameter as a
+ * syntax error, and gives SMTP_PATH_UTF8 for malformed UTF-8 only with it.
+ * RCPT cannot know MAIL's parameter: the caller refuses `utf8` (and turns
+ * SMTP_PATH_UTF8 into a syntax error) when the transaction has no SMTPUTF8.
  */
 enum smtp_path_error smtp_parse_mail(const char *arg, size_t len, struct smtp_path *out);
 enum smtp_path_error smtp_parse_rcpt(const char *arg, size_t len, struct smtp_path *out);
@@ -138,5 +149,22 @@ size_t smtp_dot_feed(struct smtp_dot *d, const char *in, size_t n, char *out, si
  * calls (start with true).  out needs room for 2 * n bytes.  Returns the
  * bytes written. */
 size_t smtp_dot_stuff(const char *in, size_t n, char *out, bool *sol);
+
+/*
+ * CHUNKING (RFC 3030).  smtp_parse_bdat — the argument of BDAT: a chunk
+ * size (decimal, at most 18 digits) and an optional "LAST".  0 or -1.
+ *
+ * BDAT data is taken as it is (no dot-unstuffing), but mrs relays it with
+ * DATA, so it must hold the lines DATA can: smtp_chunk_scan tracks a
+ * struct smtp_dot (smtp_dot_init first) across chunks and sets `bare` for a
+ * CR not followed by LF or an LF not preceded by CR, and `nul` for a NUL,
+ * exactly as the DATA decoder does.  smtp_chunk_end — after the LAST chunk:
+ * a CR left hanging is bare; returns whether the data needs a CRLF appended
+ * (it is not empty and does not end with one: a message ends with a line
+ * end, and DKIM's canonical body adds that CRLF anyway).
+ */
+int smtp_parse_bdat(const char *arg, size_t len, int64_t *size, bool *last);
+void smtp_chunk_scan(struct smtp_dot *d, const char *in, size_t n);
+bool smtp_chunk_end(struct smtp_dot *d);
 
 #endif

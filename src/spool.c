@@ -123,6 +123,8 @@ static int envelope_field(struct spool_message *m, char *line, size_t *rcpts)
         m->helo = value;
     } else if (!strcmp(line, "body")) {
         m->eightbit = !strcmp(value, "8bitmime");
+    } else if (!strcmp(line, "smtputf8")) {
+        m->smtputf8 = !strcmp(value, "1");
     } else if (!strcmp(line, "from")) {
         m->from = value;
     } else if (!strcmp(line, "rcpt")) {
@@ -765,4 +767,42 @@ size_t spool_list_quarantined(FILE *out, int64_t now)
     char dir[SPOOL_PATH_MAX_BYTES];
     snprintf(dir, sizeof dir, "%s/queue", config->spool_dir);
     return list_quarantined(out, dir, now);
+}
+
+static bool has_8bit(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s >= 0x80)
+            return true;
+    return false;
+}
+
+#define SPOOL_HEADER_SCAN_MAX (1024 * 1024) /* the head mrs wrote is far smaller */
+
+bool spool_needs_smtputf8(const struct spool_message *m)
+{
+    if (!m->smtputf8)
+        return false;
+    if (has_8bit(m->from))
+        return true;
+    for (size_t i = 0; i < m->rcpt_count; i++)
+        if (has_8bit(m->rcpts[i].addr))
+            return true;
+    char buf[4096];
+    unsigned last = 0; /* the previous bytes, for the empty line across pieces */
+    for (int64_t off = m->body_offset; off < m->file_size && off - m->body_offset < SPOOL_HEADER_SCAN_MAX;) {
+        ssize_t n = pread(m->fd, buf, sizeof buf, off);
+        if (n <= 0)
+            return true;
+        for (ssize_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)buf[i];
+            if (c >= 0x80)
+                return true;
+            last = (last << 8 | c) & 0xffffff;
+            if ((last & 0xffff) == 0x0a0a || last == 0x0a0d0a) /* "\n\n", "\n\r\n": the body begins */
+                return false;
+        }
+        off += n;
+    }
+    return false;
 }

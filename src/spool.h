@@ -55,6 +55,7 @@ struct spool_message {
     const char *helo;
     const char *from;      /* "" is the null sender (a bounce) */
     bool eightbit;
+    bool smtputf8;         /* the client gave SMTPUTF8 (envelope key `smtputf8 1`) */
     int ret;               /* RFC 3461 RET= (enum dsn_ret), 0 when absent */
     const char *envid;     /* ENVID= as xtext, NULL when absent */
     size_t rcpt_count;
@@ -129,6 +130,14 @@ void spool_free(struct spool_message *m);
  * with spool_free().
  */
 int spool_salvage(const char *id, struct spool_message *m, size_t headers_max, char **headers, size_t *headers_len);
+
+/*
+ * spool_needs_smtputf8 — whether a message loaded with keep_fd needs a next
+ * hop with SMTPUTF8 (RFC 6531 §3.2): the client asked for it and its
+ * sender, a recipient or its header section actually holds non-ASCII.  A
+ * header section that cannot be read counts as needing it.
+ */
+bool spool_needs_smtputf8(const struct spool_message *m);
 
 /* spool_valid_id — whether name is a message id (20 lowercase hex digits). */
 bool spool_valid_id(const char *name);

@@ -41,6 +41,19 @@ const char *stats_dkim_result_name(enum stats_dkim_result r)
     return (unsigned)r < STATS_DKIM_RESULTS ? names[r] : "other";
 }
 
+const char *stats_tls_policy_name(int policy)
+{
+    static const char *const names[STATS_TLS_POLICIES] = {"none", "opportunistic", "mta-sts-testing",
+                                                          "mta-sts-enforce", "dane"};
+    return policy >= 0 && policy < STATS_TLS_POLICIES ? names[policy] : "other";
+}
+
+const char *stats_tls_result_name(int result)
+{
+    static const char *const names[STATS_TLS_RESULTS] = {"verified", "unverified", "plaintext", "failed", "skipped"};
+    return result >= 0 && result < STATS_TLS_RESULTS ? names[result] : "other";
+}
+
 const char *stats_dsn_name(enum stats_dsn a)
 {
     static const char *const names[STATS_DSN_ACTIONS] = {"failed", "delayed", "relayed"};

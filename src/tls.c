@@ -9,6 +9,7 @@
  */
 #include "tls.h"
 
+#include "dane.h"
 #include "log.h"
 
 #include <errno.h>
@@ -52,6 +53,9 @@ struct tls_conn {
     mbedtls_ssl_context ssl;
     struct server_conf *sc; /* NULL for client contexts */
     int fd;
+    const struct dane_set *dane; /* DANE client: the TLSA records the certificate must match */
+    bool dane_ok;                /* and it did */
+    char dane_err[320];          /* why not, for tls_handshake's err */
 };
 
 static mbedtls_entropy_context entropy;
@@ -59,9 +63,9 @@ static mbedtls_ctr_drbg_context drbg;
 static mbedtls_ssl_ticket_context tickets;
 static pthread_mutex_t conf_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct server_conf *current;
-static mbedtls_ssl_config client_opportunistic, client_strict;
-static mbedtls_x509_crt ca_chain;
-static bool client_ready;
+static mbedtls_ssl_config client_opportunistic, client_strict, client_outbound;
+static mbedtls_x509_crt ca_chain, outbound_chain;
+static bool client_ready, outbound_ready;
 
 static const uint16_t tls_groups[] = {
     MBEDTLS_SSL_IANA_TLS_GROUP_X25519, MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
@@ -468,6 +472,31 @@ int tls_client_init(const char *ca_file, char *err, size_t err_len)
     return rc;
 }
 
+int tls_client_outbound_init(const char *ca_file, char *err, size_t err_len)
+{
+    int rc = 0;
+    mbedtls_x509_crt_init(&outbound_chain);
+    mbedtls_ssl_config_init(&client_outbound);
+    const char *path = ca_file && ca_file[0] ? ca_file : TLS_SYSTEM_CA_BUNDLE;
+    int ret = mbedtls_x509_crt_parse_file(&outbound_chain, path);
+    if (ret < 0) {
+        char what[TLS_WHAT_MAX_BYTES];
+        snprintf(what, sizeof what, "CA bundle %s", path);
+        describe(ret, err, err_len, what);
+        rc = -1;
+    }
+    if (common_conf(&client_outbound, MBEDTLS_SSL_IS_CLIENT) != 0) {
+        snprintf(err, err_len, "TLS client configuration failed");
+        return -1;
+    }
+    mbedtls_ssl_conf_authmode(&client_outbound, MBEDTLS_SSL_VERIFY_REQUIRED);
+    mbedtls_ssl_conf_ca_chain(&client_outbound, &outbound_chain, NULL);
+    /* opportunistic sessions report "verified" against the same bundle */
+    mbedtls_ssl_conf_ca_chain(&client_opportunistic, &outbound_chain, NULL);
+    outbound_ready = true;
+    return rc;
+}
+
 /* BIO callbacks on a non-blocking socket. */
 static int bio_send(void *ctx, const unsigned char *buf, size_t len)
 {
@@ -522,15 +551,91 @@ struct tls_conn *tls_server_new(int fd)
     return conn_new(fd, &sc->conf, sc);
 }
 
-struct tls_conn *tls_client_new(int fd, const char *sni, bool verify)
+struct tls_conn *tls_client_new(int fd, const char *sni, enum tls_verify verify)
 {
-    if (!client_ready)
+    if (!client_ready || (verify == TLS_VERIFY_OUTBOUND && !outbound_ready))
         return NULL;
-    struct tls_conn *t = conn_new(fd, verify ? &client_strict : &client_opportunistic, NULL);
+    const mbedtls_ssl_config *c = verify == TLS_VERIFY_SMARTHOST  ? &client_strict
+                                  : verify == TLS_VERIFY_OUTBOUND ? &client_outbound
+                                                                  : &client_opportunistic;
+    struct tls_conn *t = conn_new(fd, c, NULL);
     if (t && sni && mbedtls_ssl_set_hostname(&t->ssl, sni) != 0) {
         tls_conn_free(t);
         return NULL;
     }
+    return t;
+}
+
+/* ---- DANE (RFC 7672 §3) -------------------------------------------------------
+ *
+ * A DANE client context uses the opportunistic configuration (the CA
+ * bundle plays no part) with its own verify callback: mbedTLS calls it for
+ * each certificate of the chain it built, the leaf last (depth 0), whose
+ * `next` list is the chain as the server presented it.  The verdict is
+ * taken there: a match clears every flag, anything else ends the handshake
+ * (a fatal callback error is not excused by VERIFY_OPTIONAL), so no byte
+ * of the session is sent to a server that does not match. */
+
+/* dane_ta_verifies — the leaf (with the presented chain after it) verifies
+ * up to ta as the only trust anchor, for host (RFC 7672 §3.1.2: DANE-TA
+ * checks the name). */
+static bool dane_ta_verifies(mbedtls_x509_crt *leaf, const mbedtls_x509_crt *ta, const char *host)
+{
+    mbedtls_x509_crt anchor;
+    uint32_t flags = 0;
+    mbedtls_x509_crt_init(&anchor);
+    int ret = mbedtls_x509_crt_parse_der(&anchor, ta->raw.p, ta->raw.len);
+    if (ret == 0)
+        ret = mbedtls_x509_crt_verify_with_profile(leaf, &anchor, NULL, &mbedtls_x509_crt_profile_default, host,
+                                                   &flags, NULL, NULL);
+    mbedtls_x509_crt_free(&anchor);
+    return ret == 0 && flags == 0;
+}
+
+/* dane_chain_matches — DANE-EE on the leaf (certificate or key, no name or
+ * date checks: RFC 7672 §3.1.1), else DANE-TA on an issuer the server sent. */
+static bool dane_chain_matches(const struct dane_set *s, mbedtls_x509_crt *leaf)
+{
+    if (dane_match(s, DANE_USAGE_EE, leaf->raw.p, leaf->raw.len, leaf->pk_raw.p, leaf->pk_raw.len))
+        return true;
+    if (!dane_has_usage(s, DANE_USAGE_TA))
+        return false;
+    for (const mbedtls_x509_crt *c = leaf->next; c && c->raw.p; c = c->next)
+        if (dane_match(s, DANE_USAGE_TA, c->raw.p, c->raw.len, c->pk_raw.p, c->pk_raw.len) &&
+            dane_ta_verifies(leaf, c, s->host))
+            return true;
+    return false;
+}
+
+static int dane_verify(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+{
+    struct tls_conn *t = ctx;
+    if (depth > 0) {
+        *flags = 0; /* PKIX does not matter: judged at the leaf, on the TLSA records */
+        return 0;
+    }
+    if (dane_chain_matches(t->dane, crt)) {
+        *flags = 0;
+        t->dane_ok = true;
+        return 0;
+    }
+    snprintf(t->dane_err, sizeof t->dane_err, "no TLSA record matches the certificate of %s", t->dane->host);
+    return MBEDTLS_ERR_X509_FATAL_ERROR;
+}
+
+struct tls_conn *tls_client_new_dane(int fd, const char *sni, const struct dane_set *dane)
+{
+    if (!client_ready || !dane)
+        return NULL;
+    struct tls_conn *t = conn_new(fd, &client_opportunistic, NULL);
+    if (!t)
+        return NULL;
+    if (sni && mbedtls_ssl_set_hostname(&t->ssl, sni) != 0) {
+        tls_conn_free(t);
+        return NULL;
+    }
+    t->dane = dane;
+    mbedtls_ssl_set_verify(&t->ssl, dane_verify, t);
     return t;
 }
 
@@ -543,25 +648,59 @@ void tls_conn_free(struct tls_conn *t)
     free(t);
 }
 
+/* verify_failure — why the peer's certificate was refused: the usual
+ * reasons by name (MTA-STS diagnostics quote them), else mbedTLS's text. */
+static void verify_failure(uint32_t flags, char *err, size_t err_len)
+{
+    static const struct {
+        uint32_t flag;
+        const char *text;
+    } known[] = {
+        {MBEDTLS_X509_BADCERT_NOT_TRUSTED, "certificate not trusted"},
+        {MBEDTLS_X509_BADCERT_CN_MISMATCH, "certificate name mismatch"},
+        {MBEDTLS_X509_BADCERT_EXPIRED, "certificate expired"},
+    };
+    size_t used = 0;
+    err[0] = '\0';
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (flags & known[i].flag) {
+            int n = snprintf(err + used, err_len - used, "%s%s", used ? ", " : "", known[i].text);
+            used = n > 0 && (size_t)n < err_len - used ? used + (size_t)n : err_len - 1;
+            flags &= ~known[i].flag;
+        }
+    if (flags == 0 && used > 0)
+        return;
+    char info[256];
+    int n = mbedtls_x509_crt_verify_info(info, sizeof info, "", flags);
+    while (n > 0 && (info[n - 1] == '\n'))
+        info[--n] = '\0';
+    snprintf(err + used, err_len - used, "%scertificate verification failed: %s", used ? ", " : "",
+             n > 0 ? info : "unknown");
+}
+
 int tls_handshake(struct tls_conn *t, char *err, size_t err_len)
 {
     tcache.active = true;
     int ret = mbedtls_ssl_handshake(&t->ssl);
     tcache.active = false;
     cache_flush(); /* a session waiting for its peer holds no cached block */
+    if (ret == 0 && t->dane && !t->dane_ok) {
+        /* no certificate was judged (a resumed session): not good enough */
+        snprintf(err, err_len, "the certificate of %s was not checked against its TLSA records", t->dane->host);
+        return TLS_ERROR;
+    }
     if (ret == 0)
         return 0;
+    if (t->dane && t->dane_err[0]) {
+        snprintf(err, err_len, "%s", t->dane_err);
+        return TLS_ERROR;
+    }
     if (ret == MBEDTLS_ERR_SSL_WANT_READ)
         return TLS_WANT_READ;
     if (ret == MBEDTLS_ERR_SSL_WANT_WRITE)
         return TLS_WANT_WRITE;
     if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
-        char info[256];
-        int n = mbedtls_x509_crt_verify_info(info, sizeof info, "",
-                                             mbedtls_ssl_get_verify_result(&t->ssl));
-        while (n > 0 && (info[n - 1] == '\n'))
-            info[--n] = '\0';
-        snprintf(err, err_len, "certificate verification failed: %s", n > 0 ? info : "unknown");
+        verify_failure(mbedtls_ssl_get_verify_result(&t->ssl), err, err_len);
         return TLS_ERROR;
     }
     describe(ret, err, err_len, "handshake");
@@ -654,6 +793,8 @@ const char *tls_cipher(const struct tls_conn *t)
 
 bool tls_peer_verified(const struct tls_conn *t)
 {
+    if (t->dane)
+        return t->dane_ok;
     return mbedtls_ssl_get_verify_result(&t->ssl) == 0;
 }
 
@@ -749,6 +890,11 @@ void tls_shutdown(void)
         mbedtls_ssl_config_free(&client_strict);
         mbedtls_x509_crt_free(&ca_chain);
         client_ready = false;
+    }
+    if (outbound_ready) {
+        mbedtls_ssl_config_free(&client_outbound);
+        mbedtls_x509_crt_free(&outbound_chain);
+        outbound_ready = false;
     }
     mbedtls_ssl_ticket_free(&tickets);
     mbedtls_ctr_drbg_free(&drbg);

@@ -54,6 +54,15 @@ int tls_server_load(const char *cert_path, const char *key_path, const char *hos
  */
 int tls_client_init(const char *ca_file, char *err, size_t err_len);
 
+/*
+ * tls_client_outbound_init — the CA bundle of MRS_OUTBOUND_CA_FILE (NULL or
+ * empty: the system bundle), which verifies MTA-STS policy servers, MX
+ * hosts under a policy (TLS_VERIFY_OUTBOUND) and what opportunistic
+ * sessions report as verified.  Call after tls_client_init.  0, or -1 with
+ * err (outbound verification then always fails).
+ */
+int tls_client_outbound_init(const char *ca_file, char *err, size_t err_len);
+
 /* tls_server_expiry — notAfter of the served certificate (the leaf; with
  * several pairs, the one that expires first), in Unix seconds; 0 before a
  * configuration is loaded. */
@@ -63,9 +72,26 @@ int64_t tls_server_expiry(void);
  * or no configuration is loaded. */
 struct tls_conn *tls_server_new(int fd);
 
-/* tls_client_new — a client context on fd; sni may be NULL.  verify: the
- * handshake fails unless the peer's certificate verifies for sni. */
-struct tls_conn *tls_client_new(int fd, const char *sni, bool verify);
+/* How a client handshake treats the peer's certificate. */
+enum tls_verify {
+    TLS_VERIFY_OPTIONAL = 0, /* checked against the outbound bundle and reported, never refused (RFC 7435) */
+    TLS_VERIFY_SMARTHOST,    /* required, against MRS_SMARTHOST_CA_FILE */
+    TLS_VERIFY_OUTBOUND,     /* required, against MRS_OUTBOUND_CA_FILE (MTA-STS) */
+};
+
+/* tls_client_new — a client context on fd; sni may be NULL.  Unless verify
+ * is TLS_VERIFY_OPTIONAL the handshake fails unless the peer's certificate
+ * verifies for sni; the error then names the problem ("certificate name
+ * mismatch", "certificate not trusted", "certificate expired"). */
+struct tls_conn *tls_client_new(int fd, const char *sni, enum tls_verify verify);
+
+/* tls_client_new_dane — a client context on fd whose handshake succeeds
+ * only when the server's certificate matches a usable TLSA record of dane
+ * (RFC 7672 §3; see dane.h).  dane must outlive the context.  On a
+ * mismatch tls_handshake fails with "DANE: no TLSA record matches the
+ * certificate of HOST". */
+struct dane_set;
+struct tls_conn *tls_client_new_dane(int fd, const char *sni, const struct dane_set *dane);
 
 void tls_conn_free(struct tls_conn *t);
 

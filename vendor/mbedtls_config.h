@@ -56,11 +56,26 @@
 #define MBEDTLS_ECP_DP_SECP384R1_ENABLED
 #define MBEDTLS_ECP_DP_CURVE25519_ENABLED
 #define MBEDTLS_ECDH_C
-/* X25519 shared secrets by HACL* (3rdparty/everest, formally verified,
- * Apache-2.0): ~25x fewer instructions than the generic bignum ladder, a
- * third less CPU per TLS 1.3 handshake.  The ephemeral public key is still
- * computed by the generic code (PSA has no hook for it). */
-#define MBEDTLS_ECDH_VARIANT_EVEREST_ENABLED
+/* X25519 for TLS 1.2's ECDHE (the legacy ECDH API) on libsodium: our own
+ * mbedtls_ecdh_gen_public / mbedtls_ecdh_compute_shared in src/psa_sodium.c
+ * (other curves there call mbedTLS's code).  libsodium: 88 us per key share
+ * + secret, HACL* (MBEDTLS_ECDH_VARIANT_EVEREST_ENABLED, used before) 190,
+ * the generic ladder about 900 (test/tools/tlsbench, README). */
+#define MBEDTLS_ECDH_GEN_PUBLIC_ALT
+#define MBEDTLS_ECDH_COMPUTE_SHARED_ALT
+/* P-256 and RSA speed, measured with test/tools/tlsbench (README, "TLS
+ * handshake crypto"): mbedTLS's defaults, spelled out here, are the fastest
+ * it offers on x86-64.  The fixed-point comb uses the precomputed tables of
+ * P-256/P-384 (ECDSA P-256 sign 500 us, 1,220 without); a wider window (6,
+ * 7) gains nothing; without MBEDTLS_ECP_NIST_OPTIM everything on P-256 is
+ * 4-5x slower; the p256-m driver (MBEDTLS_PSA_P256M_DRIVER_ENABLED, 32-bit
+ * code) made the P-256 key exchange 3.4x slower; MBEDTLS_USE_PSA_CRYPTO
+ * made RSA signatures 1.8x slower (the key is re-imported into PSA for each
+ * one).  RSA private operations always use CRT and blinding in 3.6; an MPI
+ * window of 3 beat 2, 4, 5 and 6. */
+#define MBEDTLS_ECP_WINDOW_SIZE 4
+#define MBEDTLS_ECP_FIXED_POINT_OPTIM 1
+#define MBEDTLS_MPI_WINDOW_SIZE 3
 #define MBEDTLS_ECDSA_C
 #define MBEDTLS_ECDSA_DETERMINISTIC
 #define MBEDTLS_RSA_C
@@ -73,6 +88,9 @@
 #define MBEDTLS_PK_PARSE_EC_COMPRESSED
 #define MBEDTLS_GENPRIME
 #define MBEDTLS_PSA_CRYPTO_C
+/* X25519 key shares and shared secrets on libsodium: a PSA transparent
+ * driver (src/psa_sodium.h, wired in by vendor/mbedtls-psa-sodium.patch). */
+#define MRS_PSA_SODIUM_DRIVER_ENABLED
 /* PSA keys live in a table that grows as needed.  Without this the table has
  * 32 slots for the whole process, and every TLS 1.3 handshake in progress
  * holds its ephemeral key in one: the 33rd concurrent handshake failed with

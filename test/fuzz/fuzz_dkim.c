@@ -1,4 +1,4 @@
-// fuzz-srcs: src/dkim.c src/policy.c src/dns.c src/dns_wire.c src/crypto.c src/config.c src/log.c src/stats.c src/util.c
+// fuzz-srcs: src/dkim.c src/policy.c src/dns.c src/dns_wire.c src/crypto.c src/config.c src/log.c src/stats.c src/util.c src/idna.c
 /*
  * fuzz_dkim — libFuzzer target for what DKIM signing reads from others:
  * message bytes (body and header canonicalization, the header walker, the

@@ -7,7 +7,9 @@
  * the result agree; records only on success and within the cap; TXT data is
  * NUL-terminated at its length; every name handed out converts back to wire
  * form; a chase target is a well-formed name; an alias shares the records.
- * The question is "x.test" with the message's own ID, asked for each type.
+ * The question is "x.test" with the message's own ID, asked for each type
+ * (TLSA included), with the DO bit when the third byte is odd: AD counts
+ * only then, and only for an answer.
  */
 #include "dns_wire.h"
 
@@ -46,7 +48,10 @@ static void check_result(const struct dns_result *r, enum dns_status st)
             check_name_text(r->mx[i].exchange);
         if (r->addr)
             FUZZ_ASSERT(r->addr[i].family == AF_INET || r->addr[i].family == AF_INET6);
+        if (r->rdata)
+            FUZZ_ASSERT(r->rdata[i].len >= 3 && r->rdata[i].data != NULL);
     }
+    FUZZ_ASSERT(!r->secure || dns_status_permanent(st)); /* AD only on an answer */
     if (r->chase) {
         char text[DNS_NAME_TEXT_MAX_BYTES];
         FUZZ_ASSERT(st == DNS_NODATA && r->chase_len > 1 && r->chase_len <= DNS_NAME_WIRE_MAX_BYTES);
@@ -75,7 +80,7 @@ static void fuzz_names(const uint8_t *data, size_t size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const uint16_t types[] = {DNS_TYPE_TXT, DNS_TYPE_MX, DNS_TYPE_A, DNS_TYPE_AAAA,
-                                     DNS_TYPE_CNAME};
+                                     DNS_TYPE_CNAME, DNS_TYPE_TLSA};
     struct dns_question q;
     memset(&q, 0, sizeof q);
     if (dns_name_from_text("x.test", q.name, &q.name_len) < 0)
@@ -84,13 +89,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
         struct dns_result *r = NULL;
         q.type = types[t];
+        q.dnssec = size > 2 && (data[2] & 1); /* MRS_DANE=on: DO asked, AD believed */
         (void)dns_wire_check_reply(data, size, &q);
         int hops = size > 3 ? data[3] % (DNS_CNAME_MAX_HOPS + 1) : 0;
         enum dns_status st = dns_wire_parse_reply(data, size, &q, hops, &r);
         FUZZ_ASSERT(r != NULL); /* no allocation failure expected here */
         check_result(r, st);
         struct dns_result *a = dns_result_alias("alias.test", r, 1, 60);
-        FUZZ_ASSERT(a && a->count == r->count && a->ttl <= 60);
+        FUZZ_ASSERT(a && a->count == r->count && a->ttl <= 60 && a->secure == r->secure);
+        if (!q.dnssec)
+            FUZZ_ASSERT(!r->secure);
         dns_result_free(r);
         dns_result_free(a);
     }

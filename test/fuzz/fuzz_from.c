@@ -1,4 +1,4 @@
-// fuzz-srcs: src/policy.c src/dns.c src/dns_wire.c src/crypto.c src/config.c src/log.c src/stats.c src/util.c
+// fuzz-srcs: src/policy.c src/dns.c src/dns_wire.c src/crypto.c src/config.c src/log.c src/stats.c src/util.c src/idna.c
 /*
  * fuzz_from — libFuzzer target for the From: header parser (every byte a
  * client puts in its message header) and the MAIL FROM sender domain.

@@ -1,4 +1,4 @@
-// fuzz-srcs: src/policy.c src/dns.c src/dns_wire.c src/crypto.c src/config.c src/log.c src/stats.c src/util.c
+// fuzz-srcs: src/policy.c src/dns.c src/dns_wire.c src/crypto.c src/config.c src/log.c src/stats.c src/util.c src/idna.c
 /*
  * fuzz_policy — libFuzzer target for the sender-domain decision over TXT
  * records (texts a customer, or anyone controlling a domain, publishes).

@@ -1,8 +1,9 @@
-// fuzz-srcs: src/session.c src/auth.c src/config.c src/stats.c src/smtp_proto.c src/dsn.c src/policy.c src/dns_wire.c
+// fuzz-srcs: src/session.c src/session_data.c src/session_bdat.c src/idna.c src/auth.c src/config.c src/stats.c src/smtp_proto.c src/policy.c src/dns_wire.c src/dsn.c
 /*
  * fuzz_session — libFuzzer target for the inbound SMTP session: the real
- * session.c (command table, states, STARTTLS, AUTH, MAIL/RCPT, the DATA
- * reader, pipelining, limits), the real auth.c (users table from MRS_USERS,
+ * session.c (command table, states, STARTTLS, AUTH, MAIL/RCPT with
+ * SMTPUTF8, pipelining, limits) with session_data.c (the DATA reader) and
+ * session_bdat.c (BDAT chunks), the real auth.c (users table from MRS_USERS,
  * SASL PLAIN/LOGIN, verify cache, throttling, rate limit), the real policy.c
  * and conn.c, driven by a client byte stream from the fuzz input.
  *

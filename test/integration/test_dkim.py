@@ -652,3 +652,29 @@ def test_check_domain_reports_each_selector(ctx):
     code, body = m.http("GET", "/check?user=alice%40customer.test&domain=direct.test")
     j = json.loads(body)
     assert j["dkim"]["ok"] is True and all(s["ok"] for s in j["dkim"]["selectors"])
+
+
+def test_bdat_message_signed_like_data(ctx):
+    """CHUNKING (RFC 3030): the chunks feed the same reader as DATA, so the
+    signatures cover the same bytes; chunks cut inside a CRLF and a UTF-8
+    character, and the lines that start with a dot are data (no unstuffing)."""
+    body = "Grüße\r\n.a dot line\r\n..two\r\n".encode()
+    msg = head(BASIC + ["Date: Thu, 03 Dec 2026 10:00:00 +0000", "Message-ID: <c1@cname.test>"], body)
+    cuts = [msg.index(b"\r\n") + 1, msg.index("ü".encode()) + 1, len(msg) - 3]
+    pieces = [msg[a:b] for a, b in zip([0] + cuts, cuts + [len(msg)])]
+    sink = ctx["sink"]
+    n = len(sink.messages)
+    s = ctx["m"].smtp(login=(USER, PW))
+    try:
+        assert s.mail("news@cname.test", ["BODY=BINARYMIME"])[0] == 250
+        assert s.rcpt("bob@example.net")[0] == 250
+        s.send(b"".join(b"BDAT %d%s\r\n" % (len(p), b" LAST" if i == len(pieces) - 1 else b"") + p
+                        for i, p in enumerate(pieces)))
+        for _ in pieces:
+            code, text = s.getreply()
+        assert code == 250 and b"queued as" in text, text
+    finally:
+        s.quit()
+    got = sink.wait(n + 1)[n]["data"]
+    assert got.endswith(msg)
+    assert_signed(ctx, got)

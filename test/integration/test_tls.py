@@ -161,3 +161,43 @@ def test_failed_handshake_costs_nothing_else(h):
     s.quit()
     code, text = m.http("GET", "/metrics")
     assert 'mrs_tls_failures_total{listener="submissions"} 1' in text, text
+
+
+def temp_key(r):
+    """The key exchange group from openssl s_client's "Server/Peer Temp Key" line."""
+    for ln in r.stdout.splitlines():
+        if "Temp Key:" in ln:
+            return ln.split("Temp Key:", 1)[1].strip()
+    raise AssertionError(r.stdout[-2000:])
+
+
+def test_key_exchange_groups_interoperate(h):
+    """X25519 (mrs's libsodium driver: src/psa_sodium.c) and P-256 / P-384
+    (mbedTLS) with OpenSSL as the client, TLS 1.3 and 1.2, ECDSA and RSA
+    certificates: the handshake completes on the group asked for and the
+    session carries SMTP.  mrs's own client side (delivery, loadgen) meets
+    the same code in test_delivery and test_loadgen."""
+    rsa_cert, rsa_key = make_cert(h, "rsa")
+    ec_cert, ec_key = make_cert(h, "ec")
+    m = h.mrs(env={"MRS_TLS_CERT": f"{ec_cert},{rsa_cert}", "MRS_TLS_KEY": f"{ec_key},{rsa_key}"})
+    rsa12 = ["-cipher", "ECDHE-RSA-AES128-GCM-SHA256"]
+    rsa13 = ["-sigalgs", "rsa_pss_rsae_sha256"]
+    for groups, name in (("X25519", "X25519"), ("P-256", "ECDH, prime256v1"), ("P-384", "ECDH, secp384r1")):
+        for version, rsa in (("-tls1_3", rsa13), ("-tls1_2", rsa12)):
+            for extra in ([], rsa):
+                # TLS 1.2 serves an ECDSA P-256 certificate only to a client
+                # that lists P-256 among its groups (RFC 8422 §5.1): offer it
+                # second, after X25519 (mrs prefers X25519, then P-256)
+                offer = groups
+                if version == "-tls1_2" and not extra and groups != "P-256":
+                    if groups == "P-384":
+                        continue
+                    offer = groups + ":P-256"
+                r = s_client(m.submission_port, version, "-groups", offer, *extra)
+                what = (offer, version, extra, r.stdout[-1500:])
+                assert "221 2.0.0" in r.stdout, what
+                assert temp_key(r).startswith(name + ","), what
+                assert served_key_type(r) == ("rsa" if extra else "ec"), what
+    # the default offer of a client (OpenSSL lists X25519 first) gets X25519
+    assert temp_key(s_client(m.submissions_port, starttls=False)).startswith("X25519,")
+    assert m.proc.alive()

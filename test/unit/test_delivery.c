@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #define LIT(s) (s), (sizeof(s) - 1)
 
@@ -511,7 +512,46 @@ static void test_ehlo_caps(void)
     smtp_client_parse_ehlo_line(LIT("STARTTLSX"), &c);
     smtp_client_parse_ehlo_line(LIT("SIZE"), &c);
     smtp_client_parse_ehlo_line(LIT("AUTH PLAINX"), &c);
-    CHECK(!c.starttls && c.size && c.size_max == 0 && !c.auth_plain);
+    CHECK(!c.starttls && c.size && c.size_max == 0 && !c.auth_plain && !c.smtputf8);
+    smtp_client_parse_ehlo_line(LIT("SMTPUTF8"), &c);
+    CHECK(c.smtputf8);
+}
+
+/* needs — spool_needs_smtputf8 of an envelope and message written to a file */
+static bool needs(const char *env, const char *msg)
+{
+    char path[] = "/tmp/mrs-unit-utf8-XXXXXX", *buf;
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    unlink(path);
+    size_t el = strlen(env), ml = strlen(msg), body;
+    CHECK(write(fd, env, el) == (ssize_t)el && write(fd, msg, ml) == (ssize_t)ml);
+    struct spool_message m;
+    CHECK(parse(env, el, &m, &buf, &body) == 0);
+    m.fd = fd;
+    m.body_offset = (int64_t)body;
+    m.file_size = (int64_t)(el + ml);
+    bool r = spool_needs_smtputf8(&m);
+    close(fd);
+    free(m.rcpts);
+    free(buf);
+    return r;
+}
+
+static void test_smtputf8_needed(void)
+{
+    const char *u8 = "MRS-SPOOL 1\nid 019ac3f1e2a7c0ffee12\nreceived 1\nbody 8bitmime\nsmtputf8 1\nfrom a@b.test\n"
+                     "rcpt c@d.test\n\n";
+    const char *old = "MRS-SPOOL 1\nid 019ac3f1e2a7c0ffee12\nreceived 1\nbody 8bitmime\nfrom a@b.test\n"
+                      "rcpt \xc3\xbc@d.test\n\n";
+    CHECK(!needs(u8, "Subject: ascii\r\n\r\nbody \xc3\xa5\r\n")); /* only the body is 8-bit */
+    CHECK(needs(u8, "Subject: \xc3\xa5\r\n\r\nbody\r\n"));
+    CHECK(needs(u8, "Subject: x\r\nX-Long: \xc3\xa5\r\n"));          /* no body at all */
+    CHECK(!needs(u8, "Subject: x\r\n\r\n"));
+    CHECK(!needs(old, "Subject: \xc3\xa5\r\n\r\n"));                /* no flag, never */
+    const char *rcpt = "MRS-SPOOL 1\nid 019ac3f1e2a7c0ffee12\nreceived 1\nbody 7bit\nsmtputf8 1\nfrom a@b.test\n"
+                       "rcpt c@d.test\nrcpt \xe7\x94\xa8@d.test\n\n";
+    CHECK(needs(rcpt, "Subject: x\r\n\r\n"));
 }
 
 static void test_base64(void)
@@ -554,4 +594,4 @@ UNIT_MAIN("delivery", UNIT_CASE(test_envelope_parses), UNIT_CASE(test_envelope_n
           UNIT_CASE(test_backoff), UNIT_CASE(test_backoff_within_bounds),
           UNIT_CASE(test_bounce_text_has_no_blank_lines_of_spaces), UNIT_CASE(test_bounce_headers_cut_at_line_boundary),
           UNIT_CASE(test_state_bounced_round_trip), UNIT_CASE(test_salvage_envelope), UNIT_CASE(test_received_count),
-          UNIT_CASE(test_ehlo_caps), UNIT_CASE(test_base64), UNIT_CASE(test_domain_key))
+          UNIT_CASE(test_ehlo_caps), UNIT_CASE(test_smtputf8_needed), UNIT_CASE(test_base64), UNIT_CASE(test_domain_key))

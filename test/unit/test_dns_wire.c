@@ -220,6 +220,72 @@ static void test_query_has_rd_and_edns0(void)
     CHECK(dns_wire_build_query(&q, b, 20, &n) == -1);
 }
 
+static void test_query_do_bit_with_dnssec(void)
+{
+    struct dns_question q = question("example.com", DNS_TYPE_TLSA);
+    uint8_t b[DNS_QUERY_MAX_BYTES];
+    size_t n;
+    q.dnssec = true;
+    CHECK(dns_wire_build_query(&q, b, sizeof b, &n) == 0 && n == 12 + 13 + 4 + 11);
+    CHECK(b[2] == 0x01 && b[3] == 0x00); /* RD only: AD is the server's to set */
+    const uint8_t opt[11] = {0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 0}; /* 1232, DO (RFC 3225) */
+    CHECK(memcmp(b + 29, opt, 11) == 0);
+}
+
+/* AD is reported only to a question asked with DO, for answers and
+ * validated denials alike, never for a failure. */
+static void test_ad_bit_is_secure_only_when_asked(void)
+{
+    struct dns_result *r;
+    struct dns_question q = question("a.test", DNS_TYPE_A);
+    p_reply(&P, QR_RD_RA | 0x0020, "a.test", DNS_TYPE_A, 1, 0);
+    size_t at = p_rr(&P, NULL, 12, DNS_TYPE_A, 60);
+    p_bytes(&P, "\x7f\0\0\1", 4);
+    p_end(&P, at);
+    CHECK(dns_wire_parse_reply(P.b, P.n, &q, 0, &r) == DNS_OK && !r->secure);
+    dns_result_free(r);
+    q.dnssec = true;
+    CHECK(dns_wire_parse_reply(P.b, P.n, &q, 0, &r) == DNS_OK && r->secure);
+    dns_result_free(r);
+    p_reply(&P, QR_RD_RA, "a.test", DNS_TYPE_A, 1, 0); /* AD clear: insecure */
+    at = p_rr(&P, NULL, 12, DNS_TYPE_A, 60);
+    p_bytes(&P, "\x7f\0\0\1", 4);
+    p_end(&P, at);
+    CHECK(dns_wire_parse_reply(P.b, P.n, &q, 0, &r) == DNS_OK && !r->secure);
+    dns_result_free(r);
+    p_reply(&P, 0x8183 | 0x0020, "a.test", DNS_TYPE_A, 0, 0); /* NXDOMAIN, validated */
+    CHECK(dns_wire_parse_reply(P.b, P.n, &q, 0, &r) == DNS_NXDOMAIN && r->secure);
+    dns_result_free(r);
+    p_reply(&P, 0x8182 | 0x0020, "a.test", DNS_TYPE_A, 0, 0); /* SERVFAIL */
+    CHECK(dns_wire_parse_reply(P.b, P.n, &q, 0, &r) == DNS_SERVFAIL && !r->secure);
+    dns_result_free(r);
+}
+
+static void test_tlsa_rdata_is_kept_raw(void)
+{
+    struct dns_result *r;
+    p_reply(&P, QR_RD_RA, "_25._tcp.mx.test", DNS_TYPE_TLSA, 3, 0);
+    size_t at = p_rr(&P, NULL, 12, DNS_TYPE_TLSA, 60);
+    p_bytes(&P, "\3\1\1abcd", 7);
+    p_end(&P, at);
+    at = p_rr(&P, NULL, 12, 46 /* RRSIG: not collected */, 60);
+    p_bytes(&P, "sig", 3);
+    p_end(&P, at);
+    at = p_rr(&P, NULL, 12, DNS_TYPE_TLSA, 30);
+    p_bytes(&P, "\2\0\0", 3); /* no data: still three octets */
+    p_end(&P, at);
+    CHECK(parse(&P, "_25._tcp.mx.test", DNS_TYPE_TLSA, &r) == DNS_OK && r->count == 2 && r->ttl == 30);
+    CHECK(r->rdata[0].len == 7 && memcmp(r->rdata[0].data, "\3\1\1abcd", 7) == 0);
+    CHECK(r->rdata[1].len == 3 && r->rdata[1].data[0] == 2);
+    CHECK(dns_result_bytes(r) > 10);
+    dns_result_free(r);
+    p_reply(&P, QR_RD_RA, "_25._tcp.mx.test", DNS_TYPE_TLSA, 1, 0);
+    at = p_rr(&P, NULL, 12, DNS_TYPE_TLSA, 60);
+    p_bytes(&P, "\3\1", 2); /* shorter than its fixed fields */
+    p_end(&P, at);
+    CHECK(expect_status(&P, "_25._tcp.mx.test", DNS_TYPE_TLSA, DNS_MALFORMED));
+}
+
 /* ---- matching replies to the question ------------------------------------------ */
 
 static void test_reply_must_match_id_and_question(void)
@@ -654,7 +720,9 @@ static void test_resolv_conf(void)
 }
 
 UNIT_MAIN("dns_wire", UNIT_CASE(test_names_to_wire_and_back), UNIT_CASE(test_names_refused),
-          UNIT_CASE(test_query_has_rd_and_edns0), UNIT_CASE(test_reply_must_match_id_and_question),
+          UNIT_CASE(test_query_has_rd_and_edns0), UNIT_CASE(test_query_do_bit_with_dnssec),
+          UNIT_CASE(test_ad_bit_is_secure_only_when_asked), UNIT_CASE(test_tlsa_rdata_is_kept_raw),
+          UNIT_CASE(test_reply_must_match_id_and_question),
           UNIT_CASE(test_txt_strings_are_concatenated), UNIT_CASE(test_mx_a_aaaa_and_null_mx),
           UNIT_CASE(test_cname_chain_is_followed),
           UNIT_CASE(test_cname_loop_and_long_chain_are_malformed),

@@ -230,6 +230,13 @@ static void test_sender_domain(void)
     CHECK(policy_sender_domain("a@mycorp.se", d, 5) == -1);
     CHECK(policy_domain_normalize("MyCorp.SE.", d, sizeof d) == 0);
     CHECK_STR(d, "mycorp.se");
+    /* SMTPUTF8: a U-label domain is checked as its A-label (RFC 3492) */
+    CHECK(policy_sender_domain("j\xc3\xb6rg@M\xc3\xbcnchen.Test.", d, sizeof d) == 0);
+    CHECK_STR(d, "xn--mnchen-3ya.test");
+    CHECK(policy_sender_domain("a@b\xc3\xbc" "cher.test", d, sizeof d) == 0);
+    CHECK_STR(d, "xn--bcher-kva.test");
+    CHECK(policy_sender_domain("a@b\xc3.test", d, sizeof d) == -1);   /* not UTF-8 */
+    CHECK(policy_sender_domain("a@\xc3\xbc..test", d, sizeof d) == -1); /* empty label */
 }
 
 /* from — policy_parse_from of s; the domains joined with spaces into out. */
@@ -268,6 +275,14 @@ static void test_from_header_parser(void)
     CHECK(from("s . t@a . test", o, sizeof o) == 1);    /* obs-local-part, obs-domain */
     CHECK_STR(o, "a.test");
     CHECK(from("s@a.test, , t@b.test", o, sizeof o) == 2); /* obs-mbox-list */
+    /* RFC 6532: UTF-8 display names, local parts and domains; domains as A-labels */
+    CHECK(from("J\xc3\xb6rg <j\xc3\xb6rg@M\xc3\xbcnchen.test>", o, sizeof o) == 1);
+    CHECK_STR(o, "xn--mnchen-3ya.test");
+    CHECK(from("\xe7\x94\xa8\xe6\x88\xb7@\xe4\xbe\x8b\xe5\xad\x90.test, xn--mnchen-3ya.test@M\xc3\xbcnchen.test", o,
+               sizeof o) == 2);
+    CHECK_STR(o, "xn--fsqu00a.test xn--mnchen-3ya.test");
+    CHECK(from("a@m\xc3\xbcnchen.test, b@xn--mnchen-3ya.test", o, sizeof o) == 1); /* one domain */
+    CHECK(from("a@m\xc3.test", o, sizeof o) == -1);
 }
 
 static void test_from_header_refused(void)

@@ -86,15 +86,83 @@ static void test_parameters(void)
     CHECK(mail("FROM:<a@b.test> size=1000 body=8bitmime", &p) == SMTP_PATH_OK &&
           p.body == SMTP_BODY_8BITMIME);
     CHECK(mail("FROM:<a@b.test> BODY=7BIT", &p) == SMTP_PATH_OK && p.body == SMTP_BODY_7BIT);
-    CHECK(mail("FROM:<a@b.test> BODY=BINARYMIME", &p) == SMTP_PATH_PARAM_UNKNOWN);
+    CHECK(mail("FROM:<a@b.test> BODY=BINARYMIME", &p) == SMTP_PATH_OK && p.body == SMTP_BODY_BINARYMIME);
+    CHECK(mail("FROM:<a@b.test> BODY=9BIT", &p) == SMTP_PATH_PARAM_UNKNOWN);
     CHECK(mail("FROM:<a@b.test> SIZE=abc", &p) == SMTP_PATH_PARAM_SYNTAX);
     CHECK(mail("FROM:<a@b.test> SIZE=", &p) == SMTP_PATH_PARAM_SYNTAX);
     CHECK(mail("FROM:<a@b.test> SIZE=99999999999999999999", &p) == SMTP_PATH_PARAM_SYNTAX);
     CHECK(mail("FROM:<a@b.test> AUTH=<>", &p) == SMTP_PATH_OK);
-    CHECK(mail("FROM:<a@b.test> SMTPUTF8", &p) == SMTP_PATH_PARAM_UNKNOWN);
+    CHECK(mail("FROM:<a@b.test> SMTPUTF8", &p) == SMTP_PATH_OK && p.smtputf8 && !p.utf8);
+    CHECK(mail("FROM:<a@b.test> SMTPUTF8=yes", &p) == SMTP_PATH_PARAM_SYNTAX);
+    CHECK(rcpt("TO:<a@b.test> SMTPUTF8", &p) == SMTP_PATH_PARAM_UNKNOWN);
     CHECK(mail("FROM:<a@b.test> =x", &p) == SMTP_PATH_PARAM_SYNTAX);
     CHECK(mail("FROM:<a@b.test>SIZE=1", &p) == SMTP_PATH_SYNTAX);
     CHECK(rcpt("TO:<a@b.test> SIZE=1", &p) == SMTP_PATH_PARAM_UNKNOWN);
+}
+
+/* RFC 6531 §3.3: UTF-8 local parts and U-label domains with SMTPUTF8 only;
+ * malformed UTF-8 is SMTP_PATH_UTF8 (553 5.6.7) only with it. */
+static void test_utf8_paths(void)
+{
+    struct smtp_path p;
+    CHECK(mail("FROM:<j\xc3\xb6rg@b\xc3\xbc" "cher.example> SMTPUTF8", &p) == SMTP_PATH_OK && p.utf8 &&
+          p.smtputf8);
+    CHECK_STR(p.addr, "j\xc3\xb6rg@b\xc3\xbc" "cher.example");
+    CHECK(mail("FROM:<j\xc3\xb6rg@b.example>", &p) == SMTP_PATH_SYNTAX);
+    CHECK(mail("FROM:<\"\xe2\x9c\x89 x\"@b.example> SMTPUTF8", &p) == SMTP_PATH_OK && p.utf8);
+    /* overlong, surrogate, above U+10FFFF, truncated */
+    CHECK(mail("FROM:<\xc0\xafx@b.example> SMTPUTF8", &p) == SMTP_PATH_UTF8);
+    CHECK(mail("FROM:<\xed\xa0\x80@b.example> SMTPUTF8", &p) == SMTP_PATH_UTF8);
+    CHECK(mail("FROM:<\xf4\x90\x80\x80@b.example> SMTPUTF8", &p) == SMTP_PATH_UTF8);
+    CHECK(mail("FROM:<a@b.ex\xc3> SMTPUTF8", &p) == SMTP_PATH_UTF8);
+    CHECK(mail("FROM:<\xc0\xafx@b.example>", &p) == SMTP_PATH_SYNTAX);
+    /* a U-label domain must make a valid A-label domain */
+    CHECK(mail("FROM:<a@\xc3\xbc..example> SMTPUTF8", &p) == SMTP_PATH_SYNTAX);
+    CHECK(mail("FROM:<a@\xc2\xa0.example> SMTPUTF8", &p) == SMTP_PATH_OK); /* punycode takes any code point */
+    /* RCPT leaves the decision to the session, which knows MAIL's parameter */
+    CHECK(rcpt("TO:<\xe7\x94\xa8\xe6\x88\xb7@\xe4\xbe\x8b\xe5\xad\x90.example>", &p) == SMTP_PATH_OK && p.utf8);
+    CHECK(rcpt("TO:<a@b\xff.example>", &p) == SMTP_PATH_UTF8);
+    CHECK(rcpt("TO:<a@b.example>", &p) == SMTP_PATH_OK && !p.utf8);
+}
+
+static void test_bdat(void)
+{
+    int64_t n;
+    bool last;
+    CHECK(smtp_parse_bdat("0 LAST", 6, &n, &last) == 0 && n == 0 && last);
+    CHECK(smtp_parse_bdat("1234", 4, &n, &last) == 0 && n == 1234 && !last);
+    CHECK(smtp_parse_bdat("10 last", 7, &n, &last) == 0 && n == 10 && last);
+    CHECK(smtp_parse_bdat("999999999999999999", 18, &n, &last) == 0 && n == 999999999999999999LL);
+    CHECK(smtp_parse_bdat("1000000000000000000", 19, &n, &last) < 0);
+    CHECK(smtp_parse_bdat("", 0, &n, &last) < 0);
+    CHECK(smtp_parse_bdat("-1", 2, &n, &last) < 0);
+    CHECK(smtp_parse_bdat("10 LASTX", 8, &n, &last) < 0);
+    CHECK(smtp_parse_bdat("10 LAST x", 9, &n, &last) < 0);
+    CHECK(smtp_parse_bdat("1x", 2, &n, &last) < 0);
+    struct smtp_dot d;
+    /* CRLF split across chunks is a line end; a lone CR or LF is bare */
+    smtp_dot_init(&d);
+    smtp_chunk_scan(&d, "a\r", 2);
+    smtp_chunk_scan(&d, "\nb\r\n", 4);
+    CHECK(!d.bare && !d.nul && !smtp_chunk_end(&d) && !d.bare);
+    smtp_dot_init(&d);
+    smtp_chunk_scan(&d, "a\nb", 3);
+    CHECK(d.bare);
+    smtp_dot_init(&d);
+    smtp_chunk_scan(&d, "a\r", 2);
+    smtp_chunk_scan(&d, "b", 1);
+    CHECK(d.bare);
+    smtp_dot_init(&d);
+    smtp_chunk_scan(&d, "a\r", 2);
+    CHECK(!d.bare && !smtp_chunk_end(&d) && d.bare); /* a CR at the very end */
+    smtp_dot_init(&d);
+    smtp_chunk_scan(&d, "a\0b", 3);
+    CHECK(d.nul && !d.bare && smtp_chunk_end(&d)); /* no final CRLF: one is added */
+    smtp_dot_init(&d);
+    CHECK(!smtp_chunk_end(&d)); /* empty: nothing added */
+    smtp_dot_init(&d);
+    smtp_chunk_scan(&d, ".\r\n.\r\nMAIL FROM:<x@y>\r\n", 23);
+    CHECK(!d.bare && !d.done); /* dots are data */
 }
 
 static void test_reply_lines(void)
@@ -239,7 +307,7 @@ int main(void)
     if (crypto_init() < 0)
         return 1;
     static const struct unit_case cases[] = {
-        UNIT_CASE(test_command_verbs), UNIT_CASE(test_paths), UNIT_CASE(test_parameters),
+        UNIT_CASE(test_command_verbs), UNIT_CASE(test_paths), UNIT_CASE(test_parameters), UNIT_CASE(test_utf8_paths), UNIT_CASE(test_bdat),
         UNIT_CASE(test_reply_lines), UNIT_CASE(test_data_decoder), UNIT_CASE(test_data_decoder_nul), UNIT_CASE(test_dot_stuffing_round_trip),
         UNIT_CASE(test_sasl_plain), UNIT_CASE(test_helo_and_domains)};
     return unit_run("smtp_proto", cases, sizeof cases / sizeof cases[0]);
