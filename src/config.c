@@ -560,6 +560,7 @@ static const struct var vars[] = {
     {"MRS_QUEUE_LIFETIME", K_DURATION, "5d", F(queue_lifetime_ms), 1000, 365 * DAY_MS, "a duration from 1s to 365d, e.g. 5d or 90m"},
     {"MRS_RETRY_MIN", K_DURATION, "1m", F(retry_min_ms), 100, 30 * DAY_MS, "a duration, e.g. 1m"},
     {"MRS_RETRY_MAX", K_DURATION, "1h", F(retry_max_ms), 100, 30 * DAY_MS, "a duration, e.g. 1h"},
+    {"MRS_DELAY_WARNING", K_DURATION, "4h", F(delay_warning_ms), 0, 365 * DAY_MS, "a duration up to 365d, e.g. 4h (0 = no delay notices)"},
     {"MRS_RATE_LIMIT", K_RATE, "0", 0, 0, 0, "COUNT/UNIT (UNIT s, m, h or d, e.g. 500/h) or 0"},
     {"MRS_SHUTDOWN_GRACE", K_DURATION, "25s", F(shutdown_grace_ms), 0, 3600000, "a duration up to 1h, e.g. 25s"},
     {"MRS_LOG_FORMAT", K_LOGFMT, "text", F(log_format), 0, 0, "text or json"},

@@ -120,6 +120,7 @@ struct config {
     int64_t queue_lifetime_ms;
     int64_t retry_min_ms;
     int64_t retry_max_ms;
+    int64_t delay_warning_ms;               /* MRS_DELAY_WARNING: 0 = no delay notices */
 
     int64_t rate_limit_count;               /* MRS_RATE_LIMIT: 0 = unlimited */
     int64_t rate_limit_window_ms;

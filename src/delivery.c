@@ -28,6 +28,7 @@
 #include "bounce.h"
 #include "config.h"
 #include "crypto.h"
+#include "dsn.h"
 #include "idna.h"
 #include "log.h"
 #include "queue.h"
@@ -65,6 +66,7 @@ struct job {
     size_t headers_len;
     struct open_rcpt *open;             /* the recipients to try, grouped by domain */
     const char **rcpts;                 /* one transaction's addresses */
+    const char **notify, **orcpt;       /* and their RFC 3461 parameters (NULL: none) */
     struct smtp_client_reply *replies;  /* and their replies */
     struct route *route;
     struct tls_policy_domain *tls_policy; /* the current destination's outbound TLS policy */
@@ -165,6 +167,8 @@ static void settle(struct job *j, size_t i, enum spool_rcpt_status st, const cha
     struct spool_rcpt *r = &j->m.rcpts[i];
     r->status = st;
     r->when_ms = util_wall_ms();
+    /* RFC 3461 §5.2.2: a next hop without DSN leaves the success report to us */
+    r->relayed = st == SPOOL_DELIVERED && (r->notify & DSN_NOTIFY_SUCCESS) && !(tls && tls->dsn);
     j->settled_final |= st == SPOOL_DELIVERED || st == SPOOL_FAILED;
     j->deferred_now |= st == SPOOL_DEFERRED;
     spool_set_reply(r, remote ? remote : "", reply, strlen(reply));
@@ -228,14 +232,18 @@ static void transaction(struct job *j, const struct open_rcpt *open, size_t n)
     struct smtp_client_reply last = {.code = 451, .text = "451 4.4.1 no address to try"};
     struct outbound_tls_req req;
     size_t skipped = 0;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         j->rcpts[i] = j->m.rcpts[open[i].index].addr;
+        j->notify[i] = j->m.rcpts[open[i].index].notify_text;
+        j->orcpt[i] = j->m.rcpts[open[i].index].orcpt;
+    }
     struct smtp_client_job cj = {
         .tls = tls_mode(j->route), .user = j->route->smarthost ? config->smarthost_user : NULL,
         .password = config->smarthost_password, .queue_id = j->m.id, .from = j->m.from,
         .eightbit = j->m.eightbit, .smtputf8 = spool_needs_smtputf8(&j->m), .fd = j->m.fd, .offset = j->m.body_offset,
         .length = j->m.file_size - j->m.body_offset, .rcpt_count = n, .rcpts = j->rcpts, .rcpt_replies = j->replies,
-        .deadline_ms = j->deadline_ms};
+        .deadline_ms = j->deadline_ms, .dsn_ret = dsn_ret_name((enum dsn_ret)j->m.ret), .dsn_envid = j->m.envid,
+        .rcpt_notify = j->notify, .rcpt_orcpt = j->orcpt};
     for (size_t t = 0; t < j->route->count; t++) {
         cj.target = &j->route->targets[t];
         tls_policy_for_mx(j->tls_policy, cj.target, j->m.id, &req);
@@ -542,10 +550,12 @@ static bool job_init(struct job *j, struct queue_item *it)
     size_t per = j->m.rcpt_count < DELIVERY_RCPTS_PER_TRANSACTION ? j->m.rcpt_count : DELIVERY_RCPTS_PER_TRANSACTION;
     j->open = calloc(j->m.rcpt_count, sizeof *j->open);
     j->rcpts = calloc(per, sizeof *j->rcpts);
+    j->notify = calloc(per, sizeof *j->notify);
+    j->orcpt = calloc(per, sizeof *j->orcpt);
     j->replies = calloc(per, sizeof *j->replies);
     j->route = calloc(1, sizeof *j->route);
     j->tls_policy = calloc(1, sizeof *j->tls_policy);
-    if (!j->open || !j->rcpts || !j->replies || !j->route || !j->tls_policy) {
+    if (!j->open || !j->rcpts || !j->notify || !j->orcpt || !j->replies || !j->route || !j->tls_policy) {
         log_error("delivery", &(struct log_fields){.queue_id = j->m.id}, "out of memory; retrying later");
         queue_release(it, util_wall_ms() + config->retry_min_ms);
         return false;
@@ -562,6 +572,8 @@ static void job_free(struct job *j)
     free(j->headers);
     free(j->open);
     free(j->rcpts);
+    free(j->notify);
+    free(j->orcpt);
     free(j->replies);
     free(j->route);
     free(j->tls_policy);
@@ -590,6 +602,9 @@ static void expire_or_schedule(struct job *j)
     int64_t next = now + delivery_backoff_ms(j->m.attempts, config->retry_min_ms, config->retry_max_ms,
                                              crypto_random_uniform(UINT32_MAX));
     j->m.next_ms = next < end ? next : end; /* one last try when the lifetime ends */
+    int64_t warn = bounce_delay_due(&j->m);
+    if (warn > now && warn < j->m.next_ms)
+        j->m.next_ms = warn; /* back then, for the delay notice after that attempt */
     for (size_t i = 0; i < j->m.rcpt_count; i++)
         if (j->m.rcpts[i].status == SPOOL_DEFERRED)
             j->m.rcpts[i].when_ms = j->m.next_ms;
@@ -600,16 +615,21 @@ static void finish_message(struct job *j, size_t failed, size_t delivered)
 {
     char bid[QUEUE_ID_BYTES];
     struct log_fields lf = {.queue_id = j->m.id, .from = j->m.from};
-    if (failed && j->m.from[0] && !j->m.bounce_id[0]) {
-        if (bounce_send(&j->m, j->headers, j->headers_len, bid) < 0) {
-            log_error("bounce", &lf, "cannot store the bounce (errno %d); retrying later", errno);
-            j->m.next_ms = util_wall_ms() + config->retry_min_ms;
-            save_state(j);
-            release(j, j->m.next_ms);
-            return;
-        }
+    int r = j->m.from[0] && !j->m.bounce_id[0] ? bounce_report(&j->m, BOUNCE_FINAL, j->headers, j->headers_len, bid)
+                                               : 1;
+    if (r < 0) {
+        log_error("bounce", &lf, "cannot store the bounce (errno %d); retrying later", errno);
+        j->m.next_ms = util_wall_ms() + config->retry_min_ms;
+        save_state(j);
+        release(j, j->m.next_ms);
+        return;
+    }
+    if (r == 0) {
         memcpy(j->m.bounce_id, bid, sizeof bid); /* a retried removal does not send it again */
-        log_info("bounce", &lf, "bounce %s sent to <%s> for %zu failed recipient(s)", bid, j->m.from, failed);
+        log_info("bounce", &lf, "%s %s sent to <%s> for %zu failed recipient(s)",
+                 failed ? "bounce" : "success report", bid, j->m.from, failed);
+    } else if (failed && j->m.from[0] && !j->m.bounce_id[0]) {
+        log_info("bounce", &lf, "no bounce for %zu failed recipient(s): their NOTIFY asks for none", failed);
     } else if (failed && !j->m.from[0]) {
         log_warn("bounce", &lf, "%zu recipient(s) of a bounce failed: a bounce is never bounced, dropped", failed);
     }
@@ -623,6 +643,27 @@ static void finish_message(struct job *j, size_t failed, size_t delivered)
     }
     log_info("delivery", &(struct log_fields){.queue_id = j->m.id, .result = "done"},
              "removed from the spool: %zu delivered, %zu failed", delivered, failed);
+}
+
+/* delay_notice — MRS_DELAY_WARNING: once the message is that old, one
+ * report (Action: delayed) for the recipients still deferred; its id goes
+ * into the state saved next, so neither a retry nor a restart sends it
+ * again (a crash before that save may: at-least-once, like bounces). */
+static void delay_notice(struct job *j)
+{
+    char id[QUEUE_ID_BYTES];
+    struct log_fields lf = {.queue_id = j->m.id, .from = j->m.from};
+    int64_t due = bounce_delay_due(&j->m);
+    if (!due || util_wall_ms() < due)
+        return;
+    int r = bounce_report(&j->m, BOUNCE_DELAY, j->headers, j->headers_len, id);
+    if (r < 0)
+        log_error("bounce", &lf, "cannot store the delay notice (errno %d); trying again after the next attempt",
+                  errno);
+    else if (r == 0) {
+        memcpy(j->m.delay_id, id, sizeof id);
+        log_info("bounce", &lf, "delay notice %s sent to <%s> (MRS_DELAY_WARNING)", id, j->m.from);
+    }
 }
 
 /* conclude — after the attempt: finish, or save the state and hand the
@@ -651,6 +692,7 @@ static void conclude(struct job *j)
         finish_message(j, failed, delivered);
         return;
     }
+    delay_notice(j);
     save_state(j);
     release(j, j->m.next_ms);
 }

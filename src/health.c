@@ -478,6 +478,11 @@ static void render_queue(struct out *o)
         for (int r = 0; r < STATS_TLS_RESULTS; r++)
             out_printf(o, "mrs_outbound_tls_total{policy=\"%s\",result=\"%s\"} %lld\n", stats_tls_policy_name(p),
                        stats_tls_result_name(r), LOAD(stats.outbound_tls_total[p][r]));
+    family(o, "mrs_dsn_reports_total", "counter",
+           "Delivery status notifications mrs sent (RFC 3464), by the action they report.");
+    for (int a = 0; a < STATS_DSN_ACTIONS; a++)
+        out_printf(o, "mrs_dsn_reports_total{action=\"%s\"} %lld\n", stats_dsn_name((enum stats_dsn)a),
+                   LOAD(stats.dsn_reports_total[a]));
 }
 
 static void render_dns(struct out *o)

@@ -286,8 +286,17 @@ struct queue_msg *queue_open(const char *id, const struct queue_envelope *env)
     if (env->smtputf8)
         write_line(m, "smtputf8", "1");
     write_line(m, "from", env->from);
-    for (size_t i = 0; i < env->rcpt_count; i++)
+    if (env->dsn_ret)
+        write_line(m, "ret", env->dsn_ret);
+    if (env->dsn_envid)
+        write_line(m, "envid", env->dsn_envid);
+    for (size_t i = 0; i < env->rcpt_count; i++) {
         write_line(m, "rcpt", env->rcpts[i]);
+        if (env->rcpt_notify && env->rcpt_notify[i]) /* these belong to the rcpt line above */
+            write_line(m, "notify", env->rcpt_notify[i]);
+        if (env->rcpt_orcpt && env->rcpt_orcpt[i])
+            write_line(m, "orcpt", env->rcpt_orcpt[i]);
+    }
     queue_write(m, "\n", 1);
     m->envelope_end = m->written;
     return m;

@@ -43,6 +43,10 @@ struct queue_envelope {
     bool eightbit;               /* BODY=8BITMIME */
     int64_t received_ms;         /* wall clock */
     bool smtputf8;               /* MAIL ... SMTPUTF8 (RFC 6531) */
+    const char *dsn_ret;         /* RFC 3461 RET= "FULL"/"HDRS", ENVID= as xtext: NULL when absent */
+    const char *dsn_envid;
+    const char *const *rcpt_notify; /* per recipient NOTIFY= / ORCPT= (entries NULL when absent), */
+    const char *const *rcpt_orcpt;  /* or NULL when no recipient gave any */
 };
 
 struct queue_msg;

@@ -87,7 +87,7 @@ static const struct command commands[SMTP_VERB_COUNT] = {
                         SMTP_AUTH_LINE_MAX_BYTES - 2, cmd_auth},
     [SMTP_VERB_MAIL] = {S(GREETED), "Send EHLO first; one MAIL per transaction",
                         SMTP_MAIL_MAX_BYTES - 2, cmd_mail},
-    [SMTP_VERB_RCPT] = {S(MAIL) | S(RCPT), "Need MAIL command first", LINE, cmd_rcpt},
+    [SMTP_VERB_RCPT] = {S(MAIL) | S(RCPT), "Need MAIL command first", SMTP_RCPT_MAX_BYTES - 2, cmd_rcpt},
     [SMTP_VERB_DATA] = {S(RCPT) | S(BDAT), "Need RCPT command first", LINE, cmd_data},
     /* any state: a refused BDAT still reads its chunk (session_bdat.c) */
     [SMTP_VERB_BDAT] = {ANY, NULL, LINE, session_cmd_bdat},
@@ -169,6 +169,7 @@ static void reset_transaction(struct session *s)
     free(s->rcpts);
     s->rcpts = NULL;
     s->rcpt_count = s->rcpt_cap = 0;
+    dsn_rcpts_free(&s->rcpt_dsn);
     memset(&s->from, 0, sizeof s->from);
     if (s->state > SESSION_STATE_GREETED)
         set_state(s, SESSION_STATE_GREETED);
@@ -234,7 +235,7 @@ static void cmd_ehlo(struct session *s, const char *arg, size_t len)
     reply(s, 250, NULL,
           "%s Hello %s [%s]\nPIPELINING\nSIZE %lld\n8BITMIME\nENHANCEDSTATUSCODES\n%s%s",
           config->hostname, s->helo, s->client, (long long)config->max_message_bytes,
-          s->tls ? "AUTH PLAIN LOGIN" : "STARTTLS",
+          s->tls ? "DSN\nAUTH PLAIN LOGIN" : "STARTTLS",
           s->tls ? "\nCHUNKING\nBINARYMIME\nSMTPUTF8" : ""); /* RFC 3030, 6531 */
 }
 
@@ -520,14 +521,14 @@ static enum stats_refusal verdict_refusal(const struct policy_verdict *v)
     return v->status == POLICY_TEMPFAIL ? STATS_REFUSED_DNS_TEMP : STATS_REFUSED_SYNTAX;
 }
 
-static void path_error(struct session *s, enum smtp_path_error e, bool mail)
+static void path_error(struct session *s, enum smtp_path_error e, bool mail, const char *why)
 {
     switch (e) {
     case SMTP_PATH_PARAM_UNKNOWN:
         reply(s, 555, "5.5.4", "Unsupported %s parameter", mail ? "MAIL" : "RCPT");
         break;
     case SMTP_PATH_PARAM_SYNTAX:
-        reply(s, 501, "5.5.4", "Malformed %s parameter", mail ? "MAIL" : "RCPT");
+        reply(s, 501, "5.5.4", "Malformed %s parameter%s%s", mail ? "MAIL" : "RCPT", why ? ": " : "", why ? why : "");
         break;
     case SMTP_PATH_NO_DOMAIN:
         reply(s, 550, "5.1.3", "Recipient must be a full address, user@domain");
@@ -562,7 +563,7 @@ static void cmd_mail(struct session *s, const char *arg, size_t len)
     struct smtp_path p;
     enum smtp_path_error e = smtp_parse_mail(arg, len, &p);
     if (e != SMTP_PATH_OK) {
-        path_error(s, e, true);
+        path_error(s, e, true, p.dsn.why);
         return;
     }
     if (p.size > config->max_message_bytes) {
@@ -608,7 +609,7 @@ static void cmd_rcpt(struct session *s, const char *arg, size_t len)
     if ((e == SMTP_PATH_UTF8 || (e == SMTP_PATH_OK && p.utf8)) && !s->from.smtputf8)
         e = SMTP_PATH_SYNTAX;
     if (e != SMTP_PATH_OK) {
-        path_error(s, e, false);
+        path_error(s, e, false, p.dsn.why);
         return;
     }
     if ((int64_t)s->rcpt_count >= config->max_recipients) {
@@ -627,7 +628,8 @@ static void cmd_rcpt(struct session *s, const char *arg, size_t len)
         s->rcpts = r;
         s->rcpt_cap = cap;
     }
-    if (!(s->rcpts[s->rcpt_count] = strdup(p.addr))) {
+    if (!(s->rcpts[s->rcpt_count] = strdup(p.addr)) || dsn_rcpts_set(&s->rcpt_dsn, s->rcpt_count, &p.dsn) < 0) {
+        free(s->rcpts[s->rcpt_count]);
         reply(s, 452, "4.3.1", "Out of memory; try again later");
         return;
     }
@@ -645,7 +647,9 @@ bool session_message_open(struct session *s, struct data_rx *d)
         .user = s->user, .client = s->client, .helo = s->helo, .from = s->from.addr,
         .rcpts = (const char *const *)s->rcpts, .rcpt_count = s->rcpt_count,
         .eightbit = s->from.body >= SMTP_BODY_8BITMIME, .received_ms = util_wall_ms(),
-        .smtputf8 = s->from.smtputf8};
+        .smtputf8 = s->from.smtputf8,
+        .dsn_ret = dsn_ret_name(s->from.dsn.ret), .dsn_envid = s->from.dsn.envid[0] ? s->from.dsn.envid : NULL,
+        .rcpt_notify = (const char *const *)s->rcpt_dsn.notify, .rcpt_orcpt = (const char *const *)s->rcpt_dsn.orcpt};
     d->hdr_cap = 4096;
     d->out = malloc(SMTP_AUTH_LINE_MAX_BYTES + 2);
     d->hdr = malloc(d->hdr_cap);

@@ -51,6 +51,7 @@ struct session {
     struct smtp_path from;
     char **rcpts;
     size_t rcpt_count, rcpt_cap;
+    struct dsn_rcpts rcpt_dsn;          /* NOTIFY=/ORCPT= per recipient (RFC 3461) */
     struct log_fields lf;               /* session, client, user: for every log line */
     struct data_rx *bdat;               /* the message of a BDAT transaction (state BDAT) */
 };

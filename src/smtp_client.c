@@ -105,6 +105,8 @@ void smtp_client_parse_ehlo_line(const char *text, size_t len, struct smtp_clien
         caps->eightbitmime = true;
     } else if (word_is(text, len, "SMTPUTF8")) {
         caps->smtputf8 = true;
+    } else if (word_is(text, len, "DSN")) {
+        caps->dsn = true;
     } else if (word_is(text, len, "SIZE")) {
         caps->size = true;
         int64_t v = 0;
@@ -374,11 +376,25 @@ static enum conn_status send_mail(struct client *cl)
 {
     const struct smtp_client_job *j = cl->job;
     char size[40] = "";
+    bool dsn = cl->caps.dsn;
     if (cl->caps.size)
         snprintf(size, sizeof size, " SIZE=%lld", (long long)j->length);
-    return send_cmd(cl, "MAIL FROM:<%s>%s%s%s", j->from, size,
-                    j->eightbit && cl->caps.eightbitmime ? " BODY=8BITMIME" : "",
-                    j->smtputf8 ? " SMTPUTF8" : "");
+    cl->out->dsn = dsn;
+    return send_cmd(cl, "MAIL FROM:<%s>%s%s%s%s%s%s%s", j->from, size,
+                    j->eightbit && cl->caps.eightbitmime ? " BODY=8BITMIME" : "", j->smtputf8 ? " SMTPUTF8" : "",
+                    dsn && j->dsn_ret ? " RET=" : "", dsn && j->dsn_ret ? j->dsn_ret : "",
+                    dsn && j->dsn_envid ? " ENVID=" : "", dsn && j->dsn_envid ? j->dsn_envid : "");
+}
+
+/* send_rcpt — RCPT TO, with NOTIFY= and ORCPT= for a server offering DSN. */
+static enum conn_status send_rcpt(struct client *cl)
+{
+    const struct smtp_client_job *j = cl->job;
+    size_t i = cl->rcpt_index;
+    const char *notify = cl->caps.dsn && j->rcpt_notify ? j->rcpt_notify[i] : NULL;
+    const char *orcpt = cl->caps.dsn && j->rcpt_orcpt ? j->rcpt_orcpt[i] : NULL;
+    return send_cmd(cl, "RCPT TO:<%s>%s%s%s%s", j->rcpts[i], notify ? " NOTIFY=" : "", notify ? notify : "",
+                    orcpt ? " ORCPT=" : "", orcpt ? orcpt : "");
 }
 
 static enum conn_status enter(struct client *cl)
@@ -390,7 +406,7 @@ static enum conn_status enter(struct client *cl)
     case CS_STARTTLS: return send_cmd(cl, "STARTTLS");
     case CS_AUTH: return send_auth(cl);
     case CS_MAIL: return send_mail(cl);
-    case CS_RCPT: return send_cmd(cl, "RCPT TO:<%s>", cl->job->rcpts[cl->rcpt_index]);
+    case CS_RCPT: return send_rcpt(cl);
     case CS_DATA: return send_cmd(cl, "DATA");
     case CS_DOT: return send_body(cl);
     case CS_QUIT: return send_cmd(cl, "QUIT");

@@ -70,6 +70,10 @@ struct smtp_client_job {
     int64_t deadline_ms;               /* util_now_ms clock: the attempt's end, no wait goes past it;
                                         * 0 = none.  Over it, what is not settled is deferred */
     const struct outbound_tls_req *tls_req; /* the outbound TLS policy to obey (tls_policy.h); NULL: none */
+    const char *dsn_ret;               /* RFC 3461, passed on only to a server that offers DSN: */
+    const char *dsn_envid;             /* RET= and ENVID= (xtext) of MAIL, NULL when absent; */
+    const char *const *rcpt_notify;    /* NOTIFY= and ORCPT= per recipient (entries NULL when */
+    const char *const *rcpt_orcpt;     /* absent), or NULL */
 };
 
 enum smtp_client_result {
@@ -91,12 +95,14 @@ struct smtp_client_outcome {
     bool attempt_timeout;              /* the session ended because job->deadline_ms passed */
     bool tls_policy_failed;            /* tls_req's requirement was not met: NEXT, nothing sent */
     bool transacted;                   /* the session got as far as MAIL FROM */
+    bool dsn;                          /* the server offered DSN (RFC 3461): success reports are its own */
 };
 
 /* The extensions of an EHLO reply that the client uses. */
 struct smtp_client_caps {
     bool starttls, pipelining, eightbitmime, auth_plain, auth_login, size;
     bool smtputf8;
+    bool dsn;                          /* RFC 3461 */
     int64_t size_max;                  /* SIZE's value, 0 when none given */
 };
 

@@ -276,6 +276,9 @@ static enum smtp_path_error parse_param(const char *p, size_t n, bool mail, stru
     }
     if (mail && util_ieq(p, klen, "AUTH"))
         return v ? SMTP_PATH_OK : SMTP_PATH_PARAM_SYNTAX; /* RFC 4954 §5: accepted, unused */
+    int dsn = dsn_parse_param(p, klen, v, vlen, mail, &out->dsn); /* RFC 3461 */
+    if (dsn <= 0)
+        return dsn == 0 ? SMTP_PATH_OK : SMTP_PATH_PARAM_SYNTAX;
     return SMTP_PATH_PARAM_UNKNOWN;
 }
 

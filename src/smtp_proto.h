@@ -10,6 +10,8 @@
 #ifndef MRS_SMTP_PROTO_H
 #define MRS_SMTP_PROTO_H
 
+#include "dsn.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -19,8 +21,12 @@
 #define SMTP_PATH_MAX_BYTES 256       /* RFC 5321 §4.5.3.1.3, without <> */
 #define SMTP_COMMAND_MAX_BYTES 512    /* RFC 5321 §4.5.3.1.4, with CRLF */
 /* MAIL may grow by the allowances of what we advertise: SIZE (RFC 1870,
- * +26) and AUTH= (RFC 4954 §5, +500), rounded up. */
-#define SMTP_MAIL_MAX_BYTES 1100
+ * +26), AUTH= (RFC 4954 §5, +500) and RET=/ENVID= (RFC 3461 §4: +100, but
+ * an ENVID of 100 characters may take 300 as xtext), rounded up. */
+#define SMTP_MAIL_MAX_BYTES 1420
+/* RCPT may grow by NOTIFY=/ORCPT= (RFC 3461 §4: +500; an ORCPT of 500
+ * characters may take 1,500 as xtext), rounded up. */
+#define SMTP_RCPT_MAX_BYTES 2000
 #define SMTP_AUTH_LINE_MAX_BYTES 12288 /* RFC 4954 §4 */
 
 enum smtp_verb {
@@ -77,6 +83,7 @@ struct smtp_path {
     enum smtp_body body;
     bool smtputf8;                      /* MAIL's SMTPUTF8 parameter (RFC 6531 §3.4) */
     bool utf8;                          /* the address has non-ASCII (valid UTF-8) bytes */
+    struct dsn_params dsn;              /* RET= ENVID= / NOTIFY= ORCPT= (RFC 3461); dsn.why: a refusal's text */
 };
 
 /*

@@ -15,6 +15,7 @@
 #include "spool.h"
 
 #include "config.h"
+#include "dsn.h"
 #include "log.h"
 #include "util.h"
 
@@ -72,6 +73,34 @@ int64_t spool_id_ms(const char *id)
 
 /* ---- envelope ---------------------------------------------------------------- */
 
+/* envelope_dsn — the RFC 3461 keys: `ret`, `envid`, and `notify` /
+ * `orcpt` for the rcpt line before them (rcpts read so far); checked as
+ * strictly as the SMTP parameters they came from.  Other keys are ignored. */
+static int envelope_dsn(struct spool_message *m, const char *key, const char *value, size_t rcpts)
+{
+    size_t n = strlen(value);
+    if (!strcmp(key, "ret")) {
+        m->ret = !strcmp(value, "FULL") ? DSN_RET_FULL : !strcmp(value, "HDRS") ? DSN_RET_HDRS : -1;
+        return m->ret < 0 ? -1 : 0;
+    }
+    if (!strcmp(key, "envid")) {
+        m->envid = value;
+        return dsn_valid_envid(value, n) ? 0 : -1;
+    }
+    bool notify = !strcmp(key, "notify"), orcpt = !strcmp(key, "orcpt");
+    if (!notify && !orcpt)
+        return 0; /* a key a newer writer added */
+    if (rcpts == 0)
+        return -1;
+    struct spool_rcpt *r = &m->rcpts[rcpts - 1];
+    if (notify) {
+        r->notify_text = value;
+        return dsn_parse_notify(value, n, &r->notify);
+    }
+    r->orcpt = value;
+    return dsn_parse_orcpt(value, n, NULL, 0, NULL);
+}
+
 /* envelope_field — one "key value" line into m; unknown keys are ignored
  * (a newer writer may add some). */
 static int envelope_field(struct spool_message *m, char *line, size_t *rcpts)
@@ -102,6 +131,8 @@ static int envelope_field(struct spool_message *m, char *line, size_t *rcpts)
         if (*rcpts >= m->rcpt_count || !*value)
             return -1;
         m->rcpts[(*rcpts)++].addr = value;
+    } else {
+        return envelope_dsn(m, line, value, *rcpts);
     }
     return 0;
 }
@@ -270,6 +301,18 @@ static int state_line(struct spool_message *m, char *line)
         memcpy(m->bounce_id, line + 8, QUEUE_ID_BYTES);
         return 0;
     }
+    if (!strncmp(line, "delayed ", 8)) {
+        if (!spool_valid_id(line + 8))
+            return -1;
+        memcpy(m->delay_id, line + 8, QUEUE_ID_BYTES);
+        return 0;
+    }
+    if (!strncmp(line, "relayed ", 8)) {
+        if (parse_i64(line + 8, &v) < 0 || (uint64_t)v >= m->rcpt_count)
+            return -1;
+        m->rcpts[v].relayed = true;
+        return 0;
+    }
     return 0; /* a field a newer version added */
 }
 
@@ -297,15 +340,16 @@ int spool_parse_state(const char *buf, size_t len, struct spool_message *m)
 
 size_t spool_state_max_bytes(const struct spool_message *m)
 {
-    return 128 + m->rcpt_count * SPOOL_STATE_LINE_BYTES;
+    return 192 + m->rcpt_count * (SPOOL_STATE_LINE_BYTES + 32); /* + "relayed IDX" */
 }
 
 size_t spool_format_state(const struct spool_message *m, char *out, size_t cap)
 {
     size_t len = 0;
-    int n = snprintf(out, cap, "%s\nattempts %d\nnext %lld\n%s%s%s", SPOOL_STATE_VERSION, m->attempts,
+    int n = snprintf(out, cap, "%s\nattempts %d\nnext %lld\n%s%s%s%s%s%s", SPOOL_STATE_VERSION, m->attempts,
                      (long long)m->next_ms, m->bounce_id[0] ? "bounced " : "", m->bounce_id,
-                     m->bounce_id[0] ? "\n" : "");
+                     m->bounce_id[0] ? "\n" : "", m->delay_id[0] ? "delayed " : "", m->delay_id,
+                     m->delay_id[0] ? "\n" : "");
     if (n < 0 || (size_t)n >= cap)
         return 0;
     len = (size_t)n;
@@ -313,6 +357,10 @@ size_t spool_format_state(const struct spool_message *m, char *out, size_t cap)
         const struct spool_rcpt *r = &m->rcpts[i];
         n = snprintf(out + len, cap - len, "rcpt %zu %s %lld %s %s\n", i, spool_status_name(r->status),
                      (long long)r->when_ms, r->remote[0] ? r->remote : "-", r->reply[0] ? r->reply : "-");
+        if (n >= 0 && (size_t)n < cap - len && r->relayed && r->status == SPOOL_DELIVERED) {
+            len += (size_t)n;
+            n = snprintf(out + len, cap - len, "relayed %zu\n", i);
+        }
         if (n < 0 || (size_t)n >= cap - len)
             return 0;
         len += (size_t)n;

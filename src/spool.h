@@ -41,6 +41,10 @@ struct spool_rcpt {
     int64_t when_ms;                     /* wall clock: delivered/failed at, or next attempt */
     char remote[SPOOL_REMOTE_MAX_BYTES]; /* who gave `reply`; "" when it is our own text */
     char reply[SPOOL_REPLY_MAX_BYTES];   /* "550 5.1.1 no such user"; "" when none yet */
+    unsigned notify;                     /* RFC 3461 NOTIFY= bits (DSN_NOTIFY_*), 0 when absent */
+    const char *notify_text;             /* its value as spooled ("SUCCESS,FAILURE"), NULL when absent */
+    const char *orcpt;                   /* ORCPT= "rfc822;xtext" as sent, NULL when absent */
+    bool relayed;                        /* delivered to a next hop without DSN: a success report is ours */
 };
 
 struct spool_message {
@@ -52,10 +56,13 @@ struct spool_message {
     const char *from;      /* "" is the null sender (a bounce) */
     bool eightbit;
     bool smtputf8;         /* the client gave SMTPUTF8 (envelope key `smtputf8 1`) */
+    int ret;               /* RFC 3461 RET= (enum dsn_ret), 0 when absent */
+    const char *envid;     /* ENVID= as xtext, NULL when absent */
     size_t rcpt_count;
     struct spool_rcpt *rcpts; /* heap, rcpt_count entries, in RCPT order */
     int attempts;          /* delivery runs that ended with recipients deferred */
     char bounce_id[QUEUE_ID_BYTES]; /* the bounce already committed for it ("" none): never sent twice */
+    char delay_id[QUEUE_ID_BYTES];  /* the delay notice already committed for it ("" none): sent once */
     int64_t next_ms;       /* wall clock of the next attempt; 0: due now */
     bool has_state;        /* a state file was read */
     char *env;             /* heap: the envelope block, parsed in place */

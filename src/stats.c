@@ -53,3 +53,9 @@ const char *stats_tls_result_name(int result)
     static const char *const names[STATS_TLS_RESULTS] = {"verified", "unverified", "plaintext", "failed", "skipped"};
     return result >= 0 && result < STATS_TLS_RESULTS ? names[result] : "other";
 }
+
+const char *stats_dsn_name(enum stats_dsn a)
+{
+    static const char *const names[STATS_DSN_ACTIONS] = {"failed", "delayed", "relayed"};
+    return (unsigned)a < STATS_DSN_ACTIONS ? names[a] : "other";
+}

@@ -52,6 +52,8 @@ enum stats_dkim_result {
  * enum outbound_tls_result of tls_policy.h (names below) */
 #define STATS_TLS_POLICIES 5
 #define STATS_TLS_RESULTS 5
+/* mrs_dsn_reports_total{action}: reports mrs sent, one per action they list */
+enum stats_dsn { STATS_DSN_FAILED = 0, STATS_DSN_DELAYED, STATS_DSN_RELAYED, STATS_DSN_ACTIONS };
 
 struct stats {
     atomic_int_fast64_t sessions_open[STATS_LISTENERS];
@@ -82,6 +84,7 @@ struct stats {
     atomic_int_fast64_t tls_certificate_expiry_s;     /* notAfter of the served certificate */
     atomic_int_fast64_t dkim_signatures_total[STATS_DKIM_ALGS][STATS_DKIM_RESULTS];
     atomic_int_fast64_t outbound_tls_total[STATS_TLS_POLICIES][STATS_TLS_RESULTS];
+    atomic_int_fast64_t dsn_reports_total[STATS_DSN_ACTIONS];
 };
 
 extern struct stats stats;
@@ -101,5 +104,6 @@ const char *stats_dkim_alg_name(enum stats_dkim_alg a);
 const char *stats_dkim_result_name(enum stats_dkim_result r);
 const char *stats_tls_policy_name(int policy);  /* "none", "opportunistic", "mta-sts-testing", … */
 const char *stats_tls_result_name(int result);  /* "verified", "unverified", "plaintext", … */
+const char *stats_dsn_name(enum stats_dsn a);
 
 #endif

@@ -1,4 +1,4 @@
-// fuzz-srcs: src/smtp_proto.c src/idna.c src/util.c
+// fuzz-srcs: src/smtp_proto.c src/idna.c src/util.c src/dsn.c
 /*
  * fuzz_bdat — libFuzzer target for CHUNKING's pure parts (RFC 3030): the
  * BDAT argument parser and the chunk scanner that finds bare CR/LF and NUL

@@ -1,4 +1,4 @@
-// fuzz-srcs: src/smtp_proto.c src/util.c src/idna.c
+// fuzz-srcs: src/smtp_proto.c src/util.c src/idna.c src/dsn.c
 /* libFuzzer target: the DATA decoder.  Invariants: it stops exactly after
  * the first <CRLF>.<CRLF> of a clean message, never writes more than n + 2
  * bytes, and decoding in two chunks gives the same result as in one. */

@@ -1,4 +1,4 @@
-// fuzz-srcs: src/smtp_proto.c src/util.c src/idna.c
+// fuzz-srcs: src/smtp_proto.c src/util.c src/idna.c src/dsn.c
 /* libFuzzer target: SMTP command lines and MAIL/RCPT arguments. */
 #include "smtp_proto.h"
 

@@ -1,4 +1,4 @@
-// fuzz-srcs: src/spool.c src/config.c src/log.c src/util.c
+// fuzz-srcs: src/spool.c src/dsn.c src/config.c src/log.c src/util.c
 /*
  * fuzz_spool — libFuzzer target for the spool's readers: the envelope
  * block of queue/<id> and the state file queue/<id>.state (docs/spool.md).

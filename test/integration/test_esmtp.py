@@ -182,13 +182,13 @@ def test_ehlo_lists_chunking_binarymime_smtputf8_after_tls_only(ctx):
     r.reply()
     code, before = r.cmd("EHLO client.test")
     assert code == 250 and "STARTTLS" in before
-    for ext in ("CHUNKING", "BINARYMIME", "SMTPUTF8"):
+    for ext in ("CHUNKING", "BINARYMIME", "SMTPUTF8", "DSN"):
         assert ext not in before, before
     assert r.cmd("STARTTLS")[0] == 220
     r.starttls()
     code, after = r.cmd("EHLO client.test")
-    assert after[1:] == ["PIPELINING", f"SIZE {MAX_BYTES}", "8BITMIME", "ENHANCEDSTATUSCODES",
-                         "AUTH PLAIN LOGIN", "CHUNKING", "BINARYMIME", "SMTPUTF8"], after
+    assert after[1:] == ["PIPELINING", f"SIZE {MAX_BYTES}", "8BITMIME", "ENHANCEDSTATUSCODES", "DSN",
+                         "AUTH PLAIN LOGIN", "CHUNKING", "BINARYMIME", "SMTPUTF8"], after  # DSN: test_dsn
     r.close()
 
 

@@ -42,6 +42,7 @@ REQUIRED = {
     "mrs_queue_oldest_age_seconds": ("gauge", None, None),
     "mrs_deliveries_total": ("counter", "outcome", ["delivered", "deferred", "bounced"]),
     "mrs_bounces_total": ("counter", None, None),
+    "mrs_dsn_reports_total": ("counter", "action", ["failed", "delayed", "relayed"]),
     "mrs_dns_queries_total": ("counter", None, None),
     "mrs_dns_cache_hits_total": ("counter", None, None),
     "mrs_dns_failures_total": ("counter", None, None),

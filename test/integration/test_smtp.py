@@ -434,7 +434,8 @@ def test_address_syntax(ctx):
     assert r.cmd("MAIL FROM:<@route.test:news@customer.test> BODY=8BITMIME")[0] == 250
     assert r.cmd('RCPT TO:<"john doe"@dest.test>')[0] == 250
     assert r.cmd("RCPT TO:<postmaster>")[0] == 550
-    assert r.cmd("RCPT TO:<x@dest.test> NOTIFY=NEVER")[0] == 555
+    assert r.cmd("RCPT TO:<x@dest.test> XFOO=1")[0] == 555  # not advertised
+    assert r.cmd("RCPT TO:<x@dest.test> NOTIFY=NEVER")[0] == 250  # DSN is (test_dsn)
     r.close()
 
 
