@@ -46,6 +46,26 @@ def free_port(addr="127.0.0.1", kind=socket.SOCK_STREAM):
     raise RuntimeError("no free port")
 
 
+def common_port(addrs):
+    """A TCP port free on every one of addrs (all MX hosts share it)."""
+    for _ in range(100):
+        port = free_port(addrs[0])
+        socks = []
+        try:
+            for a in addrs:
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((a, port))
+                socks.append(s)
+            return port
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no common free port")
+
+
 def wait_port(host, port, timeout=10.0, proc=None):
     deadline = time.time() + timeout
     while time.time() < deadline:

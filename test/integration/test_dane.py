@@ -23,13 +23,12 @@ Each case is one recipient domain with one MX host and its TLSA records:
 """
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import tempfile
 import time
 
-from harness import SPF_OK, Proc, free_port, token_for, wait_port
+from harness import Proc, SPF_OK, common_port, free_port, token_for, wait_port
 
 USER = ("alice@customer.test", "alice-secret")
 SENDER = USER[0]
@@ -193,25 +192,6 @@ def sign_zone(ctx, d):
     with open(signed, "w") as f:
         f.writelines(out)
     return signed, os.path.join(d, ksk + ".key")
-
-
-def common_port(addrs):
-    for _ in range(100):
-        port = free_port(addrs[0])
-        socks = []
-        try:
-            for a in addrs:
-                s = socket.socket()
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind((a, port))
-                socks.append(s)
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no common free port")
 
 
 def setup(h):

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 
-from harness import SPF_OK, free_port, token_for
+from harness import SPF_OK, common_port, free_port, token_for
 
 USER = ("alice@customer.test", "alice-secret")
 SENDER = "alice@customer.test"
@@ -178,26 +178,6 @@ class SlowServer:
 
 class Ctx:
     pass
-
-
-def common_port(addrs):
-    """A TCP port free on every one of addrs (all MX hosts share it)."""
-    for _ in range(100):
-        port = free_port(addrs[0])
-        socks = []
-        try:
-            for a in addrs:
-                s = socket.socket()
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind((a, port))
-                socks.append(s)
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no common free port")
 
 
 def setup(h):

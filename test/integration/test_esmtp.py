@@ -9,12 +9,11 @@ The BDAT edge cases use a raw client: Python's smtplib has no BDAT."""
 import email
 import email.policy
 import os
-import socket
 import threading
 import time
 import uuid
 
-from harness import SPF_OK, auth_plain, free_port, token_for
+from harness import SPF_OK, auth_plain, common_port, token_for
 
 USER, PW = "alice@customer.test", "alice-secret"
 SENDER = "alice@customer.test"
@@ -35,26 +34,6 @@ ZONE = [
     "ascii.test. MX 10 mx.ascii.test.", "mx.ascii.test. A 127.0.0.32",
     "stay.test. MX 10 mx.stay.test.", "mx.stay.test. A 127.0.0.39",
 ]
-
-
-def common_port(addrs):
-    """A TCP port free on every one of addrs (all MX hosts share it)."""
-    for _ in range(100):
-        port = free_port(addrs[0])
-        socks = []
-        try:
-            for a in addrs:
-                s = socket.socket()
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind((a, port))
-                socks.append(s)
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no common free port")
 
 
 class Sink:

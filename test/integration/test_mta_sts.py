@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 
-from harness import SPF_OK, Dns, free_port, token_for
+from harness import Dns, SPF_OK, common_port, free_port, token_for
 
 USER = ("alice@customer.test", "alice-secret")
 SENDER = "alice@customer.test"
@@ -240,24 +240,6 @@ class CloseServer:
 
     def stop(self):
         self.sock.close()
-
-
-def common_port(addrs):
-    for _ in range(100):
-        port, socks = free_port(addrs[0]), []
-        try:
-            for a in addrs:
-                s = socket.socket()
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind((a, port))
-                socks.append(s)
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no common free port")
 
 
 class Ctx:
