@@ -288,7 +288,7 @@ def test_delivered_intact_with_received_header(ctx):
         submit(m, ["someone@intact.test"], tok, data=data, mail_options=["BODY=8BITMIME"])
         t0 = time.time()
         got = wait_msgs(ctx.sinks["intact"], tok)[0]
-        assert time.time() - t0 < 1.5, "a new message waited for a poll instead of being picked up at once"
+        assert time.time() - t0 < 5, "a new message waited for a poll instead of being picked up at once"
         assert got["mail_from"] == SENDER and got["rcpt_tos"] == ["someone@intact.test"]
         assert got["data"].endswith(data), "the message changed on the way"
         prefix = got["data"][:-len(data)].decode()
@@ -739,9 +739,14 @@ def test_crash_safety_under_kill_9(ctx):
     try:
         time.sleep(0.5)
         for _ in range(12):
-            # each new process verifies the first AUTHs with Argon2id: give
-            # the clients time to get some messages through every time
-            time.sleep(random.uniform(0.5, 1.2))
+            # each new process verifies the first AUTHs with Argon2id: let
+            # the clients get a few messages through every time (counted, not
+            # timed: a loaded machine is slower, not less tested), then kill
+            # at a random moment, often in the middle of a transaction
+            base, until = len(accepted), time.time() + 30
+            while len(accepted) < base + 3 and time.time() < until:
+                time.sleep(0.02)
+            time.sleep(random.uniform(0, 0.4))
             m.stop(signal.SIGKILL)
             kills += 1
             m.start()
