@@ -258,6 +258,10 @@ test_pkgs() {
     # DANE (test_dane): a DNSSEC-signed zone made with ldns-keygen /
     # ldns-signzone, served and validated by unbound (auth-zone, trust anchor)
     need_cap ldnsutils sh -c 'command -v ldns-keygen && command -v ldns-signzone'
+    # the OpenSSL load generator (test_loadgen, the benchmark): TLS 1.3 with
+    # session tickets, compiled and linked against the system's libssl
+    need_cap libssl-dev sh -c 'printf "#include <openssl/ssl.h>\nint main(void){return SSL_CTX_set_num_tickets(SSL_CTX_new(TLS_client_method()), 1) != 1;}\n" |
+        ${HOSTCC:-gcc} -x c - -o /dev/null -lssl -lcrypto'
     # promtool (check rules / test rules / check metrics); the package's
     # daemon is never started (need_pkgs installs under policy-rc.d 101).
     need_cap prometheus promtool --version

@@ -111,8 +111,9 @@ uint64_t delivery_domain_key(const uint8_t secret[CRYPTO_KEY_BYTES], const char 
      * resolves those), so it shares their slots */
     if (len > 0 && domain[len - 1] == '.')
         len--;
-    if (!idna_is_ascii(domain, len) && idna_to_ascii(domain, len, alabel, sizeof alabel) > 0)
-        domain = alabel;
+    const char *a = idna_alabel(domain, len, alabel, sizeof alabel);
+    if (a)
+        domain = a;
     /* recipient domains are validated to fit; a longer one is keyed by its
      * first SMTP_DOMAIN_MAX_BYTES bytes (it shares their slots, no more) */
     for (; domain[n] && n < SMTP_DOMAIN_MAX_BYTES; n++)

@@ -255,3 +255,10 @@ int idna_to_ascii(const char *domain, size_t len, char *out, size_t cap)
     out[o] = '\0';
     return (int)o;
 }
+
+const char *idna_alabel(const char *domain, size_t len, char *buf, size_t cap)
+{
+    if (idna_is_ascii(domain, len))
+        return domain;
+    return idna_to_ascii(domain, len, buf, cap) > 0 ? buf : NULL;
+}

@@ -55,4 +55,11 @@ int idna_punycode_decode(const char *in, size_t len, uint32_t *out, size_t cap);
  */
 int idna_to_ascii(const char *domain, size_t len, char *out, size_t cap);
 
+/*
+ * idna_alabel — the name DNS knows for domain (its first len bytes): domain
+ * itself when it is ASCII, else its A-labels in buf (cap bytes, NUL-ended);
+ * NULL when it is not a valid internationalized domain name.
+ */
+const char *idna_alabel(const char *domain, size_t len, char *buf, size_t cap);
+
 #endif

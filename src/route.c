@@ -163,11 +163,10 @@ enum route_status route_lookup(const char *domain, struct route *r)
     if (config->smarthost_set)
         return smarthost(r);
     char alabel[SMTP_DOMAIN_MAX_BYTES + 1];
-    if (!idna_is_ascii(domain, strlen(domain))) { /* SMTPUTF8: DNS knows the A-labels */
-        if (idna_to_ascii(domain, strlen(domain), alabel, sizeof alabel) < 0)
-            return fail(r, ROUTE_PERMFAIL, "553 5.1.3 %s: not a valid internationalized domain", domain);
-        domain = alabel;
-    }
+    const char *name = idna_alabel(domain, strlen(domain), alabel, sizeof alabel); /* SMTPUTF8: DNS knows A-labels */
+    if (!name)
+        return fail(r, ROUTE_PERMFAIL, "553 5.1.3 %s: not a valid internationalized domain", domain);
+    domain = name;
     enum dns_status st = dns_lookup(domain, DNS_TYPE_MX, 0, &mx);
     r->names_secure = mx && mx->secure; /* a validated MX RRset, or its validated absence (implicit MX) */
     if (st == DNS_OK && mx->null_mx) {

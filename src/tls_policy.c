@@ -51,11 +51,9 @@ void tls_policy_domain(const char *domain, const struct route *r, int64_t deadli
     if (!config->mta_sts)
         return;
     char alabel[SMTP_DOMAIN_MAX_BYTES + 1];
-    if (!idna_is_ascii(domain, strlen(domain))) { /* SMTPUTF8: the policy is published under the A-label */
-        if (idna_to_ascii(domain, strlen(domain), alabel, sizeof alabel) < 0)
-            return; /* route_lookup has already refused such a domain */
-        domain = alabel;
-    }
+    domain = idna_alabel(domain, strlen(domain), alabel, sizeof alabel); /* the policy is under the A-label */
+    if (!domain)
+        return; /* route_lookup has already refused such a domain */
     mta_sts_cache_lookup(domain, deadline_ms, &d->sts);
     if (!d->sts.have) {
         log_debug("mta-sts", NULL, "%s: no MTA-STS policy (%s): opportunistic TLS", domain, d->sts.note);
