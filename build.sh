@@ -102,15 +102,19 @@ verify() {
     [ "$got" = "$3" ] || die "$2: SHA-256 $got does not match the pin for '$1' in vendor/pins ($3); review that pin"
 }
 
+# The headers vendor/mbedtls-*.patch include: they are copied into mbedTLS's
+# library directory before it is built.
+MBEDTLS_HOOK_HEADERS="src/psa_sodium.h"
+
 # build_dep NAME TARBALL SHA256 FLAVOUR CC — unpack and build one pinned
 # library into $DEPS/$FLAVOUR, unless the same pin is already built there.
 build_dep() {
     local name=$1 tarball=$2 sha=$3 flavour=$4 cc=$5
     local prefix="$DEPS/$flavour" stamp="$DEPS/$flavour/.$name.stamp"
-    # mbedTLS is rebuilt when its configuration, our patch to its driver
-    # dispatch layer or the driver's header changes (a CI machine with an old
-    # .deps gets the new build).
-    local want="$sha $(cat vendor/mbedtls_config.h vendor/mbedtls-psa-sodium.patch src/psa_sodium.h |
+    # mbedTLS is rebuilt when its configuration, one of our patches to it
+    # (vendor/mbedtls-*.patch) or a header they include changes (a CI machine
+    # with an old .deps gets the new build).
+    local want="$sha $(cat vendor/mbedtls_config.h vendor/mbedtls-*.patch $MBEDTLS_HOOK_HEADERS |
                        sha256sum | cut -d' ' -f1) $cc"
     [ "$name" = mbedtls ] || want="$sha $cc"
     [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
@@ -121,10 +125,13 @@ build_dep() {
     say "building $name ($flavour)"
     case $name in
     mbedtls)
-        # The X25519 driver on libsodium (src/psa_sodium.h says why and how).
-        patch -s -p1 -d "$work/$name" < vendor/mbedtls-psa-sodium.patch ||
-            die "vendor/mbedtls-psa-sodium.patch does not apply to $tarball"
-        cp src/psa_sodium.h "$work/$name/library/"
+        # Our narrow hooks into mbedTLS, each patch with the header that says
+        # why and how (src/psa_sodium.h: the X25519 driver on libsodium).
+        local p
+        for p in vendor/mbedtls-*.patch; do
+            patch -s -p1 -d "$work/$name" < "$p" || die "$p does not apply to $tarball"
+        done
+        cp $MBEDTLS_HOOK_HEADERS "$work/$name/library/"
         make -s -C "$work/$name/library" -j"$JOBS" CC="$cc" AR=ar \
             CFLAGS="-O2 -fPIC -DMBEDTLS_CONFIG_FILE='\"$TOP/vendor/mbedtls_config.h\"'" \
             libmbedcrypto.a libmbedx509.a libmbedtls.a >&2
