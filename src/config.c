@@ -551,6 +551,8 @@ static const struct var vars[] = {
     {"MRS_DELIVERY_DATA_TIMEOUT", K_DURATION, "10m", F(delivery_data_timeout_ms), 100, 3600000, "a duration from 100ms to 1h"},
     {"MRS_DELIVERY_ATTEMPT_TIMEOUT", K_DURATION, "15m", F(delivery_attempt_timeout_ms), 1000, DAY_MS, "a duration from 1s to 1d, e.g. 15m"},
     {"MRS_DELIVERY_DOMAIN_CONCURRENCY", K_UINT, "4", F(delivery_domain_concurrency), 1, 1024, "a number from 1 to 1024"},
+    {"MRS_DELIVERY_CONNECTION_REUSE", K_BOOL, "on", F(delivery_connection_reuse), 0, 0, "on or off"},
+    {"MRS_DELIVERY_IDLE_TIMEOUT", K_DURATION, "5s", F(delivery_idle_timeout_ms), 100, 300000, "a duration from 100ms to 5m, e.g. 5s"},
     {"MRS_DELIVERY_DENY_NETS", K_NETS, "127.0.0.0/8,::1/128,0.0.0.0/8,::/128,169.254.0.0/16,fe80::/10,224.0.0.0/4,ff00::/8",
      0, 0, 0, "comma-separated CIDR networks (at most 32) or none"},
     {"MRS_MAX_MESSAGE_BYTES", K_SIZE, "26214400", F(max_message_bytes), 1024, 1LL << 31, "a size from 1K to 2G, e.g. 26214400 or 25M"},

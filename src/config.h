@@ -110,6 +110,8 @@ struct config {
     int64_t delivery_data_timeout_ms;       /* MRS_DELIVERY_DATA_TIMEOUT */
     int64_t delivery_attempt_timeout_ms;    /* MRS_DELIVERY_ATTEMPT_TIMEOUT, one attempt */
     int64_t delivery_domain_concurrency;    /* MRS_DELIVERY_DOMAIN_CONCURRENCY */
+    bool delivery_connection_reuse;         /* MRS_DELIVERY_CONNECTION_REUSE: idle sessions, TLS resumption */
+    int64_t delivery_idle_timeout_ms;       /* MRS_DELIVERY_IDLE_TIMEOUT: an idle session is closed after it */
     struct config_net deny_nets[CONFIG_NETS_MAX]; /* MRS_DELIVERY_DENY_NETS */
     int deny_net_count;
 

@@ -320,6 +320,8 @@ enum conn_status conn_tls_client(struct conn *c, int64_t deadline, const char *s
         snprintf(c->tls_error, sizeof c->tls_error, "no TLS client context");
         return CONN_ERROR;
     }
+    if (c->resume)
+        (void)tls_session_set(c->tls, c->resume); /* a refused offer is a full handshake */
     return handshake(c, deadline);
 }
 

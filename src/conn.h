@@ -33,6 +33,7 @@ enum conn_status {
 };
 
 struct tls_conn;
+struct tls_session;
 
 struct conn {
     int fd;
@@ -44,6 +45,7 @@ struct conn {
     size_t out_len;
     char out[CONN_OUT_MAX_BYTES];
     char tls_error[160];  /* why the last handshake failed */
+    const struct tls_session *resume; /* conn_tls_client offers it (session resumption); NULL: none */
 };
 
 /* conn_init — take ownership of fd (made non-blocking), input buffer limit

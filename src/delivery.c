@@ -31,12 +31,14 @@
 #include "dsn.h"
 #include "idna.h"
 #include "log.h"
+#include "outpool.h"
 #include "queue.h"
 #include "route.h"
 #include "smtp_client.h"
 #include "smtp_proto.h"
 #include "spool.h"
 #include "stats.h"
+#include "tls.h"
 #include "tls_policy.h"
 #include "util.h"
 
@@ -179,9 +181,9 @@ static void settle(struct job *j, size_t i, enum spool_rcpt_status st, const cha
               &(struct log_fields){.queue_id = j->m.id, .from = j->m.from, .rcpt = r->addr,
                                    .remote = remote && remote[0] ? remote : NULL, .result = spool_status_name(st),
                                    .reason = r->reply},
-              "%s%s%s", tls && tls->tls ? tls->tls_version : "no TLS",
+              "%s%s%s%s", tls && tls->tls ? tls->tls_version : "no TLS",
               tls && tls->tls ? (tls->tls_verified ? ", certificate verified" : ", certificate not verified") : "",
-              st == SPOOL_DEFERRED ? "; will retry" : "");
+              tls && tls->reused ? "; connection reused" : "", st == SPOOL_DEFERRED ? "; will retry" : "");
 }
 
 /* ---- one transaction ------------------------------------------------------------ */
@@ -198,19 +200,61 @@ static enum smtp_client_tls tls_mode(const struct route *r)
     return SMTP_CLIENT_TLS_STARTTLS;
 }
 
+/* session — one session for cj: an idle one with the same key when there
+ * is one (outpool), else a new connection offering the TLS session kept
+ * for the key; afterwards the session is parked and the new TLS session
+ * kept.  Counted in mrs_outbound_connections_total. */
+static enum smtp_client_result session(struct job *j, struct smtp_client_job *cj, struct smtp_client_outcome *out)
+{
+    struct outpool_key *k = malloc(sizeof *k);
+    if (!k || !config->delivery_connection_reuse) {
+        free(k);
+        enum smtp_client_result res = smtp_client_deliver(cj, out);
+        STATS_ADD(outbound_connections_total[0], out->connects);
+        return res;
+    }
+    outpool_key(cj, j->route->smarthost, k);
+    struct tls_session *resume = outpool_tls_take(k);
+    cj->reuse = outpool_take(k);
+    cj->resume = resume;
+    cj->park = true;
+    cj->messages_max = OUTPOOL_MESSAGES_MAX;
+    cj->want_tls_session = k->resumable;
+    enum smtp_client_result res = smtp_client_deliver(cj, out);
+    cj->reuse = NULL;
+    cj->resume = NULL;
+    cj->park = false;
+    STATS_ADD(outbound_connections_total[0], out->connects);
+    if (out->reused)
+        STATS_INC(outbound_connections_total[1]);
+    if (out->tls_session) {
+        outpool_tls_put(k, out->tls_session);
+        out->tls_session = NULL;
+        tls_session_free(resume);
+    } else if (out->connects == 0) {
+        outpool_tls_put(k, resume); /* not used: kept for the next */
+    } else {
+        tls_session_free(resume);
+    }
+    outpool_put(k, out->parked);
+    out->parked = NULL;
+    free(k);
+    return res;
+}
+
 /* try_target — one address: a session, and once more in plaintext when an
  * opportunistic STARTTLS handshake failed (RFC 7435 §3: better plaintext
  * than no delivery). */
 static enum smtp_client_result try_target(struct job *j, struct smtp_client_job *cj, struct smtp_client_outcome *out)
 {
-    enum smtp_client_result res = smtp_client_deliver(cj, out);
+    enum smtp_client_result res = session(j, cj, out);
     if (res == SMTP_CLIENT_TLS_FAILED && cj->tls == SMTP_CLIENT_TLS_OPPORTUNISTIC && !cj->tls_req->tls_required &&
         util_now_ms() < cj->deadline_ms) {
         log_warn("delivery", &(struct log_fields){.queue_id = j->m.id, .remote = cj->target->label,
                                                   .result = "tls-failed", .reason = out->reply.text},
                  "STARTTLS handshake failed: retrying once in plaintext on a new connection");
         cj->tls = SMTP_CLIENT_TLS_OFF;
-        res = smtp_client_deliver(cj, out);
+        res = session(j, cj, out);
         cj->tls = SMTP_CLIENT_TLS_OPPORTUNISTIC;
     }
     return res;
@@ -767,6 +811,8 @@ int delivery_start(char *err, size_t err_len)
     pthread_condattr_t ca;
     pthread_attr_t a;
     crypto_random(domain_key_secret, sizeof domain_key_secret);
+    if (outpool_start(err, err_len) < 0)
+        return -1;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&run_cv, &ca);
@@ -812,6 +858,7 @@ void delivery_stop(int64_t deadline)
     }
     int64_t left = running;
     pthread_mutex_unlock(&run_mu);
+    outpool_stop(deadline); /* a thread still delivering closes its session itself */
     if (left > 0)
         log_warn("shutdown", NULL, "%lld delivery thread(s) still in a transaction; their messages stay in the "
                  "spool and may be delivered again after the restart", (long long)left);

@@ -478,6 +478,10 @@ static void render_queue(struct out *o)
         for (int r = 0; r < STATS_TLS_RESULTS; r++)
             out_printf(o, "mrs_outbound_tls_total{policy=\"%s\",result=\"%s\"} %lld\n", stats_tls_policy_name(p),
                        stats_tls_result_name(r), LOAD(stats.outbound_tls_total[p][r]));
+    family(o, "mrs_outbound_connections_total", "counter",
+           "Outbound SMTP connections a message went over: reused=\"yes\" an idle one kept from an earlier message.");
+    out_printf(o, "mrs_outbound_connections_total{reused=\"no\"} %lld\n", LOAD(stats.outbound_connections_total[0]));
+    out_printf(o, "mrs_outbound_connections_total{reused=\"yes\"} %lld\n", LOAD(stats.outbound_connections_total[1]));
     family(o, "mrs_dsn_reports_total", "counter",
            "Delivery status notifications mrs sent (RFC 3464), by the action they report.");
     for (int a = 0; a < STATS_DSN_ACTIONS; a++)

@@ -11,6 +11,16 @@
  * reply: the server's, or our own 451 when the connection broke (after the
  * end of data too: we cannot know whether the server kept the message, so
  * it is retried — at-least-once, SPEC §5).
+ *
+ * Reuse: a session that ends in step (a transaction completed, or refused
+ * in a way that leaves the connection usable) is parked in a struct
+ * smtp_client_session instead of QUIT when the job asks for it; the next
+ * job adopting it re-checks what it needs against the kept EHLO
+ * capabilities (SMTPUTF8, SIZE) and starts at MAIL (RSET first when the
+ * last transaction was left open).  The first reply read on an adopted
+ * session decides whether it is alive: EOF, an error, a 421 or a refused
+ * RSET closes it and a new connection starts from the greeting, with
+ * nothing settled.
  */
 #include "smtp_client.h"
 
@@ -43,10 +53,20 @@ enum client_state {
     CS_DOT,
     CS_QUIT,
     CS_DONE,
+    CS_RSET,
 };
 
 static const char *const state_names[] = {"greeting", "EHLO", "HELO", "STARTTLS", "AUTH", "MAIL FROM",
-                                          "RCPT TO", "DATA", "end of data", "QUIT", "done"};
+                                          "RCPT TO", "DATA", "end of data", "QUIT", "done", "RSET"};
+
+/* What a parked session keeps between two transactions. */
+struct smtp_client_session {
+    struct conn conn;
+    struct smtp_client_caps caps;
+    bool tls_up, authed, starttls_refused;
+    bool rset;                      /* a transaction may be open: RSET before MAIL */
+    int messages;                   /* transactions begun on it */
+};
 
 struct client {
     struct conn conn;
@@ -63,6 +83,13 @@ struct client {
     int auth_step;
     size_t rcpt_index, accepted;
     bool settled;                   /* every recipient reply is final */
+    bool reused;                    /* adopted from job->reuse */
+    bool reuse_first;               /* and no reply read on it yet: a bad one means it was dead */
+    bool pipelined;                 /* RCPT and DATA went out with MAIL (RFC 2920) */
+    bool batch;                     /* send_line collects without flushing */
+    bool parkable;                  /* the session ends in step: it may be parked instead of QUIT */
+    bool rset;                      /* a transaction may be open on it */
+    int messages;                   /* transactions begun on this connection */
     char line[CLIENT_LINE_BYTES];
     unsigned char secret[2 * SMTP_CLIENT_PASSWORD_MAX_BYTES]; /* wiped after use */
     char in[SMTP_CLIENT_CHUNK_BYTES];
@@ -248,7 +275,7 @@ static enum conn_status send_line(struct client *cl, const char *shown)
     enum conn_status st = conn_write(&cl->conn, deadline, cl->line, strlen(cl->line));
     if (st == CONN_OK)
         st = conn_write(&cl->conn, deadline, "\r\n", 2);
-    if (st == CONN_OK)
+    if (st == CONN_OK && !cl->batch)
         st = conn_flush(&cl->conn, deadline);
     return st;
 }
@@ -380,6 +407,8 @@ static enum conn_status send_mail(struct client *cl)
     if (cl->caps.size)
         snprintf(size, sizeof size, " SIZE=%lld", (long long)j->length);
     cl->out->dsn = dsn;
+    cl->messages++;
+    cl->rset = true;
     return send_cmd(cl, "MAIL FROM:<%s>%s%s%s%s%s%s%s", j->from, size,
                     j->eightbit && cl->caps.eightbitmime ? " BODY=8BITMIME" : "", j->smtputf8 ? " SMTPUTF8" : "",
                     dsn && j->dsn_ret ? " RET=" : "", dsn && j->dsn_ret ? j->dsn_ret : "",
@@ -397,19 +426,44 @@ static enum conn_status send_rcpt(struct client *cl)
                     orcpt ? " ORCPT=" : "", orcpt ? orcpt : "");
 }
 
+/* send_pipelined — MAIL, every RCPT and DATA in one write (RFC 2920 §3.1:
+ * DATA is the last command of the group); the replies are read one by one
+ * in the states that follow, which send nothing more. */
+static enum conn_status send_pipelined(struct client *cl)
+{
+    enum conn_status st;
+    cl->batch = true;
+    st = send_mail(cl);
+    for (size_t i = 0; st == CONN_OK && i < cl->job->rcpt_count; i++) {
+        cl->rcpt_index = i;
+        st = send_rcpt(cl);
+    }
+    if (st == CONN_OK)
+        st = send_cmd(cl, "DATA");
+    cl->batch = false;
+    cl->rcpt_index = 0;
+    cl->pipelined = true;
+    if (st == CONN_OK)
+        st = conn_flush(&cl->conn, capped(cl, util_now_ms() + config->delivery_command_timeout_ms));
+    return st;
+}
+
 static enum conn_status enter(struct client *cl)
 {
+    if (cl->pipelined && (cl->state == CS_RCPT || cl->state == CS_DATA))
+        return CONN_OK; /* sent with MAIL */
     switch (cl->state) {
     case CS_GREETING: return CONN_OK;
     case CS_EHLO: return send_cmd(cl, "EHLO %s", config->hostname);
     case CS_HELO: return send_cmd(cl, "HELO %s", config->hostname);
     case CS_STARTTLS: return send_cmd(cl, "STARTTLS");
     case CS_AUTH: return send_auth(cl);
-    case CS_MAIL: return send_mail(cl);
+    case CS_MAIL: return cl->caps.pipelining ? send_pipelined(cl) : send_mail(cl);
     case CS_RCPT: return send_rcpt(cl);
     case CS_DATA: return send_cmd(cl, "DATA");
     case CS_DOT: return send_body(cl);
     case CS_QUIT: return send_cmd(cl, "QUIT");
+    case CS_RSET: return send_cmd(cl, "RSET");
     case CS_DONE: break;
     }
     return CONN_ERROR;
@@ -469,10 +523,12 @@ static void after_ehlo(struct client *cl)
         /* RFC 6531 §3.2: no downgrade; the sender learns it from the bounce */
         set_reply(&why, 553, false, "553 5.6.7 %s does not offer SMTPUTF8, which this message needs "
                   "(UTF-8 addresses or headers, RFC 6531)", j->target->label);
+        cl->parkable = true; /* nothing was sent for this message */
         finish(cl, SMTP_CLIENT_REFUSED, &why, true);
     } else if (cl->caps.size && cl->caps.size_max > 0 && j->length > cl->caps.size_max) {
         set_reply(&why, 552, false, "552 5.3.4 the message (%lld bytes) is larger than %s accepts (SIZE %lld)",
                   (long long)j->length, j->target->label, (long long)cl->caps.size_max);
+        cl->parkable = true;
         finish(cl, SMTP_CLIENT_REFUSED, &why, true);
     } else {
         set_state(cl, CS_MAIL);
@@ -542,10 +598,11 @@ static void on_rcpt(struct client *cl)
     }
     if (++cl->rcpt_index < j->rcpt_count) {
         set_state(cl, CS_RCPT);
-    } else if (cl->accepted > 0) {
-        set_state(cl, CS_DATA);
+    } else if (cl->accepted > 0 || cl->pipelined) {
+        set_state(cl, CS_DATA); /* pipelined: DATA's reply is still to read */
     } else {
         cl->settled = true;
+        cl->parkable = true; /* the transaction stays open: RSET before the next */
         finish(cl, SMTP_CLIENT_SENT, NULL, true);
     }
 }
@@ -559,7 +616,27 @@ static void settle_accepted(struct client *cl)
         if (j->rcpt_replies[i].code / 100 == 2)
             j->rcpt_replies[i] = cl->r;
     cl->settled = true;
+    /* in step unless the server is closing or said something odd; after
+     * the end of data the transaction is over */
+    cl->parkable = cl->r.remote && cl->r.code != 421;
+    if (cl->state == CS_DOT)
+        cl->rset = false;
+    cl->pipelined = false;
     finish(cl, SMTP_CLIENT_SENT, NULL, true);
+}
+
+/* mail_refused — the reply to MAIL was not 2xx; pipelined, the replies to
+ * the RCPTs and DATA sent with it are read first, so that the session stays
+ * in step. */
+static void mail_refused(struct client *cl)
+{
+    struct smtp_client_reply mail = cl->r;
+    bool in_step = mail.code != 421, pipelined = cl->pipelined;
+    for (size_t i = 0; in_step && pipelined && i < cl->job->rcpt_count + 1; i++)
+        in_step = read_reply(cl) == CONN_OK && cl->r.code != 421;
+    cl->pipelined = false;
+    cl->parkable = in_step && mail.code / 100 == 5;
+    finish(cl, mail.code / 100 == 5 ? SMTP_CLIENT_REFUSED : SMTP_CLIENT_NEXT, &mail, in_step || !pipelined);
 }
 
 static void on_reply(struct client *cl)
@@ -600,13 +677,19 @@ static void on_reply(struct client *cl)
         if (cls == 2)
             set_state(cl, CS_RCPT);
         else
-            finish(cl, cls == 5 ? SMTP_CLIENT_REFUSED : SMTP_CLIENT_NEXT, &cl->r, true);
+            mail_refused(cl);
         break;
     case CS_RCPT:
         on_rcpt(cl);
         break;
     case CS_DATA:
-        if (code == 354) {
+        if (code == 354 && cl->accepted == 0) {
+            /* pipelined DATA accepted with no recipient: send nothing and
+             * leave (the RCPT replies stand) */
+            cl->settled = true;
+            finish(cl, SMTP_CLIENT_SENT, NULL, false);
+        } else if (code == 354) {
+            cl->pipelined = false;
             set_state(cl, CS_DOT);
         } else if (cls == 4 || cls == 5) {
             settle_accepted(cl);
@@ -625,6 +708,10 @@ static void on_reply(struct client *cl)
     case CS_QUIT:
     case CS_DONE:
         set_state(cl, CS_DONE);
+        break;
+    case CS_RSET:
+        cl->rset = false;
+        after_ehlo(cl); /* 250: the reuse_first check took any other reply */
         break;
     }
 }
@@ -658,6 +745,8 @@ static bool start(struct client *cl)
         return false;
     }
     cl->connected = true;
+    cl->out->connects++;
+    cl->conn.resume = j->resume;
     if (j->tls == SMTP_CLIENT_TLS_IMPLICIT &&
         conn_tls_client(&cl->conn, capped(cl, util_now_ms() + config->delivery_command_timeout_ms), j->target->host,
                         TLS_VERIFY_SMARTHOST) != CONN_OK) {
@@ -668,6 +757,87 @@ static bool start(struct client *cl)
     return true;
 }
 
+/* adopt — take the parked session s (consumed): its connection and what
+ * its EHLO said, then RSET or on to MAIL as after EHLO. */
+static void adopt(struct client *cl, struct smtp_client_session *s)
+{
+    cl->conn = s->conn;
+    cl->caps = s->caps;
+    cl->tls_up = s->tls_up;
+    cl->authed = s->authed;
+    cl->starttls_refused = s->starttls_refused;
+    cl->rset = s->rset;
+    cl->messages = s->messages;
+    free(s);
+    cl->connected = cl->reused = cl->reuse_first = true;
+    if (cl->rset)
+        set_state(cl, CS_RSET);
+    else
+        after_ehlo(cl);
+}
+
+/* reuse_failed — the adopted session is dead (st, or its first reply):
+ * close it and start over on a new connection; nothing is settled. */
+static bool reuse_failed(struct client *cl, enum conn_status st)
+{
+    const struct smtp_client_job *j = cl->job;
+    log_info("smtp-out", &(struct log_fields){.queue_id = j->queue_id, .remote = j->target->label},
+             "the idle connection is gone (%s to %s: %s): opening a new one",
+             st == CONN_OK ? "reply" : conn_status_name(st), state_names[cl->state],
+             st == CONN_OK ? cl->r.text : "no reply");
+    conn_close(&cl->conn);
+    for (size_t i = 0; i < j->rcpt_count; i++)
+        memset(&j->rcpt_replies[i], 0, sizeof j->rcpt_replies[i]);
+    cl->connected = cl->tls_up = cl->authed = cl->starttls_refused = false;
+    cl->reused = cl->reuse_first = cl->pipelined = cl->parkable = cl->rset = cl->batch = false;
+    cl->result_set = cl->settled = false;
+    cl->rcpt_index = cl->accepted = 0;
+    cl->messages = 0;
+    memset(&cl->caps, 0, sizeof cl->caps);
+    cl->out->transacted = cl->out->dsn = false;
+    cl->state = CS_GREETING;
+    return start(cl);
+}
+
+/* park — the session is in step and may carry another message: hand it
+ * to the caller instead of QUIT. */
+static bool park(struct client *cl)
+{
+    const struct smtp_client_job *j = cl->job;
+    if (!j->park || !cl->parkable || cl->messages >= j->messages_max || attempt_over(cl))
+        return false;
+    struct smtp_client_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return false;
+    s->conn = cl->conn;
+    s->caps = cl->caps;
+    s->tls_up = cl->tls_up;
+    s->authed = cl->authed;
+    s->starttls_refused = cl->starttls_refused;
+    s->rset = cl->rset;
+    s->messages = cl->messages;
+    s->conn.resume = NULL;
+    cl->out->parked = s;
+    cl->connected = false; /* the connection is s's now */
+    set_state(cl, CS_DONE);
+    return true;
+}
+
+void smtp_client_session_close(struct smtp_client_session *s, int64_t deadline)
+{
+    if (!s)
+        return;
+    int64_t d = util_now_ms() + SMTP_CLIENT_QUIT_TIMEOUT_MS;
+    if (deadline < d)
+        d = deadline;
+    char *line;
+    size_t len;
+    if (conn_write(&s->conn, d, "QUIT\r\n", 6) == CONN_OK && conn_flush(&s->conn, d) == CONN_OK)
+        (void)conn_read_line(&s->conn, d, SMTP_CLIENT_LINE_MAX_BYTES, &line, &len);
+    conn_close(&s->conn);
+    free(s);
+}
+
 enum smtp_client_result smtp_client_deliver(const struct smtp_client_job *job, struct smtp_client_outcome *out)
 {
     memset(out, 0, sizeof *out);
@@ -675,6 +845,7 @@ enum smtp_client_result smtp_client_deliver(const struct smtp_client_job *job, s
         memset(&job->rcpt_replies[i], 0, sizeof job->rcpt_replies[i]);
     struct client *cl = calloc(1, sizeof *cl);
     if (!cl) {
+        smtp_client_session_close(job->reuse, 0);
         out->result = SMTP_CLIENT_NEXT;
         set_reply(&out->reply, 451, false, "451 4.3.0 out of memory");
         return out->result;
@@ -682,8 +853,15 @@ enum smtp_client_result smtp_client_deliver(const struct smtp_client_job *job, s
     cl->job = job;
     cl->out = out;
     size_t steps_max = 16 + job->rcpt_count;
-    if (start(cl)) {
+    bool going = true;
+    if (job->reuse)
+        adopt(cl, job->reuse);
+    else
+        going = start(cl);
+    if (going) {
         for (size_t steps = 0; cl->state != CS_DONE && steps < steps_max; steps++) {
+            if (cl->state == CS_QUIT && park(cl))
+                break;
             /* a write rarely has to wait: check the attempt's end here too;
              * QUIT is a courtesy the attempt has no time left for */
             if (attempt_over(cl) && cl->state == CS_QUIT) {
@@ -693,6 +871,13 @@ enum smtp_client_result smtp_client_deliver(const struct smtp_client_job *job, s
             enum conn_status st = attempt_over(cl) ? CONN_TIMEOUT : enter(cl);
             if (st == CONN_OK)
                 st = read_reply(cl);
+            if (cl->reuse_first && cl->state != CS_QUIT && (st != CONN_OK || cl->r.code == 421 || (cl->state == CS_RSET && cl->r.code != 250))) {
+                if (!reuse_failed(cl, st))
+                    break;
+                steps = 0;
+                continue;
+            }
+            cl->reuse_first = false;
             if (st != CONN_OK)
                 lost(cl, st);
             else
@@ -701,10 +886,14 @@ enum smtp_client_result smtp_client_deliver(const struct smtp_client_job *job, s
     }
     if (!cl->result_set)
         lost(cl, CONN_ERROR); /* the step limit: cannot happen with a sane server */
-    if (cl->tls_up) {
+    out->reused = cl->reused;
+    if (cl->tls_up && (cl->connected || out->parked)) {
+        const struct tls_conn *t = out->parked ? out->parked->conn.tls : cl->conn.tls;
         out->tls = true;
-        out->tls_verified = tls_peer_verified(cl->conn.tls);
-        snprintf(out->tls_version, sizeof out->tls_version, "%s", tls_version(cl->conn.tls));
+        out->tls_verified = tls_peer_verified(t);
+        snprintf(out->tls_version, sizeof out->tls_version, "%s", tls_version(t));
+        if (!cl->reused && job->want_tls_session)
+            out->tls_session = tls_session_get(t);
     }
     if (cl->connected)
         conn_close(&cl->conn);

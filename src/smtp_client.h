@@ -9,7 +9,14 @@
  * or LOGIN when a user is given → MAIL FROM (SIZE=, BODY=8BITMIME when both
  * sides have them, SMTPUTF8 when the message needs it: without it at the
  * next hop, every recipient fails 5.6.7) → one RCPT per recipient, each
- * with its own reply → DATA with dot-stuffing, streamed from the spool file → QUIT.  Every read and
+ * with its own reply → DATA with dot-stuffing, streamed from the spool file → QUIT.
+ * With PIPELINING (RFC 2920) MAIL, every RCPT and DATA leave in one write
+ * and their replies are read in order.  Instead of QUIT a session still in
+ * step may be handed back (parked, struct smtp_client_session) for the
+ * next message to the same destination (outpool.c keeps them): that one
+ * starts at MAIL (RSET first when a transaction was left open), and when
+ * the parked connection turns out dead on its first command, a new one is
+ * opened as if nothing had happened.  Every read and
  * write has a deadline from MRS_DELIVERY_*_TIMEOUT (RFC 5321 §4.5.3.2),
  * and none goes past the job's deadline (MRS_DELIVERY_ATTEMPT_TIMEOUT: a
  * server that answers each command just in time cannot hold a thread for
@@ -29,6 +36,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+struct tls_session;
 
 #define SMTP_CLIENT_LINE_MAX_BYTES 2048   /* a reply line (RFC 5321 says 512: be lenient) */
 #define SMTP_CLIENT_REPLY_LINES_MAX 64    /* lines of one reply (EHLO lists) */
@@ -74,6 +83,11 @@ struct smtp_client_job {
     const char *dsn_envid;             /* RET= and ENVID= (xtext) of MAIL, NULL when absent; */
     const char *const *rcpt_notify;    /* NOTIFY= and ORCPT= per recipient (entries NULL when */
     const char *const *rcpt_orcpt;     /* absent), or NULL */
+    struct smtp_client_session *reuse; /* a parked session to this destination, tried first; consumed */
+    bool park;                         /* a session left in step goes to out->parked instead of QUIT */
+    int messages_max;                  /* with park: no parking after this many transactions */
+    const struct tls_session *resume;  /* a TLS session to offer on a new connection (not DANE), or NULL */
+    bool want_tls_session;             /* fill out->tls_session */
 };
 
 enum smtp_client_result {
@@ -96,6 +110,11 @@ struct smtp_client_outcome {
     bool tls_policy_failed;            /* tls_req's requirement was not met: NEXT, nothing sent */
     bool transacted;                   /* the session got as far as MAIL FROM */
     bool dsn;                          /* the server offered DSN (RFC 3461): success reports are its own */
+    bool reused;                       /* the message went over job->reuse */
+    int connects;                      /* new connections opened (a dead parked one replaced: 1) */
+    struct smtp_client_session *parked;/* job->park: the session, in step, for the next message; or NULL */
+    struct tls_session *tls_session;   /* a new TLS connection's session (to resume later), or NULL;
+                                        * the caller frees both */
 };
 
 /* The extensions of an EHLO reply that the client uses. */
@@ -111,6 +130,14 @@ struct smtp_client_caps {
  * the outcome in out.  Never blocks past the configured timeouts.
  */
 enum smtp_client_result smtp_client_deliver(const struct smtp_client_job *job, struct smtp_client_outcome *out);
+
+/*
+ * smtp_client_session_close — end a parked session: QUIT (its reply
+ * awaited until deadline, util_now_ms clock, at most
+ * SMTP_CLIENT_QUIT_TIMEOUT_MS), close, free.  NULL is ignored.
+ */
+struct smtp_client_session;
+void smtp_client_session_close(struct smtp_client_session *s, int64_t deadline);
 
 /* smtp_client_parse_ehlo_line — pure: note the extension on one EHLO
  * reply line (the text after "250-" / "250 ") in caps. */

@@ -79,6 +79,7 @@ struct stats {
     atomic_int_fast64_t dns_failures_total;
     atomic_int_fast64_t delivery_domain_waits_total;     /* a domain at MRS_DELIVERY_DOMAIN_CONCURRENCY: skipped */
     atomic_int_fast64_t delivery_attempt_timeouts_total; /* sessions ended by MRS_DELIVERY_ATTEMPT_TIMEOUT */
+    atomic_int_fast64_t outbound_connections_total[2];   /* [0] new, [1] an idle one reused (outpool) */
     atomic_int_fast64_t started_ms;                   /* wall clock at start */
     atomic_int_fast64_t config_reloads_total[STATS_RELOAD_COUNT][STATS_RELOAD_RESULTS];
     atomic_int_fast64_t tls_certificate_expiry_s;     /* notAfter of the served certificate */
