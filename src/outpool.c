@@ -121,6 +121,7 @@ static void *reaper(void *arg)
         size_t n = take_expired(false, v, &next);
         if (n) {
             pthread_mutex_unlock(&mu);
+            log_debug("delivery", NULL, "%zu idle outbound connection(s) closed: MRS_DELIVERY_IDLE_TIMEOUT", n);
             close_all(v, n, util_now_ms() + OUTPOOL_REAP_QUIT_MS);
             pthread_mutex_lock(&mu);
             continue;
