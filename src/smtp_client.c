@@ -770,6 +770,9 @@ static void adopt(struct client *cl, struct smtp_client_session *s)
     cl->messages = s->messages;
     free(s);
     cl->connected = cl->reused = cl->reuse_first = true;
+    if (log_enabled(LOG_DEBUG))
+        log_debug("smtp-out", &(struct log_fields){.queue_id = cl->job->queue_id, .remote = cl->job->target->label},
+                  "reusing an idle connection (%d transaction(s) on it so far)", cl->messages);
     if (cl->rset)
         set_state(cl, CS_RSET);
     else

@@ -18,6 +18,10 @@
  *           its writes (all at once, a line, 1 or 7 bytes), bit 4 the
  *           connection is refused, bits 5-7 it stops reading after
  *           301 * n bytes (0: never)
+ * The job asks for its session to be parked (connection reuse): while one
+ * is, the next message (up to three in all) adopts it and reads on in the
+ * same server stream; PIPELINING, RSET and the fallback to a new
+ * connection when the parked one is dead run with the rest.
  * Checks: the outcome is one of the four results with a printable reply
  * text starting with its code; after SENT every recipient has a reply, and
  * one counted as delivered (2xx) only when the whole message and its final
@@ -81,6 +85,35 @@ static int message_fd(const uint8_t *msg, size_t len)
     return fd;
 }
 
+/* check_outcome — what one message's session must have done (see the top). */
+static void check_outcome(const struct smtp_client_job *job, enum smtp_client_result res,
+                          const struct smtp_client_outcome *out)
+{
+    FAKE_ASSERT(res == out->result && res >= SMTP_CLIENT_SENT && res <= SMTP_CLIENT_REFUSED);
+    FAKE_ASSERT(out->tls_session == NULL); /* not asked for */
+    if (res == SMTP_CLIENT_SENT) {
+        for (size_t i = 0; i < job->rcpt_count; i++) {
+            check_reply(&job->rcpt_replies[i]);
+            /* delivered only when the message went out whole, with its final dot */
+            if (job->rcpt_replies[i].code / 100 == 2)
+                FAKE_ASSERT(fake_net.dot_sent);
+        }
+    } else {
+        check_reply(&out->reply);
+        FAKE_ASSERT(out->reply.code / 100 == 4 || out->reply.code / 100 == 5 || res == SMTP_CLIENT_NEXT);
+        FAKE_ASSERT(!out->parked || res == SMTP_CLIENT_REFUSED); /* only a refusal leaves it in step */
+    }
+    if (res == SMTP_CLIENT_REFUSED)
+        FAKE_ASSERT(out->reply.code / 100 == 5);
+    if (res == SMTP_CLIENT_TLS_FAILED)
+        FAKE_ASSERT(!fake_net.tls_ok && job->tls != SMTP_CLIENT_TLS_OFF);
+    if (out->tls)
+        FAKE_ASSERT(fake_net.tls_ok);
+    /* TLS required (smarthost): credentials and the envelope never in clear */
+    if (job->tls == SMTP_CLIENT_TLS_STARTTLS || job->tls == SMTP_CLIENT_TLS_IMPLICIT)
+        FAKE_ASSERT(!fake_net.plain_sensitive);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const size_t chunks[] = {0, 0, 1, 7};
@@ -116,30 +149,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     log_init(0, LOG_DEBUG);
     job.fd = message_fd(msg, msg_len);
 
-    enum smtp_client_result res = smtp_client_deliver(&job, &out);
-    close(job.fd);
-
-    FAKE_ASSERT(res == out.result && res >= SMTP_CLIENT_SENT && res <= SMTP_CLIENT_REFUSED);
-    FAKE_ASSERT(fake_net.tls_contexts == 0);
-    if (res == SMTP_CLIENT_SENT) {
-        for (size_t i = 0; i < job.rcpt_count; i++) {
-            check_reply(&replies[i]);
-            /* delivered only when the message went out whole, with its final dot */
-            if (replies[i].code / 100 == 2)
-                FAKE_ASSERT(fake_net.dot_sent);
-        }
-    } else {
-        check_reply(&out.reply);
-        FAKE_ASSERT(out.reply.code / 100 == 4 || out.reply.code / 100 == 5 || res == SMTP_CLIENT_NEXT);
+    for (int message = 0; message < 3; message++) {
+        fake_net.dot_sent = false;
+        job.park = true;
+        job.messages_max = 3;
+        enum smtp_client_result res = smtp_client_deliver(&job, &out);
+        check_outcome(&job, res, &out);
+        job.reuse = out.parked;
+        if (!job.reuse)
+            break;
     }
-    if (res == SMTP_CLIENT_REFUSED)
-        FAKE_ASSERT(out.reply.code / 100 == 5);
-    if (res == SMTP_CLIENT_TLS_FAILED)
-        FAKE_ASSERT(!fake_net.tls_ok && job.tls != SMTP_CLIENT_TLS_OFF);
-    if (out.tls)
-        FAKE_ASSERT(fake_net.tls_ok);
-    /* TLS required (smarthost): credentials and the envelope never in clear */
-    if (job.tls == SMTP_CLIENT_TLS_STARTTLS || job.tls == SMTP_CLIENT_TLS_IMPLICIT)
-        FAKE_ASSERT(!fake_net.plain_sensitive);
+    smtp_client_session_close(job.reuse, fake_clock_ms + 1000);
+    close(job.fd);
+    FAKE_ASSERT(fake_net.tls_contexts == 0);
     return 0;
 }

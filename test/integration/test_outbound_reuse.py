@@ -20,8 +20,10 @@ import socket
 import ssl
 import threading
 import time
+import tempfile
 import uuid
 
+import test_mta_sts as sts
 from harness import SPF_OK, common_port, free_port, token_for
 
 USER, PW = "alice@customer.test", "alice-secret"
@@ -31,6 +33,8 @@ SMART = "127.0.0.61"      # the smarthost (each test its own port)
 MX_AB = "127.0.0.62"      # mx.a.test and mx.b.test: one address, two names
 MX_C = "127.0.0.63"       # mx.c.test
 BOUNCES = "127.0.0.64"    # customer.test's own MX
+MX_P = "127.0.0.65"       # mx.p.test: the MX of enf.test (MTA-STS enforce) and of opp.test (no policy)
+POLICY = "127.0.0.66"     # mta-sts.enf.test
 
 ZONE = [
     f'customer.test. TXT "{SPF_OK}"', f'customer.test. TXT "{token_for(USER)}"',
@@ -39,6 +43,8 @@ ZONE = [
     "a.test. MX 10 mx.a.test.", f"mx.a.test. A {MX_AB}",
     "b.test. MX 10 mx.b.test.", f"mx.b.test. A {MX_AB}",
     "c.test. MX 10 mx.c.test.", f"mx.c.test. A {MX_C}",
+    "enf.test. MX 10 mx.p.test.", "opp.test. MX 10 mx.p.test.", f"mx.p.test. A {MX_P}",
+    '_mta-sts.enf.test. 0 TXT "v=STSv1; id=1;"', f"mta-sts.enf.test. A {POLICY}",
 ]
 
 
@@ -230,9 +236,19 @@ class RawSink:
 
 def setup(h):
     dns = h.dns(ZONE)
-    port = common_port([MX_AB, MX_C, BOUNCES])
+    port = common_port([MX_AB, MX_C, BOUNCES, MX_P])
     bounces = RawSink(h, BOUNCES, port)
-    return {"h": h, "dns": dns, "port": port, "bounces": bounces}
+    d = tempfile.mkdtemp(prefix="reuse-", dir=h.tmp)
+    ca = sts.make_ca(d)
+    https_port = free_port(POLICY)
+    policy = sts.PolicyServer(POLICY, https_port, sts.issue(d, ca, ["mta-sts.enf.test"], "policy"))
+    policy.answers["mta-sts.enf.test"] = {"body": sts.enforce("mx.p.test")}
+    return {"h": h, "dns": dns, "port": port, "bounces": bounces, "ca": ca, "dir": d, "https_port": https_port,
+            "policy": policy}
+
+
+def teardown(ctx):
+    ctx["policy"].stop()
 
 
 def relay(ctx, **env):
@@ -480,5 +496,27 @@ def test_starttls_smarthost_session_is_resumed_on_the_next_connection(ctx):
         assert sink.conns[1].tls and sink.conns[1].resumed is True
         wait_spool_empty(m)
         assert m.log().count("certificate verified") >= 2
+    finally:
+        m.stop()
+
+
+def test_sessions_under_different_tls_policies_are_kept_apart(ctx):
+    """enf.test (MTA-STS enforce) and opp.test (no policy) share their MX
+    host: a session set up opportunistically never carries enf.test's mail
+    and the other way round; each policy reuses its own."""
+    sink = RawSink(ctx["h"], MX_P, ctx["port"], cert=sts.issue(ctx["dir"], ctx["ca"], ["mx.p.test"], "mx"))
+    m = relay(ctx, MRS_MTA_STS_PORT=str(ctx["https_port"]), MRS_OUTBOUND_CA_FILE=ctx["ca"][0])
+    try:
+        toks = [(token(), d) for d in ("opp", "enf", "opp", "enf", "opp")]
+        for t, d in toks:
+            submit(m, [f"x@{d}.test"], t)
+            sink.wait_messages(t)
+        wait_spool_empty(m)
+        assert len(sink.conns) == 2, [c.rcpts for c in sink.conns]
+        domains = [{r.split("@")[1] for r in c.rcpts} for c in sink.conns]
+        assert sorted(map(sorted, domains)) == [["enf.test"], ["opp.test"]], domains
+        assert all(c.tls for c in sink.conns)
+        assert metric(m, 'mrs_outbound_tls_total{policy="mta-sts-enforce",result="verified"}') == 2
+        assert metric(m, 'mrs_outbound_tls_total{policy="opportunistic",result="verified"}') == 3
     finally:
         m.stop()
