@@ -169,11 +169,11 @@ void outpool_stop(int64_t deadline)
     pthread_mutex_unlock(&mu);
     if (running)
         pthread_join(reaper_thread, NULL); /* at most one close of its own in progress */
-    running = false;
     close_all(v, n, deadline);
     if (n)
         log_info("shutdown", NULL, "%zu idle outbound connection(s) closed", n);
     pthread_mutex_lock(&mu);
+    running = false;
     for (size_t i = 0; i < OUTPOOL_TLS_SESSIONS_MAX; i++) {
         tls_session_free(kept[i].s);
         kept[i].s = NULL;
