@@ -1,0 +1,80 @@
+/*
+ * rsa_mont — the RSA private operation (m = c^d mod N) of mbedTLS's
+ * mbedtls_rsa_private, on our own Montgomery arithmetic.
+ *
+ * Why: with an RSA-2048 certificate every TLS handshake signs once, and
+ * mbedTLS 3.6's generic bignum code takes about 1.7-2.3 ms of CPU for it
+ * (OpenSSL 0.27 ms); its options (window size, CRT, blinding) were measured
+ * and exhausted (vendor/mbedtls_config.h).  RSA_MONT_NUMBERS below.
+ *
+ * How: build.sh applies vendor/mbedtls-rsa-private.patch, which makes
+ * mbedtls_rsa_private (library/rsa.c) call rsa_mont_private first, once
+ * mbedTLS has checked the context; RSA_MONT_DECLINED sends it on to
+ * mbedTLS's own code, unchanged.  Padding (PKCS#1 v1.5, PSS) stays
+ * mbedTLS's.  The library is built with MRS_RSA_MONT_ENABLED
+ * (vendor/mbedtls_config.h); the reference is weak, so a program that does
+ * not link rsa_mont.o keeps mbedTLS's code, and the Makefile makes every
+ * program it links pull rsa_mont.o in.
+ *
+ * Keys taken: p and q of the same length, a multiple of 64 bits from 512 to
+ * 2048 (RSA-1024 to RSA-4096 as every generator makes them), e odd and at
+ * most 64 bits.  Anything else is declined.  Per key, once (a cache of
+ * RSA_MONT slots keyed by the whole of N and e, under a mutex, least
+ * recently used idle slot reused and wiped): the limbs of p, q, dp, dq,
+ * q^-1 mod p and N, their Montgomery constants, and the blinding pair.
+ *
+ * Per operation, the countermeasures mbedTLS has:
+ *  - base blinding: c * Vi mod N before, * Vf after, Vi = Vf^-e; the pair
+ *    is kept per key and squared for each use under the cache mutex, as
+ *    mbedTLS does in its context;
+ *  - exponent blinding: dp + (p - 1) * r with a fresh 32-bit r per half
+ *    (mbedTLS: 28 bits);
+ *  - the fault check: the result raised to e mod N must give the blinded
+ *    input back, else MBEDTLS_ERR_RSA_VERIFY_FAILED and no output (a wrong
+ *    CRT half would reveal a factor of N: the Bellcore attack).
+ * Constant time: 64-bit limbs with unsigned __int128 products; Montgomery
+ * multiplication and a dedicated squaring with a final subtraction by mask;
+ * a fixed window of 5 bits over every bit of the (blinded) exponent, the
+ * table entry chosen by reading all entries under a mask; Garner's
+ * recombination with masked corrections.  Secrets are wiped: the working
+ * memory (heap: session threads have small stacks), a band of stack below
+ * the call, a cache slot before reuse.
+ *
+ * Tested by test/unit/test_rsa_mont.c (a known answer made with openssl,
+ * 500+ random inputs per key against mbedTLS's own code, 0 / 1 / N-1, an
+ * injected fault caught), test/fuzz/fuzz_rsa_mont.c (differential) and
+ * test/integration/test_tls_rsa.py (openssl s_client verifies PSS and
+ * PKCS#1 v1.5 signatures made by mrs).
+ *
+ * This header is also compiled into mbedTLS: mbedTLS types only.
+ */
+#ifndef MRS_RSA_MONT_H
+#define MRS_RSA_MONT_H
+
+#include "mbedtls/rsa.h"
+
+/* The answer of rsa_mont_private for a key (or a moment) it does not take:
+ * mbedTLS's own code runs.  Not an mbedTLS error code (those are < 0). */
+#define RSA_MONT_DECLINED 1
+
+/* rsa_mont_private — output = input^d mod N (len bytes each, big-endian,
+ * len = mbedtls_rsa_get_len(ctx)) for ctx's private key, or
+ * RSA_MONT_DECLINED.  Otherwise returns mbedTLS's answer for the same call:
+ * 0, or the error mbedtls_rsa_private returns (input >= N,
+ * MBEDTLS_ERR_RSA_VERIFY_FAILED for a fault, RNG failure); output is
+ * written only on success.  f_rng gives the blinding values.  Thread-safe. */
+int rsa_mont_private(mbedtls_rsa_context *ctx, int (*f_rng)(void *, unsigned char *, size_t), void *p_rng,
+                     const unsigned char *input, unsigned char *output);
+
+/* For tests: rsa_mont_set_enabled(0) declines everything (mbedTLS's own
+ * code runs); rsa_mont_test_fault(1) corrupts the p half of every
+ * operation, which the fault check must catch; rsa_mont_test_portable(1)
+ * uses the portable C for every key (0: the MULX rows where the CPU has
+ * them), and returns whether the CPU has them; rsa_mont_count() is the
+ * number of operations done here since start. */
+void rsa_mont_set_enabled(int on);
+void rsa_mont_test_fault(int on);
+int rsa_mont_test_portable(int on);
+unsigned long rsa_mont_count(void);
+
+#endif
