@@ -3,6 +3,7 @@
  * header.  Layout: limb arithmetic, exponentiation, the per-key cache, the
  * private operation. */
 #include "rsa_mont.h"
+#include "rsa_ifma.h"
 
 #include <mbedtls/bignum.h>
 #include <mbedtls/platform_util.h>
@@ -47,6 +48,7 @@ struct rm_key {
     limb qinv_m[RM_MAX_K];  /* q^-1 mod p, in Montgomery form mod p */
     limb r3_p[RM_MAX_K], r3_q[RM_MAX_K]; /* R^3 mod p, mod q */
     limb vi[RM_MAX_NK], vf[RM_MAX_NK];   /* blinding pair, Montgomery form mod N */
+    struct rsa_ifma_mod ip, iq;          /* k = 16: p and q for rsa_ifma.c */
 };
 
 static struct rm_key rm_keys[RM_SLOTS];
@@ -66,6 +68,13 @@ static inline limb ct_mask(limb bit)
     limb m = (limb)0 - bit;
     __asm__("" : "+r"(m));
     return m;
+}
+
+/* dst = src, n limbs (n <= the room in dst: every caller's n is a key's
+ * k or 2k, at most RM_MAX_NK, against arrays of RM_MAX_NK or more). */
+static void copy_limbs(limb *dst, const limb *src, int n)
+{
+    for (int j = 0; j < n; j++) dst[j] = src[j];
 }
 
 /* r = t - m over k limbs; returns the borrow (0 or 1). */
@@ -275,15 +284,22 @@ static void mont_sqr16(limb *r, const limb *a, const struct rm_mod *md)
 }
 #endif
 
-/* 1: mac rows in use; -1: not decided yet (rsa_mont_private decides once). */
+/* The fastest path the CPU runs (RSA_MONT_PATH_*), or the one a test
+ * asked for; -1: not decided yet (rsa_mont_private decides once). */
 static atomic_int rm_fast = -1;
+
+static int rm_best_path(void)
+{
+    if (!rm_fast_cpu()) return RSA_MONT_PATH_C;
+    return rsa_ifma_available() ? RSA_MONT_PATH_IFMA : RSA_MONT_PATH_MULX;
+}
 
 /* Montgomery product and square: r = a*b/R, a^2/R mod m (r may alias).
  * The 1024-bit primes of RSA-2048 use mac16 where the CPU has it (the
  * square as a product: faster there than the dedicated square in C). */
 static void mont_mul(limb *r, const limb *a, const limb *b, const struct rm_mod *md)
 {
-    if (RM_FAST && md->k == 16 && atomic_load_explicit(&rm_fast, memory_order_relaxed) == 1) {
+    if (RM_FAST && md->k == 16 && atomic_load_explicit(&rm_fast, memory_order_relaxed) >= RSA_MONT_PATH_MULX) {
         mont_mul16(r, a, b, md);
         return;
     }
@@ -294,7 +310,7 @@ static void mont_mul(limb *r, const limb *a, const limb *b, const struct rm_mod 
 
 static void mont_sqr(limb *r, const limb *a, const struct rm_mod *md)
 {
-    if (RM_FAST && md->k == 16 && atomic_load_explicit(&rm_fast, memory_order_relaxed) == 1) {
+    if (RM_FAST && md->k == 16 && atomic_load_explicit(&rm_fast, memory_order_relaxed) >= RSA_MONT_PATH_MULX) {
         mont_sqr16(r, a, md);
         return;
     }
@@ -307,7 +323,7 @@ static void mont_sqr(limb *r, const limb *a, const struct rm_mod *md)
 static void mod_reduce(limb *r, const limb *a, int alen, const limb *r3, const struct rm_mod *md)
 {
     limb t[2 * RM_MAX_NK] = {0};
-    memcpy(t, a, (size_t)alen * sizeof(limb));
+    copy_limbs(t, a, alen);
     redc(r, t, md, md->k); /* a/R */
     mont_mul(r, r, r3, md); /* a/R * R^3 / R = a*R: Montgomery form */
 }
@@ -349,8 +365,8 @@ static void exp_mont(limb *r, const limb *x, const limb *exp, int elimbs, int eb
                      const struct rm_mod *md, limb *work)
 {
     int k = md->k;
-    memcpy(work, md->one, (size_t)k * sizeof(limb));
-    memcpy(work + k, x, (size_t)k * sizeof(limb));
+    copy_limbs(work, md->one, k);
+    copy_limbs(work + k, x, k);
     for (int i = 2; i < RM_TABLE; i++) {
         if (i % 2 == 0)
             mont_sqr(work + i * k, work + (i / 2) * k, md);
@@ -374,7 +390,7 @@ static void exp_public(limb *r, const limb *x, limb e, const struct rm_mod *md)
 {
     int top = 63;
     while (top > 0 && !((e >> top) & 1)) top--;
-    memcpy(r, x, (size_t)md->k * sizeof(limb));
+    copy_limbs(r, x, md->k);
     for (int b = top - 1; b >= 0; b--) {
         mont_sqr(r, r, md);
         if ((e >> b) & 1) mont_mul(r, r, x, md);
@@ -399,21 +415,39 @@ static int load_mpi(limb *out, int nlimbs, const mbedtls_mpi *x)
 /* The Montgomery constants of the odd modulus md->m (k limbs, top limb not
  * zero): m0inv by Newton's iteration, R^2 by doubling 1 2*64k times with a
  * constant-time reduction (m is secret for p and q). */
+/* x = 2^n mod md->m by doubling 1 n times. */
+static void pow2_mod(limb *x, int n, const struct rm_mod *md)
+{
+    int k = md->k;
+    limb s[RM_MAX_NK];
+    memset(x, 0, (size_t)k * sizeof(limb));
+    x[0] = 1;
+    for (int i = 0; i < n; i++) {
+        limb top = x[k - 1] >> 63;
+        add_n(x, x, x, k);
+        limb borrow = sub_n(s, x, md->m, k);
+        select_n(x, s, x, ct_mask(top | (borrow ^ 1)), k);
+    }
+    mbedtls_platform_zeroize(s, sizeof s);
+}
+
 static void mod_setup(struct rm_mod *md)
 {
     int k = md->k;
     limb inv = 1;
     for (int i = 0; i < 6; i++) inv *= 2 - md->m[0] * inv; /* m^-1 mod 2^64 */
     md->m0inv = (limb)0 - inv;
-    limb x[RM_MAX_NK] = {1}, s[RM_MAX_NK];
-    for (int i = 0; i < 2 * 64 * k; i++) {
-        limb top = x[k - 1] >> 63;
-        add_n(x, x, x, k);
-        limb borrow = sub_n(s, x, md->m, k);
-        select_n(x, s, x, ct_mask(top | (borrow ^ 1)), k);
-        if (i == 64 * k - 1) memcpy(md->one, x, sizeof x);
-    }
-    memcpy(md->rr, x, sizeof x);
+    pow2_mod(md->one, 64 * k, md);
+    pow2_mod(md->rr, 128 * k, md);
+}
+
+/* The IFMA constants of a 1024-bit prime (R = 2^1040 there). */
+static void ifma_setup(struct rsa_ifma_mod *im, const struct rm_mod *md)
+{
+    limb rr[RM_MAX_K];
+    pow2_mod(rr, 2 * 1040, md);
+    rsa_ifma_mod_setup(im, md->m, md->m0inv, rr);
+    mbedtls_platform_zeroize(rr, sizeof rr);
 }
 
 /* Fills slot s from the key: returns 0, or RSA_MONT_DECLINED for a shape we do
@@ -450,6 +484,10 @@ static int key_setup(struct rm_key *s, const mbedtls_rsa_context *ctx,
         mod_setup(&s->p);
         mod_setup(&s->q);
         mod_setup(&s->n);
+        if (k == 16) {
+            ifma_setup(&s->ip, &s->p);
+            ifma_setup(&s->iq, &s->q);
+        }
         mont_mul(s->r3_p, s->p.rr, s->p.rr, &s->p);
         mont_mul(s->r3_q, s->q.rr, s->q.rr, &s->q);
         limb qinv[RM_MAX_K];
@@ -545,38 +583,59 @@ static void key_put(struct rm_key *s)
  * stacks. */
 struct rm_work {
     limb c[RM_MAX_NK], cb[RM_MAX_NK], vi[RM_MAX_NK], vf[RM_MAX_NK];
-    limb x[RM_MAX_K], mp[RM_MAX_K], mq[RM_MAX_K], h[RM_MAX_K], exp[RM_MAX_K + 1];
+    limb xp[RM_MAX_K], xq[RM_MAX_K], mp[RM_MAX_K], mq[RM_MAX_K], h[RM_MAX_K];
+    limb ep[RM_MAX_K + 1], eq[RM_MAX_K + 1];
     limb m[RM_MAX_NK], y[RM_MAX_NK], chk[RM_MAX_NK];
     limb table[RM_TABLE * RM_MAX_K];
+    limb ifma[RSA_IFMA_WORK_BYTES / sizeof(limb)];
 };
 
-/* r = c^d mod prime (Montgomery form in md), with the exponent blinded:
- * d + (prime - 1) * rnd; the result in normal form. */
-static int crt_half(limb *r, const limb *cb, const limb *d, const struct rm_mod *md, const limb *r3,
-                    struct rm_work *w, int (*f_rng)(void *, unsigned char *, size_t), void *p_rng)
+/* exp = d + (m - 1) * rnd, rnd a fresh RM_EXP_BLIND_BITS-bit number: the
+ * same exponent mod the order of the group (k + 1 limbs). */
+static int blind_exponent(limb *exp, const limb *d, const struct rm_mod *md,
+                          int (*f_rng)(void *, unsigned char *, size_t), void *p_rng)
 {
-    int k = md->k;
     unsigned char rb[RM_EXP_BLIND_BITS / 8];
     if (f_rng(p_rng, rb, sizeof rb) != 0) return MBEDTLS_ERR_RSA_RNG_FAILED;
-    limb rnd = 0;
+    limb rnd = 0, carry = 0;
     for (size_t i = 0; i < sizeof rb; i++) rnd = (rnd << 8) | rb[i];
-    /* exp = d + (m - 1) * rnd: m is odd, so m - 1 is m with bit 0 cleared */
-    limb carry = 0;
-    for (int j = 0; j < k; j++) {
+    for (int j = 0; j < md->k; j++) { /* m is odd: m - 1 is m with bit 0 cleared */
         limb mj = j ? md->m[j] : md->m[0] & ~(limb)1;
         dlimb z = (dlimb)mj * rnd + d[j] + carry;
-        w->exp[j] = (limb)z;
+        exp[j] = (limb)z;
         carry = (limb)(z >> 64);
     }
-    w->exp[k] = carry;
-    mod_reduce(w->x, cb, 2 * k, r3, md);
-    exp_mont(r, w->x, w->exp, k + 1, 64 * k + RM_EXP_BLIND_BITS, md, w->table);
-    limb t[2 * RM_MAX_K] = {0};
-    memcpy(t, r, (size_t)k * sizeof(limb));
-    redc(r, t, md, k); /* out of Montgomery form */
-    mbedtls_platform_zeroize(t, sizeof t);
+    exp[md->k] = carry;
     mbedtls_platform_zeroize(rb, sizeof rb);
+    mbedtls_platform_zeroize(&rnd, sizeof rnd);
     return 0;
+}
+
+/* r = x from Montgomery form (k limbs). */
+static void from_mont(limb *r, const limb *x, const struct rm_mod *md)
+{
+    limb t[2 * RM_MAX_K] = {0};
+    copy_limbs(t, x, md->k);
+    redc(r, t, md, md->k);
+}
+
+/* mp = cb^ep mod p, mq = cb^eq mod q, normal form: both halves at once on
+ * IFMA for RSA-2048, else one after the other. */
+static void crt_exps(struct rm_work *w, const struct rm_key *s)
+{
+    int k = s->p.k, ebits = 64 * k + RM_EXP_BLIND_BITS;
+    mod_reduce(w->xp, w->cb, 2 * k, s->r3_p, &s->p);
+    mod_reduce(w->xq, w->cb, 2 * k, s->r3_q, &s->q);
+    if (k == 16 && atomic_load_explicit(&rm_fast, memory_order_relaxed) == RSA_MONT_PATH_IFMA) {
+        from_mont(w->xp, w->xp, &s->p);
+        from_mont(w->xq, w->xq, &s->q);
+        rsa_ifma_exp2(w->mp, w->mq, w->xp, w->xq, w->ep, w->eq, ebits, &s->ip, &s->iq, w->ifma);
+        return;
+    }
+    exp_mont(w->mp, w->xp, w->ep, k + 1, ebits, &s->p, w->table);
+    from_mont(w->mp, w->mp, &s->p);
+    exp_mont(w->mq, w->xq, w->eq, k + 1, ebits, &s->q, w->table);
+    from_mont(w->mq, w->mq, &s->q);
 }
 
 /* m = mq + q * ((mp - mq) * q^-1 mod p): Garner, in constant time. */
@@ -614,9 +673,10 @@ static int private_op(struct rm_key *s, const limb *vi, const limb *vf, struct r
     if (sub_n(w->y, w->c, s->n.m, nk) == 0) /* c >= N: mbedTLS's error */
         return MBEDTLS_ERR_RSA_PRIVATE_FAILED + MBEDTLS_ERR_MPI_BAD_INPUT_DATA;
     mont_mul(w->cb, w->c, vi, &s->n); /* c * Vi mod N */
-    int ret = crt_half(w->mp, w->cb, s->dp, &s->p, s->r3_p, w, f_rng, p_rng);
-    if (ret == 0) ret = crt_half(w->mq, w->cb, s->dq, &s->q, s->r3_q, w, f_rng, p_rng);
+    int ret = blind_exponent(w->ep, s->dp, &s->p, f_rng, p_rng);
+    if (ret == 0) ret = blind_exponent(w->eq, s->dq, &s->q, f_rng, p_rng);
     if (ret != 0) return ret;
+    crt_exps(w, s);
     if (atomic_load_explicit(&rm_fault, memory_order_relaxed)) w->mp[0] ^= 1;
     garner(w, s);
     /* The check: m^e mod N must give the blinded input back (a fault in
@@ -624,7 +684,7 @@ static int private_op(struct rm_key *s, const limb *vi, const limb *vf, struct r
     mont_mul(w->y, w->m, s->n.rr, &s->n);
     exp_public(w->chk, w->y, s->e, &s->n);
     limb t[2 * RM_MAX_NK] = {0};
-    memcpy(t, w->chk, (size_t)nk * sizeof(limb));
+    copy_limbs(t, w->chk, nk);
     redc(w->chk, t, &s->n, nk);
     limb diff = 0;
     for (int i = 0; i < nk; i++) diff |= w->chk[i] ^ w->cb[i];
@@ -647,7 +707,7 @@ int rsa_mont_private(mbedtls_rsa_context *ctx, int (*f_rng)(void *, unsigned cha
                      const unsigned char *input, unsigned char *output)
 {
     if (atomic_load_explicit(&rm_off, memory_order_relaxed) || f_rng == NULL) return RSA_MONT_DECLINED;
-    if (atomic_load_explicit(&rm_fast, memory_order_relaxed) < 0) atomic_store(&rm_fast, rm_fast_cpu());
+    if (atomic_load_explicit(&rm_fast, memory_order_relaxed) < 0) atomic_store(&rm_fast, rm_best_path());
     struct rm_work *w = malloc(sizeof *w);
     if (!w) return RSA_MONT_DECLINED;
     int ret;
@@ -668,10 +728,11 @@ void rsa_mont_set_enabled(int on)
     atomic_store(&rm_off, !on);
 }
 
-int rsa_mont_test_portable(int on)
+int rsa_mont_test_path(int path)
 {
-    atomic_store(&rm_fast, on ? 0 : rm_fast_cpu());
-    return rm_fast_cpu();
+    int best = rm_best_path();
+    atomic_store(&rm_fast, path < best ? path : best);
+    return best;
 }
 
 void rsa_mont_test_fault(int on)

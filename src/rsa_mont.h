@@ -68,13 +68,16 @@ int rsa_mont_private(mbedtls_rsa_context *ctx, int (*f_rng)(void *, unsigned cha
 
 /* For tests: rsa_mont_set_enabled(0) declines everything (mbedTLS's own
  * code runs); rsa_mont_test_fault(1) corrupts the p half of every
- * operation, which the fault check must catch; rsa_mont_test_portable(1)
- * uses the portable C for every key (0: the MULX rows where the CPU has
- * them), and returns whether the CPU has them; rsa_mont_count() is the
- * number of operations done here since start. */
+ * operation, which the fault check must catch; rsa_mont_test_path(path)
+ * uses that path (RSA_MONT_PATH_*; at most the fastest the CPU has) and
+ * returns the fastest the CPU has; rsa_mont_count() is the number of
+ * operations done here since start. */
+#define RSA_MONT_PATH_C 0    /* portable C */
+#define RSA_MONT_PATH_MULX 1 /* RSA-2048: MULX/ADX rows (x86-64 with BMI2, ADX) */
+#define RSA_MONT_PATH_IFMA 2 /* RSA-2048: the exponentiations on AVX-512 IFMA */
 void rsa_mont_set_enabled(int on);
 void rsa_mont_test_fault(int on);
-int rsa_mont_test_portable(int on);
+int rsa_mont_test_path(int path);
 unsigned long rsa_mont_count(void);
 
 #endif

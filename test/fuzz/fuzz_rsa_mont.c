@@ -1,11 +1,11 @@
-// fuzz-srcs: src/rsa_mont.c src/psa_sodium.c src/crypto.c
+// fuzz-srcs: src/rsa_mont.c src/rsa_ifma.c src/psa_sodium.c src/crypto.c
 /*
  * fuzz_rsa_mont — libFuzzer target for the RSA private operation on our own
  * Montgomery code (rsa_mont.c), differential against mbedTLS's own.
  *
  * Byte 0 picks the key (bit 0: RSA-1024 or RSA-2048, made once at start
- * from a fixed seed) and the path (bit 1: the portable C instead of the
- * MULX rows); the rest is the input, right-aligned in the key's length.
+ * from a fixed seed) and the path (bits 1-2: RSA_MONT_PATH_*, as far as the
+ * CPU has it: portable C, MULX rows, IFMA); the rest is the input, right-aligned in the key's length.
  * mbedtls_rsa_private with the hook on and with it off must agree: the same
  * return value, and on success the same output, which the public operation
  * turns back into the input; an input >= N must be refused by both.
@@ -64,14 +64,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = size - 1 > len ? len : size - 1;
     memcpy(in + len - n, data + 1, n);
 
-    rsa_mont_test_portable((data[0] >> 1) & 1);
+    rsa_mont_test_path((data[0] >> 1) & 3);
     unsigned long before = rsa_mont_count();
     int r1 = mbedtls_rsa_private(key, det_rng, &rng_state, in, ours);
     FUZZ_ASSERT(r1 != 0 || rsa_mont_count() == before + 1); /* the hook ran */
     rsa_mont_set_enabled(0);
     int r2 = mbedtls_rsa_private(key, det_rng, &rng_state, in, theirs);
     rsa_mont_set_enabled(1);
-    rsa_mont_test_portable(0);
+    rsa_mont_test_path(RSA_MONT_PATH_IFMA);
 
     FUZZ_ASSERT(r1 == r2);
     if (r1 == 0) {

@@ -3,8 +3,9 @@
  * mbedtls_rsa_private, with rsa_mont_count() proving that the hook ran.
  * A known answer made with openssl; 500+ random inputs per 2048-bit key
  * (two keys, interleaved, so the per-key cache must keep them apart) against
- * mbedTLS's own code (the hook switched off), plus RSA-1024 / 3072 / 4096
- * and the portable C path; the public operation gives the input back; 0, 1,
+ * mbedTLS's own code (the hook switched off), on the fastest path this CPU
+ * has and then on each slower one (MULX rows, portable C), plus RSA-1024 /
+ * 3072 / 4096; the public operation gives the input back; 0, 1,
  * N-1, N and above; an injected fault caught by the check; a key it does
  * not take left to mbedTLS; two threads on two keys at once.
  *
@@ -194,16 +195,23 @@ static void test_differential_2048(void)
     mbedtls_rsa_free(&keys[1]);
 }
 
-/* The portable C (what a CPU without BMI2/ADX runs) on RSA-2048. */
-static void test_differential_portable(void)
+/* Every slower path this CPU has on RSA-2048 (the fastest ran above): the
+ * MULX rows without IFMA, the portable C (a CPU without BMI2/ADX). */
+static void test_differential_other_paths(void)
 {
     setup();
-    mbedtls_rsa_context key;
-    gen(&key, 2048);
-    rsa_mont_test_portable(1);
-    differential(&key, 1, 200);
-    rsa_mont_test_portable(0);
-    mbedtls_rsa_free(&key);
+    mbedtls_rsa_context keys[2];
+    gen(&keys[0], 2048);
+    gen(&keys[1], 2048);
+    int best = rsa_mont_test_path(RSA_MONT_PATH_IFMA);
+    printf("  fastest path on this CPU: %s\n", best == RSA_MONT_PATH_IFMA ? "IFMA" : best ? "MULX" : "C");
+    for (int path = RSA_MONT_PATH_C; path < best; path++) {
+        rsa_mont_test_path(path);
+        differential(keys, 2, 150);
+    }
+    rsa_mont_test_path(RSA_MONT_PATH_IFMA);
+    mbedtls_rsa_free(&keys[0]);
+    mbedtls_rsa_free(&keys[1]);
 }
 
 static void test_differential_sizes(void)
@@ -316,5 +324,5 @@ static void test_threads(void)
 }
 
 UNIT_MAIN("test_rsa_mont", UNIT_CASE(test_known_answer), UNIT_CASE(test_differential_2048),
-          UNIT_CASE(test_differential_portable), UNIT_CASE(test_differential_sizes), UNIT_CASE(test_edges),
+          UNIT_CASE(test_differential_other_paths), UNIT_CASE(test_differential_sizes), UNIT_CASE(test_edges),
           UNIT_CASE(test_fault_caught), UNIT_CASE(test_declined), UNIT_CASE(test_threads))
