@@ -231,28 +231,30 @@ static int rm_fast_cpu(void)
     return (b & (1u << 8)) && (b & (1u << 19)); /* BMI2, ADX */
 }
 
-/* r = t/R mod m, k = 16, t (32 limbs) < m*R. */
-static void redc16(limb *r, limb *t, const struct rm_mod *md)
-{
-    limb c2 = 0;
-    for (int i = 0; i < 16; i++) {
-        limb carry = RM_ROW(t + i, md->m, t[i] * md->m0inv, 16);
-        dlimb z = (dlimb)t[i + 16] + carry + c2;
-        t[i + 16] = (limb)z;
-        c2 = (limb)(z >> 64);
+/* redcK: r = t/R mod m, t (2K limbs) < m*R; mont_mulK: r = a*b/R mod m;
+ * for K = 16 (RSA-2048's primes) and 32 (its N, RSA-4096's primes). */
+#define RM_DEF_MONT(K)                                                            \
+    static void redc##K(limb *r, limb *t, const struct rm_mod *md)               \
+    {                                                                             \
+        limb c2 = 0;                                                              \
+        for (int i = 0; i < (K); i++) {                                           \
+            limb carry = RM_ROW(t + i, md->m, t[i] * md->m0inv, K);               \
+            dlimb z = (dlimb)t[i + (K)] + carry + c2;                             \
+            t[i + (K)] = (limb)z;                                                 \
+            c2 = (limb)(z >> 64);                                                 \
+        }                                                                         \
+        limb borrow = sub_n(t, t + (K), md->m, K);                                \
+        select_n(r, t, t + (K), ct_mask(c2 | (borrow ^ 1)), K);                   \
+    }                                                                             \
+    static void mont_mul##K(limb *r, const limb *a, const limb *b, const struct rm_mod *md) \
+    {                                                                             \
+        limb t[2 * (K)];                                                          \
+        memset(t, 0, (K) * sizeof(limb));                                         \
+        for (int i = 0; i < (K); i++) t[i + (K)] = RM_ROW(t + i, b, a[i], K);     \
+        redc##K(r, t, md);                                                        \
     }
-    limb borrow = sub_n(t, t + 16, md->m, 16);
-    select_n(r, t, t + 16, ct_mask(c2 | (borrow ^ 1)), 16);
-}
-
-/* r = a*b/R mod m, k = 16. */
-static void mont_mul16(limb *r, const limb *a, const limb *b, const struct rm_mod *md)
-{
-    limb t[32];
-    memset(t, 0, 16 * sizeof(limb));
-    for (int i = 0; i < 16; i++) t[i + 16] = RM_ROW(t + i, b, a[i], 16);
-    redc16(r, t, md);
-}
+RM_DEF_MONT(16)
+RM_DEF_MONT(32)
 
 /* r = a^2/R mod m, k = 16: the 120 cross products once (rows of 15 down to
  * 1), doubled, plus the 16 squares. */
@@ -278,6 +280,10 @@ static void mont_mul16(limb *r, const limb *a, const limb *b, const struct rm_mo
 {
     (void)r, (void)a, (void)b, (void)md;
 }
+static void mont_mul32(limb *r, const limb *a, const limb *b, const struct rm_mod *md)
+{
+    (void)r, (void)a, (void)b, (void)md;
+}
 static void mont_sqr16(limb *r, const limb *a, const struct rm_mod *md)
 {
     (void)r, (void)a, (void)md;
@@ -295,13 +301,19 @@ static int rm_best_path(void)
 }
 
 /* Montgomery product and square: r = a*b/R, a^2/R mod m (r may alias).
- * The 1024-bit primes of RSA-2048 use mac16 where the CPU has it (the
- * square as a product: faster there than the dedicated square in C). */
+ * 16 and 32 limbs (RSA-2048's primes and N, RSA-4096's primes) use the
+ * MULX rows where the CPU has them; the rest, the portable C. */
 static void mont_mul(limb *r, const limb *a, const limb *b, const struct rm_mod *md)
 {
-    if (RM_FAST && md->k == 16 && atomic_load_explicit(&rm_fast, memory_order_relaxed) >= RSA_MONT_PATH_MULX) {
-        mont_mul16(r, a, b, md);
-        return;
+    if (RM_FAST && atomic_load_explicit(&rm_fast, memory_order_relaxed) >= RSA_MONT_PATH_MULX) {
+        if (md->k == 16) {
+            mont_mul16(r, a, b, md);
+            return;
+        }
+        if (md->k == 32) {
+            mont_mul32(r, a, b, md);
+            return;
+        }
     }
     limb t[2 * RM_MAX_NK];
     mul_full(t, a, b, md->k);
@@ -310,9 +322,15 @@ static void mont_mul(limb *r, const limb *a, const limb *b, const struct rm_mod 
 
 static void mont_sqr(limb *r, const limb *a, const struct rm_mod *md)
 {
-    if (RM_FAST && md->k == 16 && atomic_load_explicit(&rm_fast, memory_order_relaxed) >= RSA_MONT_PATH_MULX) {
-        mont_sqr16(r, a, md);
-        return;
+    if (RM_FAST && atomic_load_explicit(&rm_fast, memory_order_relaxed) >= RSA_MONT_PATH_MULX) {
+        if (md->k == 16) {
+            mont_sqr16(r, a, md);
+            return;
+        }
+        if (md->k == 32) { /* as a product: the rows of a square vary in length */
+            mont_mul32(r, a, a, md);
+            return;
+        }
     }
     limb t[2 * RM_MAX_NK];
     sqr_full(t, a, md->k);
