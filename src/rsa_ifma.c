@@ -29,7 +29,7 @@
 #define DIGITS 20
 #define LANES 24
 #define MASK52 ((UINT64_C(1) << 52) - 1)
-#define WINDOW 5
+#define WINDOW RSA_IFMA_WINDOW
 #define TABLE (1 << WINDOW)
 
 int rsa_ifma_available(void)
@@ -175,6 +175,7 @@ struct ifma_work {
     uint64_t tp[TABLE * LANES], tq[TABLE * LANES];
     uint64_t xp[LANES], xq[LANES], ap[LANES], aq[LANES], yp[LANES], yq[LANES], one[LANES];
 };
+_Static_assert(sizeof(struct ifma_work) == RSA_IFMA_WORK_BYTES, "RSA_IFMA_WORK_BYTES");
 
 IF_TARGET void rsa_ifma_exp2(uint64_t *rp, uint64_t *rq, const uint64_t *xp, const uint64_t *xq,
                              const uint64_t *ep, const uint64_t *eq, int ebits, const struct rsa_ifma_mod *p,

@@ -20,8 +20,11 @@ struct rsa_ifma_mod {
     uint64_t m[16], m52[24], rr52[24], k52;
 };
 
-/* Bytes of working memory rsa_ifma_exp2 needs (two tables of 32 entries). */
-#define RSA_IFMA_WORK_BYTES ((2 * 32 * 24 + 7 * 24) * 8)
+/* The window: 5 bits (6 measured slower: rsa_mont.h). */
+#define RSA_IFMA_WINDOW 5
+/* Bytes of working memory rsa_ifma_exp2 needs (two tables of 2^window
+ * entries of 24 words, 7 numbers). */
+#define RSA_IFMA_WORK_BYTES ((2 * (1 << RSA_IFMA_WINDOW) * 24 + 7 * 24) * 8)
 
 /* rsa_ifma_available — 1 when the CPU and the OS run AVX-512 IFMA. */
 int rsa_ifma_available(void);
