@@ -195,11 +195,11 @@ static inline __attribute__((always_inline)) void redc(limb *r, limb *restrict t
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
-/* The 1024-bit primes of RSA-2048 on x86-64 CPUs with BMI2 and ADX
- * (Broadwell and later, Zen): one row t[0..15] += a[0..15] * b with MULX and
- * two independent carry chains (ADCX: the high words, ADOX: the sums), the
- * carry word returned.  Products of 64x64 bits of public shape, no branch.
- * Measured: header. */
+/* 16- and 32-limb moduli on x86-64 CPUs with BMI2 and ADX (Broadwell and
+ * later, Zen): RM_ROW is one row t[0..L-1] += a[0..L-1] * b with MULX and
+ * two independent carry chains (ADCX: the high words, ADOX: the sums),
+ * unrolled by the assembler, the carry word returned.  No branch, no
+ * secret-dependent address.  Measured: header. */
 #define RM_FAST 1
 /* t[0..L-1] += a[0..L-1] * b; returns the carry word.  L: a constant. */
 #define RM_ROW(t, a, b, L)                                                  \
