@@ -27,6 +27,9 @@ endif
 # mbedTLS is built with our X25519 driver (src/psa_sodium.h), which lives in
 # libmrs.a and is called only from libmbedcrypto.a, read after it: ask for it.
 LDFLAGS += -Wl,--undefined=psa_sodium_transparent_generate_key
+# The RSA private operation (src/rsa_mont.h): mbedTLS refers to it weakly,
+# so without this it would silently keep its own, slower code.
+LDFLAGS += -Wl,--undefined=rsa_mont_private
 LIBS := $(DEPS)/lib/libmbedtls.a $(DEPS)/lib/libmbedx509.a $(DEPS)/lib/libmbedcrypto.a \
         $(DEPS)/lib/libsodium.a -lpthread
 

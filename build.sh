@@ -104,7 +104,7 @@ verify() {
 
 # The headers vendor/mbedtls-*.patch include: they are copied into mbedTLS's
 # library directory before it is built.
-MBEDTLS_HOOK_HEADERS="src/psa_sodium.h"
+MBEDTLS_HOOK_HEADERS="src/psa_sodium.h src/rsa_mont.h"
 
 # build_dep NAME TARBALL SHA256 FLAVOUR CC — unpack and build one pinned
 # library into $DEPS/$FLAVOUR, unless the same pin is already built there.
@@ -126,7 +126,8 @@ build_dep() {
     case $name in
     mbedtls)
         # Our narrow hooks into mbedTLS, each patch with the header that says
-        # why and how (src/psa_sodium.h: the X25519 driver on libsodium).
+        # why and how (src/psa_sodium.h: the X25519 driver on libsodium;
+        # src/rsa_mont.h: the RSA private operation).
         local p
         for p in vendor/mbedtls-*.patch; do
             patch -s -p1 -d "$work/$name" < "$p" || die "$p does not apply to $tarball"

@@ -91,6 +91,9 @@
 /* X25519 key shares and shared secrets on libsodium: a PSA transparent
  * driver (src/psa_sodium.h, wired in by vendor/mbedtls-psa-sodium.patch). */
 #define MRS_PSA_SODIUM_DRIVER_ENABLED
+/* The RSA private operation (mbedtls_rsa_private's exponentiation) on our
+ * own Montgomery code: src/rsa_mont.h, vendor/mbedtls-rsa-private.patch. */
+#define MRS_RSA_MONT_ENABLED
 /* PSA keys live in a table that grows as needed.  Without this the table has
  * 32 slots for the whole process, and every TLS 1.3 handshake in progress
  * holds its ephemeral key in one: the 33rd concurrent handshake failed with

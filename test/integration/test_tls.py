@@ -18,7 +18,9 @@ def make_cert(h, kind):
     d = os.path.join(h.tmp, f"cert-{kind}")
     os.makedirs(d, exist_ok=True)
     cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-    newkey = ["-newkey", "rsa:2048"] if kind == "rsa" else ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    if kind.startswith("rsa"):
+        newkey = ["-newkey", "rsa:" + (kind[3:] or "2048")]
     subprocess.run(["openssl", "req", "-x509", *newkey, "-nodes", "-keyout", key, "-out", cert, "-days", "2",
                     "-subj", "/CN=relay.test", "-addext", "subjectAltName=DNS:relay.test"],
                    check=True, capture_output=True)
@@ -61,6 +63,24 @@ def test_rsa_and_ecdsa_certificates_from_files(h):
         s = m.smtps(login=("alice@customer.test", "alice-secret"))
         s.quit()
         assert "ephemeral self-signed" not in m.log()
+        m.stop()
+
+
+def test_rsa_signatures_verified_by_openssl(h):
+    """mrs's RSA signatures (src/rsa_mont.c under mbedTLS's padding) are the
+    ones OpenSSL checks: RSASSA-PSS in TLS 1.3, PKCS#1 v1.5 in TLS 1.2
+    (mbedTLS signs TLS 1.2 with v1.5 only), with an RSA-2048 key (the MULX path) and an RSA-4096 key (the
+    portable one).  A wrong signature fails the handshake."""
+    for kind in ("rsa", "rsa4096"):
+        cert, key = make_cert(h, kind)
+        m = h.mrs(env={"MRS_TLS_CERT": cert, "MRS_TLS_KEY": key})
+        for version, sigalg, shown in (("-tls1_3", "RSA-PSS+SHA256", "RSA-PSS"),
+                                       ("-tls1_2", "RSA+SHA256", "RSA")):
+            what = (kind, version, sigalg)
+            for _ in range(3):  # a fresh blinding pair and exponent blinding each time
+                r = s_client(m.submission_port, version, "-sigalgs", sigalg)
+                assert "221 2.0.0" in r.stdout, (what, r.stdout[-800:], r.stderr[-800:])
+                assert f"Peer signature type: {shown}\n" in r.stdout, (what, r.stdout[-1500:])
         m.stop()
 
 
