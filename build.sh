@@ -126,7 +126,8 @@ build_dep() {
     case $name in
     mbedtls)
         # Our narrow hooks into mbedTLS, each patch with the header that says
-        # why and how (src/psa_sodium.h: the X25519 driver on libsodium).
+        # why and how (src/psa_sodium.h: the X25519 driver on libsodium;
+        # src/p256.h: the secp256r1 ECDSA signer hook in ecdsa.c).
         local p
         for p in vendor/mbedtls-*.patch; do
             patch -s -p1 -d "$work/$name" < "$p" || die "$p does not apply to $tarball"
