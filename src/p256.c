@@ -80,7 +80,7 @@ static void to_bytes(uint8_t b[P256_BYTES], const limbs a)
 }
 
 /* sub4 — r = a - b; the borrow out (0 or 1). */
-static uint64_t sub4(limbs r, const limbs a, const limbs b)
+static inline uint64_t sub4(limbs r, const limbs a, const limbs b)
 {
     uint64_t borrow = 0;
     for (int i = 0; i < 4; i++) {
@@ -104,7 +104,7 @@ static uint64_t mask_zero(const limbs a)
 }
 
 /* mod_add — r = a + b mod m (a, b < m). */
-static void mod_add(limbs r, const limbs a, const limbs b, const struct modulus *M)
+static inline void mod_add(limbs r, const limbs a, const limbs b, const struct modulus *M)
 {
     limbs s, d;
     uint64_t carry = 0;
@@ -121,7 +121,7 @@ static void mod_add(limbs r, const limbs a, const limbs b, const struct modulus 
 }
 
 /* mod_sub — r = a - b mod m (a, b < m). */
-static void mod_sub(limbs r, const limbs a, const limbs b, const struct modulus *M)
+static inline void mod_sub(limbs r, const limbs a, const limbs b, const struct modulus *M)
 {
     limbs d;
     uint64_t mask = value_barrier(0 - sub4(d, a, b)), carry = 0;
@@ -133,44 +133,127 @@ static void mod_sub(limbs r, const limbs a, const limbs b, const struct modulus 
     memcpy(r, d, sizeof d);
 }
 
-/* mont_mul — r = a·b·2^-256 mod m (a, b < m), word-by-word Montgomery
- * multiplication (CIOS). */
-static void mont_mul(limbs r, const limbs a, const limbs b, const struct modulus *M)
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* mul_wide — t = a·b, 512 bits. */
+ALWAYS_INLINE void mul_wide(uint64_t t[8], const limbs a, const limbs b)
 {
-    uint64_t t[6] = {0};
+    memset(t, 0, 8 * sizeof t[0]);
+#pragma GCC unroll 4
     for (int i = 0; i < 4; i++) {
         uint64_t carry = 0;
+#pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
-            u128 x = (u128)a[j] * b[i] + t[j] + carry;
-            t[j] = (uint64_t)x;
+            u128 x = (u128)a[j] * b[i] + t[i + j] + carry;
+            t[i + j] = (uint64_t)x;
             carry = (uint64_t)(x >> 64);
         }
-        u128 x = (u128)t[4] + carry;
-        t[4] = (uint64_t)x;
-        t[5] = (uint64_t)(x >> 64);
-        uint64_t q = t[0] * M->m0inv;
-        x = (u128)q * M->m[0] + t[0];
-        carry = (uint64_t)(x >> 64);
-        for (int j = 1; j < 4; j++) {
-            x = (u128)q * M->m[j] + t[j] + carry;
-            t[j - 1] = (uint64_t)x;
-            carry = (uint64_t)(x >> 64);
-        }
-        x = (u128)t[4] + carry;
-        t[3] = (uint64_t)x;
-        t[4] = t[5] + (uint64_t)(x >> 64);
+        t[i + 4] = carry;
     }
-    /* t < 2m: subtract m unless that borrows out of the fifth limb */
+}
+
+/* sqr_wide — t = a², 512 bits: the six cross products once, doubled,
+ * plus the four squares. */
+ALWAYS_INLINE void sqr_wide(uint64_t t[8], const limbs a)
+{
+    memset(t, 0, 8 * sizeof t[0]);
+#pragma GCC unroll 3
+    for (int i = 0; i < 3; i++) {
+        uint64_t carry = 0;
+#pragma GCC unroll 3
+        for (int j = i + 1; j < 4; j++) {
+            u128 x = (u128)a[i] * a[j] + t[i + j] + carry;
+            t[i + j] = (uint64_t)x;
+            carry = (uint64_t)(x >> 64);
+        }
+        t[i + 4] = carry;
+    }
+    t[7] = t[6] >> 63;
+#pragma GCC unroll 6
+    for (int i = 6; i > 0; i--) t[i] = t[i] << 1 | t[i - 1] >> 63;
+    t[0] <<= 1;
+    uint64_t carry = 0;
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        u128 sq = (u128)a[i] * a[i];
+        u128 x = (u128)t[2 * i] + (uint64_t)sq + carry;
+        t[2 * i] = (uint64_t)x;
+        x = (u128)t[2 * i + 1] + (uint64_t)(sq >> 64) + (uint64_t)(x >> 64);
+        t[2 * i + 1] = (uint64_t)x;
+        carry = (uint64_t)(x >> 64);
+    }
+}
+
+/* mont_reduce — r = t·2^-256 mod m for t < m·2^256 (Montgomery
+ * reduction, one limb at a time); always inlined where the modulus is a
+ * constant the compiler folds in (for p: m0inv = 1, a zero limb). */
+ALWAYS_INLINE void mont_reduce(limbs r, uint64_t t[8], const struct modulus *M)
+{
+    uint64_t hi = 0;
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        uint64_t q = t[i] * M->m0inv, carry = 0;
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            u128 x = (u128)q * M->m[j] + t[i + j] + carry;
+            t[i + j] = (uint64_t)x;
+            carry = (uint64_t)(x >> 64);
+        }
+        u128 x = (u128)t[i + 4] + carry + hi;
+        t[i + 4] = (uint64_t)x;
+        hi = (uint64_t)(x >> 64);
+    }
+    /* t[4..7] + hi·2^256 < 2m: subtract m unless that borrows */
     limbs d;
-    uint64_t borrow = sub4(d, t, M->m);
-    uint64_t keep = value_barrier(0 - (borrow & (t[4] ^ 1)));
-    cmov(d, t, 4, keep);
+    uint64_t borrow = sub4(d, t + 4, M->m);
+    uint64_t keep = value_barrier(0 - (borrow & (hi ^ 1)));
+    cmov(d, t + 4, 4, keep);
     memcpy(r, d, sizeof d);
 }
 
-static void mont_sqr(limbs r, const limbs a, const struct modulus *M)
+static void mont_mul_p(limbs r, const limbs a, const limbs b)
 {
-    mont_mul(r, a, a, M);
+    uint64_t t[8];
+    mul_wide(t, a, b);
+    mont_reduce(r, t, &P);
+}
+
+static void mont_sqr_p(limbs r, const limbs a)
+{
+    uint64_t t[8];
+    sqr_wide(t, a);
+    mont_reduce(r, t, &P);
+}
+
+static void mont_mul_n(limbs r, const limbs a, const limbs b)
+{
+    uint64_t t[8];
+    mul_wide(t, a, b);
+    mont_reduce(r, t, &N);
+}
+
+static void mont_sqr_n(limbs r, const limbs a)
+{
+    uint64_t t[8];
+    sqr_wide(t, a);
+    mont_reduce(r, t, &N);
+}
+
+/* mont_mul, mont_sqr — a·b·2^-256 and a²·2^-256 mod m (a, b < m). */
+static inline void mont_mul(limbs r, const limbs a, const limbs b, const struct modulus *M)
+{
+    if (M == &P)
+        mont_mul_p(r, a, b);
+    else
+        mont_mul_n(r, a, b);
+}
+
+static inline void mont_sqr(limbs r, const limbs a, const struct modulus *M)
+{
+    if (M == &P)
+        mont_sqr_p(r, a);
+    else
+        mont_sqr_n(r, a);
 }
 
 static void to_mont(limbs r, const limbs a, const struct modulus *M)
@@ -204,13 +287,49 @@ static void mod_pow(limbs r, const limbs a, const limbs e, const struct modulus 
     mbedtls_platform_zeroize(acc, sizeof acc);
 }
 
-/* mod_inv — r = a^-1 (Montgomery form; 0 for 0) by Fermat: a^(m-2). */
+/* sqr_n_mul — r = a^(2^k) · b (Montgomery form mod p). */
+static void sqr_n_mul(limbs r, const limbs a, int k, const limbs b)
+{
+    limbs t;
+    memcpy(t, a, sizeof t);
+    for (int i = 0; i < k; i++) mont_sqr_p(t, t);
+    mont_mul_p(r, t, b);
+}
+
+/* mod_inv — r = a^-1 (Montgomery form; 0 for 0) by Fermat: a^(m-2).  For
+ * p an addition chain (255 squarings, 12 products): p-2 is, from the top,
+ * 32 ones, 31 zeros and a one, 128 zeros with 32 ones at the end, 32
+ * ones, 30 ones, then 01.  x_k below is a^(2^k - 1). */
 static void mod_inv(limbs r, const limbs a, const struct modulus *M)
 {
-    static const limbs two = {2, 0, 0, 0};
-    limbs e;
-    sub4(e, M->m, two);
-    mod_pow(r, a, e, M);
+    if (M == &N) {
+        static const limbs two = {2, 0, 0, 0};
+        limbs e;
+        sub4(e, M->m, two);
+        mod_pow(r, a, e, M);
+        return;
+    }
+    limbs x2, x3, x6, x12, x15, x30, x32, t;
+    sqr_n_mul(x2, a, 1, a);
+    sqr_n_mul(x3, x2, 1, a);
+    sqr_n_mul(x6, x3, 3, x3);
+    sqr_n_mul(x12, x6, 6, x6);
+    sqr_n_mul(x15, x12, 3, x3);
+    sqr_n_mul(x30, x15, 15, x15);
+    sqr_n_mul(x32, x30, 2, x2);
+    sqr_n_mul(t, x32, 32, a);
+    sqr_n_mul(t, t, 128, x32);
+    sqr_n_mul(t, t, 32, x32);
+    sqr_n_mul(t, t, 30, x30);
+    sqr_n_mul(r, t, 2, a);
+    mbedtls_platform_zeroize(x2, sizeof x2);
+    mbedtls_platform_zeroize(x3, sizeof x3);
+    mbedtls_platform_zeroize(x6, sizeof x6);
+    mbedtls_platform_zeroize(x12, sizeof x12);
+    mbedtls_platform_zeroize(x15, sizeof x15);
+    mbedtls_platform_zeroize(x30, sizeof x30);
+    mbedtls_platform_zeroize(x32, sizeof x32);
+    mbedtls_platform_zeroize(t, sizeof t);
 }
 
 /* --- points ------------------------------------------------------------ */
@@ -292,9 +411,14 @@ static void to_affine(struct affine *a, const struct point *p)
     mont_mul(a->y, p->y, zi, &P);
 }
 
-/* The fixed-base table: table[i][j] = (j+1)·16^i·G, i < 65, j < 8. */
-#define WINDOWS 65
-static struct affine table[WINDOWS][8];
+/* The fixed-base table: table[i][j] = (j+1)·2^(W·i)·G for the WINDOWS
+ * windows of W bits that cover 257 bits (a 256-bit scalar and the carry
+ * of its signed recoding), j < 2^(W-1).  W = 5: 52 × 16 affine points,
+ * 53 KB; a wider window trades fewer additions for longer scans. */
+#define W 5
+#define ROW (1 << (W - 1))
+#define WINDOWS ((257 + W - 1) / W)
+static struct affine table[WINDOWS][ROW];
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 
 static void build_table(void)
@@ -308,11 +432,11 @@ static void build_table(void)
     memcpy(base.z, one_mont, sizeof base.z);
     for (int i = 0; i < WINDOWS; i++) {
         acc = base;
-        for (int j = 0; j < 8; j++) {
+        for (int j = 0; j < ROW; j++) {
             if (j > 0) point_add(&acc, &acc, &base, 0);
             to_affine(&table[i][j], &acc);
         }
-        /* the next window's base: 16·base = 2·(8·base) */
+        /* the next window's base: 2^W·base = 2·(2^(W-1)·base) */
         struct affine a;
         point_add(&base, &acc, &acc, 0);
         to_affine(&a, &base);
@@ -327,19 +451,28 @@ void p256_init(void)
     pthread_once(&table_once, build_table);
 }
 
-/* base_mul — r = k·G, k a plain scalar in [0, n): signed 4-bit digits
- * d_i in [-8, 8] with k = sum d_i·16^i, one table row per digit, picked
- * and negated with masks. */
+/* bits — W bits of k from bit position pos (public), 0 beyond bit 255. */
+static uint64_t bits(const limbs k, int pos)
+{
+    int l = pos / 64, o = pos % 64;
+    uint64_t v = l < 4 ? k[l] >> o : 0;
+    if (o > 64 - W && l + 1 < 4) v |= k[l + 1] << (64 - o);
+    return v & ((1u << W) - 1);
+}
+
+/* base_mul — r = k·G, k a plain scalar in [0, n): signed W-bit digits
+ * d_i in [-2^(W-1), 2^(W-1)] with k = sum d_i·2^(W·i), one table row per
+ * digit, the entry picked by scanning the whole row with masks and
+ * negated with a mask. */
 static void base_mul(struct point *r, const limbs k)
 {
     int8_t digit[WINDOWS];
     uint64_t carry = 0;
-    for (int i = 0; i < 64; i++) {
-        uint64_t d = ((k[i / 16] >> (4 * (i % 16))) & 15) + carry;
-        carry = (d + 7) >> 4;
-        digit[i] = (int8_t)((int64_t)d - (int64_t)(carry << 4));
+    for (int i = 0; i < WINDOWS; i++) {
+        uint64_t d = bits(k, W * i) + carry;
+        carry = (d + ROW - 1) >> W; /* d > 2^(W-1): take 2^W off, carry one */
+        digit[i] = (int8_t)((int64_t)d - (int64_t)(carry << W));
     }
-    digit[64] = (int8_t)carry;
 
     struct point acc = {{0}, {0}, {0}};
     memcpy(acc.y, one_mont, sizeof acc.y);
@@ -348,7 +481,8 @@ static void base_mul(struct point *r, const limbs k)
         uint64_t abs = ((uint64_t)(int64_t)digit[i] ^ sign) - sign;
         struct affine sel;
         memset(&sel, 0, sizeof sel);
-        for (uint64_t j = 0; j < 8; j++) cmov((uint64_t *)&sel, (const uint64_t *)&table[i][j], 8, mask_eq(abs, j + 1));
+        for (uint64_t j = 0; j < ROW; j++)
+            cmov((uint64_t *)&sel, (const uint64_t *)&table[i][j], 8, mask_eq(abs, j + 1));
         limbs neg;
         mod_sub(neg, (const uint64_t[4]){0, 0, 0, 0}, sel.y, &P);
         cmov(sel.y, neg, 4, sign);
