@@ -1,0 +1,44 @@
+"""ECDSA P-256 signatures of the handshake (src/p256.c through mbedTLS's
+hook): an OpenSSL client that accepts only ECDSA completes TLS 1.3 and
+TLS 1.2 handshakes, so it has verified mrs's CertificateVerify or
+ServerKeyExchange signature, with each hash TLS 1.2 pairs with the P-256
+key."""
+import re
+
+from test_tls import make_cert, s_client
+
+
+def peer_signature(out):
+    """(type, digest) from openssl s_client's "Peer signature type" and
+    "Peer signing digest" lines."""
+    t = re.search(r"^Peer signature type: (\S+)", out, re.M)
+    d = re.search(r"^Peer signing digest: (\S+)", out, re.M)
+    return (t.group(1) if t else None, d.group(1) if d else None)
+
+
+def test_openssl_verifies_ecdsa_p256_handshake_signatures(h):
+    cert, key = make_cert(h, "ec")
+    m = h.mrs(env={"MRS_TLS_CERT": cert, "MRS_TLS_KEY": key})
+    strict = ["-CAfile", cert, "-verify_hostname", "relay.test", "-verify_return_error", "-servername", "relay.test"]
+    # TLS 1.3: CertificateVerify, a new transcript (and signature) per connection
+    for i in range(12):
+        r = s_client(m.submissions_port, "-tls1_3", "-sigalgs", "ECDSA+SHA256", *strict, starttls=False)
+        assert r.returncode == 0 and "TLSv1.3" in r.stdout, r.stdout[-1500:] + r.stderr[-500:]
+        assert peer_signature(r.stdout) == ("ECDSA", "SHA256"), r.stdout[-1500:]
+        assert "Verify return code: 0 (ok)" in r.stdout and "220 mrs.test" in r.stdout, r.stdout[-1500:]
+    # TLS 1.2: ServerKeyExchange, the P-256 key with each hash mbedTLS's
+    # signature algorithm list pairs with ECDSA
+    for digest in ("SHA256", "SHA384"):
+        r = s_client(m.submission_port, "-tls1_2", "-sigalgs", f"ECDSA+{digest}", *strict)
+        assert r.returncode == 0 and "TLSv1.2" in r.stdout, (digest, r.stdout[-1500:] + r.stderr[-500:])
+        assert peer_signature(r.stdout) == ("ECDSA", digest), (digest, r.stdout[-1500:])
+        assert "221 2.0.0" in r.stdout, (digest, r.stdout[-800:])
+    assert m.proc.alive()
+
+
+def test_ephemeral_ecdsa_certificate_signs(h):
+    """The default ephemeral P-256 certificate's key signs the same way."""
+    m = h.mrs()
+    r = s_client(m.submissions_port, "-tls1_3", "-sigalgs", "ECDSA+SHA256", starttls=False)
+    assert r.returncode == 0 and peer_signature(r.stdout) == ("ECDSA", "SHA256"), r.stdout[-1500:]
+    assert "220 mrs.test" in r.stdout, r.stdout[-1500:]
