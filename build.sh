@@ -203,11 +203,14 @@ asan_build() {
 }
 
 # valgrind_build — a plain glibc build of the same sources for memcheck
-# (valgrind cannot follow malloc inside a static musl binary).
+# (valgrind cannot follow malloc inside a static musl binary), and the
+# constant-time check of src/p256.c (test/tools/p256_ct.c, which needs
+# valgrind's header).
 valgrind_build() {
     need_pkgs valgrind
     deps host cc
-    make -s -j"$JOBS" BUILD="$OUT/valgrind" CC=cc DEPS="$DEPS/host" "$OUT/valgrind/mrs.debug"
+    make -s -j"$JOBS" BUILD="$OUT/valgrind" CC=cc DEPS="$DEPS/host" "$OUT/valgrind/mrs.debug" \
+        "$OUT/valgrind/tools/p256_ct"
 }
 
 # need_cap PACKAGE PROBE... — a test needs what PROBE checks (a module,

@@ -43,6 +43,16 @@ static const limbs CURVE_B = {0x3bce3c3e27d2604b, 0x651d06b0cc53b0f6, 0xb3ebbd55
 static const limbs GX = {0xf4a13945d898c296, 0x77037d812deb33a0, 0xf8bce6e563a440f2, 0x6b17d1f2e12c4247};
 static const limbs GY = {0xcbb6406837bf51f5, 0x2bce33576b315ece, 0x8ee7eb4a7c0f9e16, 0x4fe342e2fe1a7f9b};
 
+/* P256_PUBLIC(x) — x (a flag) is public from here on: whether a key is
+ * valid, whether an RFC 6979 candidate k is below n, whether r or s is 0.
+ * These are the only branches on values computed from secrets; the
+ * constant-time check (test/tools/p256_ct.c under valgrind) defines it to
+ * tell memcheck, which reports any other branch or memory index that
+ * depends on the key or the nonce. */
+#ifndef P256_PUBLIC
+#define P256_PUBLIC(x) (x)
+#endif
+
 /* value_barrier — keep the compiler from turning mask arithmetic back
  * into a branch. */
 static inline uint64_t value_barrier(uint64_t x)
@@ -501,10 +511,10 @@ static void base_mul(struct point *r, const limbs k)
     mbedtls_platform_zeroize(digit, sizeof digit);
 }
 
-/* scalar_ok — all ones when 1 <= k < n. */
-static uint64_t scalar_ok(const limbs k)
+/* scalar_ok — 1 when 1 <= k < n (a public answer), else 0. */
+static int scalar_ok(const limbs k)
 {
-    return mask_lt(k, N.m) & ~mask_zero(k);
+    return (int)P256_PUBLIC((mask_lt(k, N.m) & ~mask_zero(k)) & 1);
 }
 
 int p256_public_key(const uint8_t priv[P256_BYTES], uint8_t pub[1 + 2 * P256_BYTES])
@@ -603,7 +613,7 @@ static int sign_with(const limbs k, const limbs dm, const limbs hm, limbs r, lim
     mbedtls_platform_zeroize(km, sizeof km);
     mbedtls_platform_zeroize(kinv, sizeof kinv);
     mbedtls_platform_zeroize(t, sizeof t);
-    return bad ? -1 : 0;
+    return P256_PUBLIC(bad) ? -1 : 0;
 }
 
 int p256_ecdsa_sign(const uint8_t priv[P256_BYTES], const uint8_t *hash, size_t hlen, int md,
