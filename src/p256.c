@@ -470,6 +470,18 @@ static uint64_t bits(const limbs k, int pos)
     return v & ((1u << W) - 1);
 }
 
+/* recode — k < 2^256 as WINDOWS signed digits d_i in [-2^(W-1), 2^(W-1)]
+ * with k = sum d_i·2^(W·i), without a branch. */
+static void recode(int8_t digit[WINDOWS], const limbs k)
+{
+    uint64_t carry = 0;
+    for (int i = 0; i < WINDOWS; i++) {
+        uint64_t d = bits(k, W * i) + carry;
+        carry = (d + ROW - 1) >> W; /* d > 2^(W-1): take 2^W off, carry one */
+        digit[i] = (int8_t)((int64_t)d - (int64_t)(carry << W));
+    }
+}
+
 /* base_mul — r = k·G, k a plain scalar in [0, n): signed W-bit digits
  * d_i in [-2^(W-1), 2^(W-1)] with k = sum d_i·2^(W·i), one table row per
  * digit, the entry picked by scanning the whole row with masks and
@@ -477,12 +489,7 @@ static uint64_t bits(const limbs k, int pos)
 static void base_mul(struct point *r, const limbs k)
 {
     int8_t digit[WINDOWS];
-    uint64_t carry = 0;
-    for (int i = 0; i < WINDOWS; i++) {
-        uint64_t d = bits(k, W * i) + carry;
-        carry = (d + ROW - 1) >> W; /* d > 2^(W-1): take 2^W off, carry one */
-        digit[i] = (int8_t)((int64_t)d - (int64_t)(carry << W));
-    }
+    recode(digit, k);
 
     struct point acc = {{0}, {0}, {0}};
     memcpy(acc.y, one_mont, sizeof acc.y);
@@ -539,6 +546,91 @@ int p256_public_key(const uint8_t priv[P256_BYTES], uint8_t pub[1 + 2 * P256_BYT
     mbedtls_platform_zeroize(k, sizeof k);
     mbedtls_platform_zeroize(&R, sizeof R);
     mbedtls_platform_zeroize(&A, sizeof A);
+    return 0;
+}
+
+/* --- ECDH: k·P for a peer's point ---------------------------------------- */
+
+/* var_mul — r = k·P (k plain in [1, n), P affine, Montgomery form): a
+ * table of 1..16·P (projective), then from the top digit down 5 doublings
+ * and one addition of the entry picked with masks, as in base_mul.  The
+ * complete formulas double as well (no special case to hide). */
+static void var_mul(struct point *r, const limbs k, const struct affine *pa)
+{
+    struct point tab[ROW], acc, q, sum;
+    int8_t digit[WINDOWS];
+    memcpy(tab[0].x, pa->x, sizeof tab[0].x);
+    memcpy(tab[0].y, pa->y, sizeof tab[0].y);
+    memcpy(tab[0].z, one_mont, sizeof tab[0].z);
+    for (int j = 1; j < ROW; j++) point_add(&tab[j], &tab[j - 1], &tab[0], 1);
+    recode(digit, k);
+    memset(&acc, 0, sizeof acc);
+    memcpy(acc.y, one_mont, sizeof acc.y);
+    for (int i = WINDOWS - 1; i >= 0; i--) {
+        for (int j = 0; j < W; j++) point_add(&acc, &acc, &acc, 0);
+        uint64_t sign = value_barrier(0 - (uint64_t)((uint8_t)digit[i] >> 7));
+        uint64_t abs = ((uint64_t)(int64_t)digit[i] ^ sign) - sign;
+        memset(&q, 0, sizeof q);
+        for (uint64_t j = 0; j < ROW; j++) cmov((uint64_t *)&q, (const uint64_t *)&tab[j], 12, mask_eq(abs, j + 1));
+        limbs neg;
+        mod_sub(neg, (const uint64_t[4]){0, 0, 0, 0}, q.y, &P);
+        cmov(q.y, neg, 4, sign);
+        point_add(&sum, &acc, &q, 0);
+        cmov((uint64_t *)&acc, (const uint64_t *)&sum, 12, ~mask_eq(abs, 0));
+    }
+    *r = acc;
+    mbedtls_platform_zeroize(tab, sizeof tab);
+    mbedtls_platform_zeroize(&acc, sizeof acc);
+    mbedtls_platform_zeroize(&q, sizeof q);
+    mbedtls_platform_zeroize(&sum, sizeof sum);
+    mbedtls_platform_zeroize(digit, sizeof digit);
+}
+
+/* read_point — an uncompressed point on the curve (public input: plain
+ * branches), into Montgomery form; -1 otherwise. */
+static int read_point(struct affine *a, const uint8_t in[1 + 2 * P256_BYTES])
+{
+    limbs x, y, lhs, rhs, t, three = {3, 0, 0, 0};
+    if (in[0] != 0x04) return -1;
+    from_bytes(x, in + 1);
+    from_bytes(y, in + 1 + P256_BYTES);
+    if (!mask_lt(x, P.m) || !mask_lt(y, P.m)) return -1;
+    to_mont(a->x, x, &P);
+    to_mont(a->y, y, &P);
+    /* y² = x³ - 3x + b */
+    mont_sqr_p(lhs, a->y);
+    mont_sqr_p(rhs, a->x);
+    mont_mul_p(rhs, rhs, a->x);
+    to_mont(three, three, &P);
+    mont_mul_p(t, three, a->x);
+    mod_sub(rhs, rhs, t, &P);
+    mod_add(rhs, rhs, b_mont, &P);
+    return memcmp(lhs, rhs, sizeof lhs) == 0 ? 0 : -1;
+}
+
+int p256_ecdh(const uint8_t priv[P256_BYTES], const uint8_t peer[1 + 2 * P256_BYTES], uint8_t shared[P256_BYTES])
+{
+    p256_init();
+    memset(shared, 0, P256_BYTES);
+    struct affine pa, ra;
+    limbs k, x;
+    if (read_point(&pa, peer) != 0) return -1;
+    from_bytes(k, priv);
+    if (!scalar_ok(k)) {
+        mbedtls_platform_zeroize(k, sizeof k);
+        return -1;
+    }
+    struct point R;
+    var_mul(&R, k, &pa);
+    /* a point of the prime-order curve times k in [1, n) is never at
+     * infinity: Z is not 0 */
+    to_affine(&ra, &R);
+    from_mont(x, ra.x, &P);
+    to_bytes(shared, x);
+    mbedtls_platform_zeroize(k, sizeof k);
+    mbedtls_platform_zeroize(&R, sizeof R);
+    mbedtls_platform_zeroize(&ra, sizeof ra);
+    mbedtls_platform_zeroize(x, sizeof x);
     return 0;
 }
 

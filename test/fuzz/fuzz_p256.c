@@ -9,7 +9,9 @@
  * modular arithmetic.  Checks: a key is refused exactly when mbedTLS
  * refuses it (0 or >= n); the public key equals mbedtls_ecp_mul's; the
  * signature equals mbedTLS's own deterministic one and
- * mbedtls_ecdsa_verify accepts it; a + b, a - b, a·b and a^-1 mod p and
+ * mbedtls_ecdsa_verify accepts it; ECDH of the key with the point
+ * h·G (h from the hash bytes) equals the X of mbedtls_ecp_mul, and a peer
+ * point off the curve is refused; a + b, a - b, a·b and a^-1 mod p and
  * mod n equal mbedTLS's bignum results.
  */
 #include "p256.h"
@@ -119,6 +121,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_ASSERT(memcmp(rb, wr, 32) == 0 && memcmp(sb, ws, 32) == 0);
         FUZZ_ASSERT(mbedtls_mpi_read_binary(&r, rb, 32) == 0 && mbedtls_mpi_read_binary(&s, sb, 32) == 0);
         FUZZ_ASSERT(mbedtls_ecdsa_verify(&grp, hash, hlen, &q, &r, &s) == 0);
+
+        /* ECDH: the key times the peer point other·G (other from the hash) */
+        uint8_t peer[65], shared[32], want[65];
+        mbedtls_mpi e;
+        mbedtls_ecp_point qe, z;
+        mbedtls_mpi_init(&e); mbedtls_ecp_point_init(&qe); mbedtls_ecp_point_init(&z);
+        FUZZ_ASSERT(mbedtls_mpi_read_binary(&e, other, 32) == 0);
+        if (mbedtls_ecp_check_privkey(&grp, &e) == 0) {
+            FUZZ_ASSERT(p256_public_key(other, peer) == 0);
+            FUZZ_ASSERT(p256_ecdh(key, peer, shared) == 0);
+            FUZZ_ASSERT(mbedtls_ecp_point_read_binary(&grp, &qe, peer, 65) == 0);
+            FUZZ_ASSERT(mbedtls_ecp_mul(&grp, &z, &d, &qe, blind_rng, NULL) == 0);
+            FUZZ_ASSERT(mbedtls_ecp_point_write_binary(&grp, &z, MBEDTLS_ECP_PF_UNCOMPRESSED, &len, want,
+                                                       sizeof want) == 0 && len == 65);
+            FUZZ_ASSERT(memcmp(shared, want + 1, 32) == 0);
+            peer[64] ^= 1; /* off the curve */
+            FUZZ_ASSERT(p256_ecdh(key, peer, shared) == -1);
+        }
+        mbedtls_mpi_free(&e); mbedtls_ecp_point_free(&qe); mbedtls_ecp_point_free(&z);
     }
     mbedtls_mpi_free(&d); mbedtls_mpi_free(&r); mbedtls_mpi_free(&s);
     mbedtls_ecp_point_free(&q);

@@ -3,7 +3,7 @@
  * memcheck by test_tls_p256 (the "ctgrind" method): private keys are
  * marked undefined, so memcheck reports every branch and every memory
  * index that depends on them, or on what is computed from them (the RFC
- * 6979 nonce, k·G, k^-1).  src/p256.c is included here with P256_PUBLIC
+ * 6979 nonce, k·G, k^-1, the ECDH product k·Q).  src/p256.c is included here with P256_PUBLIC
  * telling memcheck which few flags it publishes on purpose (see p256.c);
  * the outputs (public key, r, s) are public too.  Any report is a
  * failure: `valgrind --error-exitcode=1 build/valgrind/tools/p256_ct` (the
@@ -60,11 +60,15 @@ int main(void)
         ret |= p256_ecdsa_sign(d, hash, i == 5 ? 20 : 32 + 16 * (i % 3), mds[i % 3], r, s);
         VALGRIND_MAKE_MEM_DEFINED(&ret, sizeof ret);
         VALGRIND_MAKE_MEM_DEFINED(pub, sizeof pub);
+        /* ECDH with the same secret key and its own public key as the peer */
+        uint8_t shared[P256_BYTES];
+        ret |= p256_ecdh(d, pub, shared);
+        VALGRIND_MAKE_MEM_DEFINED(&ret, sizeof ret);
         VALGRIND_MAKE_MEM_DEFINED(r, sizeof r);
         VALGRIND_MAKE_MEM_DEFINED(s, sizeof s);
         if (ret != 0) failed++;
     }
-    printf("p256_ct: %d keys signed, %d failed\n", 6 - failed, failed);
+    printf("p256_ct: %d keys signed and agreed, %d failed\n", 6 - failed, failed);
     return failed ? 1 : 0;
 #endif
 }

@@ -259,6 +259,73 @@ static void test_differential(void)
     mbedtls_ecp_group_free(&grp);
 }
 
+/* ECDH: priv·peer's X against mbedtls_ecp_mul on 500 random keys and
+ * peers (and small and large keys); both sides agree; bad points refused. */
+static void test_ecdh(void)
+{
+    mbedtls_ecp_group grp;
+    mbedtls_ecp_group_init(&grp);
+    CHECK(mbedtls_ecp_group_load(&grp, MBEDTLS_ECP_DP_SECP256R1) == 0);
+    int bad = 0;
+    for (int i = 0; i < 500; i++) {
+        uint8_t a[32], b[32], pa[65], pb[65], sab[32], sba[32], want[65];
+        test_rng(NULL, a, 32);
+        test_rng(NULL, b, 32);
+        a[0] &= 0x7f; /* below n */
+        b[0] &= 0x7f;
+        if (i < 3) { /* 1, 2, 3 */
+            memset(a, 0, 32);
+            a[31] = (uint8_t)(i + 1);
+        } else if (i < 6) { /* n-1, n-2, n-3 */
+            unhex(N_HEX, a, 32);
+            a[31] = (uint8_t)(a[31] - (i - 2));
+        } else if (i < 9) { /* the peer is ±G or 2G */
+            memset(b, 0, 32);
+            b[31] = (uint8_t)(i - 5);
+            if (i == 6) unhex("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632550", b, 32);
+        }
+        if (p256_public_key(a, pa) || p256_public_key(b, pb) || p256_ecdh(a, pb, sab) || p256_ecdh(b, pa, sba)) {
+            bad++;
+            continue;
+        }
+        /* mbedTLS: a·(b·G) */
+        mbedtls_mpi d;
+        mbedtls_ecp_point q, r;
+        size_t len = 0;
+        mbedtls_mpi_init(&d); mbedtls_ecp_point_init(&q); mbedtls_ecp_point_init(&r);
+        int ret = mbedtls_mpi_read_binary(&d, a, 32) || mbedtls_ecp_point_read_binary(&grp, &q, pb, 65) ||
+                  mbedtls_ecp_mul(&grp, &r, &d, &q, test_rng, NULL) ||
+                  mbedtls_ecp_point_write_binary(&grp, &r, MBEDTLS_ECP_PF_UNCOMPRESSED, &len, want, 65);
+        mbedtls_mpi_free(&d); mbedtls_ecp_point_free(&q); mbedtls_ecp_point_free(&r);
+        if (ret || memcmp(sab, want + 1, 32) != 0 || memcmp(sab, sba, 32) != 0) bad++;
+    }
+    if (bad) fprintf(stderr, "  %d ECDH results differ\n", bad);
+    CHECK(bad == 0);
+
+    uint8_t key[32], pub[65], out[32];
+    unhex(RFC_KEY, key, 32);
+    CHECK(p256_public_key(key, pub) == 0);
+    CHECK(p256_ecdh(key, pub, out) == 0);
+    uint8_t bent[65];
+    memcpy(bent, pub, 65);
+    bent[64] ^= 1; /* off the curve */
+    CHECK(p256_ecdh(key, bent, out) == -1);
+    memcpy(bent, pub, 65);
+    bent[0] = 0x02; /* compressed form: not taken */
+    CHECK(p256_ecdh(key, bent, out) == -1);
+    memset(bent, 0, 65); /* (0, 0) */
+    bent[0] = 0x04;
+    CHECK(p256_ecdh(key, bent, out) == -1);
+    memcpy(bent, pub, 65);
+    unhex(P_HEX, bent + 1, 32); /* x = p */
+    CHECK(p256_ecdh(key, bent, out) == -1);
+    memset(key, 0, 32);
+    CHECK(p256_ecdh(key, pub, out) == -1);
+    static const uint8_t zero[32];
+    CHECK(memcmp(out, zero, 32) == 0);
+    mbedtls_ecp_group_free(&grp);
+}
+
 /* Keys outside [1, n-1] and unknown hashes are refused. */
 static void test_bad_input(void)
 {
@@ -316,6 +383,7 @@ int main(void)
     static const struct unit_case cases[] = {
         UNIT_CASE(test_rfc6979_vectors), UNIT_CASE(test_field_edges), UNIT_CASE(test_scalar_edges),
         UNIT_CASE(test_differential),    UNIT_CASE(test_bad_input),   UNIT_CASE(test_hook),
+        UNIT_CASE(test_ecdh),
     };
     return unit_run("test_p256", cases, sizeof cases / sizeof cases[0]);
 }
