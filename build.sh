@@ -125,9 +125,10 @@ build_dep() {
     say "building $name ($flavour)"
     case $name in
     mbedtls)
-        # Our narrow hooks into mbedTLS, each patch with the header that says
-        # why and how (src/psa_sodium.h: the X25519 driver on libsodium;
-        # src/rsa_mont.h: the RSA private operation).
+        # Our narrow hooks into mbedTLS; the header that says why and how:
+        # src/psa_sodium.h (the X25519 driver on libsodium), src/rsa_mont.h
+        # (the RSA private operation), src/p256.h (the secp256r1 ECDSA signer
+        # hook in ecdsa.c; its patch declares the hook itself).
         local p
         for p in vendor/mbedtls-*.patch; do
             patch -s -p1 -d "$work/$name" < "$p" || die "$p does not apply to $tarball"
@@ -203,11 +204,14 @@ asan_build() {
 }
 
 # valgrind_build — a plain glibc build of the same sources for memcheck
-# (valgrind cannot follow malloc inside a static musl binary).
+# (valgrind cannot follow malloc inside a static musl binary), and the
+# constant-time check of src/p256.c (test/tools/p256_ct.c, which needs
+# valgrind's header).
 valgrind_build() {
     need_pkgs valgrind
     deps host cc
-    make -s -j"$JOBS" BUILD="$OUT/valgrind" CC=cc DEPS="$DEPS/host" "$OUT/valgrind/mrs.debug"
+    make -s -j"$JOBS" BUILD="$OUT/valgrind" CC=cc DEPS="$DEPS/host" "$OUT/valgrind/mrs.debug" \
+        "$OUT/valgrind/tools/p256_ct"
 }
 
 # need_cap PACKAGE PROBE... — a test needs what PROBE checks (a module,

@@ -4,6 +4,7 @@
 #include "psa_sodium.h"
 
 #include "crypto.h"
+#include "p256.h"
 
 #include <mbedtls/ecdh.h>
 #include <mbedtls/ecp.h>
@@ -72,9 +73,39 @@ psa_status_t psa_sodium_transparent_key_agreement(const psa_key_attributes_t *at
  * MBEDTLS_ECDH_COMPUTE_SHARED_ALT in vendor/mbedtls_config.h) are these:
  * X25519 on libsodium, every other curve as mbedTLS's own code does it.
  */
+/* TLS 1.2 ECDHE on secp256r1: src/p256.c (a random d in [1, n-1] from
+ * mbedTLS's generator, d·G; the peer's point checked, the X of d·Q). */
+static int p256_gen_public(mbedtls_ecp_group *grp, mbedtls_mpi *d, mbedtls_ecp_point *Q,
+                           int (*f_rng)(void *, unsigned char *, size_t), void *p_rng)
+{
+    uint8_t secret[P256_BYTES], pub[1 + 2 * P256_BYTES];
+    int ret = mbedtls_ecp_gen_privkey(grp, d, f_rng, p_rng);
+    if (ret == 0) ret = mbedtls_mpi_write_binary(d, secret, sizeof secret);
+    if (ret == 0 && p256_public_key(secret, pub) != 0) ret = MBEDTLS_ERR_ECP_BAD_INPUT_DATA;
+    if (ret == 0) ret = mbedtls_ecp_point_read_binary(grp, Q, pub, sizeof pub);
+    crypto_wipe(secret, sizeof secret);
+    return ret;
+}
+
+static int p256_compute_shared(mbedtls_ecp_group *grp, mbedtls_mpi *z, const mbedtls_ecp_point *Q,
+                               const mbedtls_mpi *d)
+{
+    uint8_t secret[P256_BYTES], peer[1 + 2 * P256_BYTES], out[P256_BYTES];
+    size_t len = 0;
+    int ret = mbedtls_mpi_write_binary(d, secret, sizeof secret);
+    if (ret == 0)
+        ret = mbedtls_ecp_point_write_binary(grp, Q, MBEDTLS_ECP_PF_UNCOMPRESSED, &len, peer, sizeof peer);
+    if (ret == 0 && (len != sizeof peer || p256_ecdh(secret, peer, out) != 0)) ret = MBEDTLS_ERR_ECP_BAD_INPUT_DATA;
+    if (ret == 0) ret = mbedtls_mpi_read_binary(z, out, sizeof out);
+    crypto_wipe(secret, sizeof secret);
+    crypto_wipe(out, sizeof out);
+    return ret;
+}
+
 int mbedtls_ecdh_gen_public(mbedtls_ecp_group *grp, mbedtls_mpi *d, mbedtls_ecp_point *Q,
                             int (*f_rng)(void *, unsigned char *, size_t), void *p_rng)
 {
+    if (grp->id == MBEDTLS_ECP_DP_SECP256R1) return p256_gen_public(grp, d, Q, f_rng, p_rng);
     if (grp->id != MBEDTLS_ECP_DP_CURVE25519) return mbedtls_ecp_gen_keypair(grp, d, Q, f_rng, p_rng);
     uint8_t secret[CRYPTO_X25519_BYTES], pub[CRYPTO_X25519_BYTES];
     crypto_x25519_secret(secret);
@@ -91,6 +122,7 @@ int mbedtls_ecdh_compute_shared(mbedtls_ecp_group *grp, mbedtls_mpi *z, const mb
                                 void *p_rng)
 {
     int ret;
+    if (grp->id == MBEDTLS_ECP_DP_SECP256R1) return p256_compute_shared(grp, z, Q, d);
     if (grp->id != MBEDTLS_ECP_DP_CURVE25519) {
         mbedtls_ecp_point P;
         mbedtls_ecp_point_init(&P);

@@ -16,7 +16,9 @@
  * same file defines mbedtls_ecdh_gen_public and mbedtls_ecdh_compute_shared
  * (declared in mbedtls/ecdh.h; the library leaves them out with
  * MBEDTLS_ECDH_GEN_PUBLIC_ALT / MBEDTLS_ECDH_COMPUTE_SHARED_ALT), X25519 on
- * libsodium and the other curves on mbedTLS's own code.
+ * libsodium, P-256 on src/p256.c (mbedTLS's PSA key agreement calls
+ * mbedtls_ecdh_compute_shared too) and the other curves on mbedTLS's own
+ * code.
  *
  * Keys are PSA's export format for Montgomery keys (RFC 7748: 32 bytes,
  * little-endian).  Each entry point answers PSA_ERROR_NOT_SUPPORTED for any

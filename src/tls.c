@@ -11,6 +11,7 @@
 
 #include "dane.h"
 #include "log.h"
+#include "p256.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -178,6 +179,8 @@ int tls_init(char *err, size_t err_len)
         snprintf(err, err_len, "PSA crypto initialisation failed");
         return -1;
     }
+    /* ECDSA P-256 signatures (CertificateVerify) on src/p256.c */
+    p256_mbedtls_hook_install();
     mbedtls_ssl_ticket_init(&tickets);
     ret = mbedtls_ssl_ticket_setup(&tickets, mbedtls_ctr_drbg_random, &drbg,
                                    MBEDTLS_CIPHER_AES_256_GCM, TLS_TICKET_LIFETIME_S);

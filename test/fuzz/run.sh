@@ -10,7 +10,8 @@
 # also #include a module's .c to replace its I/O, see fake_net.h):
 #   // fuzz-srcs: src/dns_wire.c src/log.c
 # and is linked against the host build of the pinned libraries (.deps/host,
-# made by `./build.sh fuzz` or `./build.sh asan`; built here when missing).
+# made by `./build.sh fuzz` or `./build.sh asan`; built here when missing or
+# older than vendor/mbedtls_config.h and the vendor/mbedtls-*.patch files).
 # test/fuzz/<name>.dict, when present, is passed as the target's -dict=.
 set -u
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
@@ -21,17 +22,16 @@ OUT="$TOP/${MRS_BUILD_DIR:-build}/fuzz"
 CC=${FUZZ_CC:-clang}
 mkdir -p "$OUT"
 
-# The host flavour of the pinned libraries, with build.sh's own functions.
-if [ ! -f "$HOST/lib/libsodium.a" ] || [ ! -f "$HOST/lib/libmbedcrypto.a" ]; then
-    (
-        DEPS="$TOP/.deps" JOBS=$(nproc 2>/dev/null || echo 2) apt_updated=0
-        say() { printf 'fuzz: %s\n' "$*" >&2; }
-        die() { say "error: $*"; exit 1; }
-        # shellcheck source=/dev/null
-        source <(sed -n '/^need_pkgs()/,/^# --- our build/p' build.sh)
-        deps host cc
-    ) >&2 || echo "fuzz: could not build the host libraries in .deps/host" >&2
-fi
+# The host flavour of the pinned libraries, with build.sh's own functions
+# (a no-op when they are built from the current pins, config and patches).
+(
+    DEPS="$TOP/.deps" JOBS=$(nproc 2>/dev/null || echo 2) apt_updated=0
+    say() { printf 'fuzz: %s\n' "$*" >&2; }
+    die() { say "error: $*"; exit 1; }
+    # shellcheck source=/dev/null
+    source <(sed -n '/^need_pkgs()/,/^# --- our build/p' build.sh)
+    deps host cc
+) >&2 || echo "fuzz: could not build the host libraries in .deps/host" >&2
 
 CFLAGS=(-std=c11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
         -fno-sanitize-recover=undefined -Wall -Wextra -Wno-unused-parameter

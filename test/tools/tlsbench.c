@@ -16,8 +16,11 @@
  *                     the server side of a TLS 1.2 ECDHE exchange (mbedTLS's
  *                     legacy ECDH, not PSA, without MBEDTLS_USE_PSA_CRYPTO)
  *   p256 ecdh         the same on secp256r1
- *   ecdsa-p256 sign   mbedtls_pk_sign, SHA-256, as CertificateVerify /
- *                     ServerKeyExchange sign
+ *   ecdsa-p256 mbedtls  mbedtls_pk_sign, SHA-256, as CertificateVerify /
+ *                     ServerKeyExchange sign, on mbedTLS's own code
+ *   ecdsa-p256 sign   the same through the hook to src/p256.c, as the
+ *                     relay signs (tls_init installs the hook)
+ *   p256 direct       p256_ecdsa_sign alone (no mbedTLS bignums, no DER)
  *   rsa2048 pss sign  mbedtls_pk_sign_ext RSASSA-PSS (TLS 1.3)
  *   rsa2048 v15 sign  mbedtls_pk_sign PKCS#1 v1.5 (TLS 1.2, DKIM)
  *   rsa2048 ... mbedtls  the two RSA rows with src/rsa_mont.c switched off:
@@ -25,10 +28,12 @@
  */
 #include "crypto.h"
 #include "rsa_mont.h"
+#include "p256.h"
 
 #include <mbedtls/ecdh.h>
 #include <mbedtls/ecp.h>
 #include <mbedtls/pk.h>
+#include <mbedtls/platform_util.h>
 #include <mbedtls/psa_util.h>
 #include <mbedtls/rsa.h>
 #include <psa/crypto.h>
@@ -178,6 +183,12 @@ static int sign_one(void *arg)
                            mbedtls_psa_get_random, MBEDTLS_PSA_RANDOM_STATE);
 }
 
+static int p256_direct(void *arg)
+{
+    uint8_t hash[32] = {1, 2, 3}, r[P256_BYTES], s[P256_BYTES];
+    return p256_ecdsa_sign(arg, hash, sizeof hash, MBEDTLS_MD_SHA256, r, s);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) budget_us = atof(argv[1]) * 1e6;
@@ -209,7 +220,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "tlsbench: key generation failed\n");
         return 1;
     }
+    p256_mbedtls_hook_remove();
+    rc |= run("ecdsa-p256 mbedtls", sign_one, &ec);
+    p256_mbedtls_hook_install();
+    unsigned long signed_before = p256_sign_count();
     rc |= run("ecdsa-p256 sign", sign_one, &ec);
+    if (p256_sign_count() == signed_before) {
+        printf("ecdsa-p256 sign    did not reach src/p256.c\n");
+        rc = 1;
+    }
+    uint8_t d[P256_BYTES];
+    size_t dlen = 0;
+    rc |= mbedtls_ecp_write_key_ext(mbedtls_pk_ec(ec.pk), &dlen, d, sizeof d) != 0 || dlen != sizeof d ||
+          run("p256 direct", p256_direct, d);
+    mbedtls_platform_zeroize(d, sizeof d);
     rsa.pss = 1;
     rc |= run("rsa2048 pss sign", sign_one, &rsa);
     rsa.pss = 0;
