@@ -49,14 +49,33 @@ struct server_conf {
     mbedtls_pk_context key[TLS_PAIRS_MAX];
 };
 
+/* Bytes read from the socket ahead of what mbedTLS asked for: a record's
+ * 5-byte header and its body (or several small records) come with one
+ * recv.  Small, because every session keeps it: commands, replies and the
+ * client's handshake messages fit; a larger record's body is read straight
+ * into mbedTLS's buffer. */
+#define TLS_READ_AHEAD_BYTES 512
+/* A handshake flight (ServerHello to Finished, or the client's Finished)
+ * is collected and sent with one send: buffers of this size are shared
+ * from a small pool and held only inside tls_handshake(). */
+#define TLS_FLIGHT_BYTES 8192
+#define TLS_FLIGHT_POOL 16
+
 struct tls_conn {
     mbedtls_ssl_context ssl;
     struct server_conf *sc; /* NULL for client contexts */
     int fd;
     const struct dane_set *dane; /* DANE client: the TLSA records the certificate must match */
     bool dane_ok;                /* and it did */
-    char dane_err[320];          /* why not, for tls_handshake's err */
+    bool dane_failed;            /* no TLSA record matched: tls_handshake says so */
     bool close_notify;           /* the peer ended the stream with close_notify */
+    bool flight;                 /* inside tls_handshake: sends go to out */
+    bool hs_done;                /* the handshake completed; out may still hold its end */
+    bool sent;                   /* sent since the last read: the peer's answer cannot be there yet */
+    unsigned char *out;          /* a pool buffer while a flight is collected or unsent */
+    size_t out_len;
+    uint16_t ra_pos, ra_len;     /* unread bytes are ra[ra_pos..ra_len) */
+    unsigned char ra[TLS_READ_AHEAD_BYTES];
 };
 
 static mbedtls_entropy_context entropy;
@@ -498,28 +517,141 @@ int tls_client_outbound_init(const char *ca_file, char *err, size_t err_len)
     return rc;
 }
 
-/* BIO callbacks on a non-blocking socket. */
-static int bio_send(void *ctx, const unsigned char *buf, size_t len)
+/* ---- the flight buffer pool ---------------------------------------------------- */
+
+static pthread_mutex_t flight_mu = PTHREAD_MUTEX_INITIALIZER;
+static unsigned char *flight_free[TLS_FLIGHT_POOL];
+static int flight_count;
+
+static unsigned char *flight_get(void)
 {
-    struct tls_conn *t = ctx;
-    ssize_t n = send(t->fd, buf, len, MSG_NOSIGNAL);
-    if (n >= 0)
-        return (int)n;
+    unsigned char *b = NULL;
+    pthread_mutex_lock(&flight_mu);
+    if (flight_count > 0)
+        b = flight_free[--flight_count];
+    pthread_mutex_unlock(&flight_mu);
+    return b ? b : malloc(TLS_FLIGHT_BYTES);
+}
+
+static void flight_put(unsigned char *b)
+{
+    if (!b)
+        return;
+    pthread_mutex_lock(&flight_mu);
+    if (flight_count < TLS_FLIGHT_POOL) {
+        flight_free[flight_count++] = b;
+        b = NULL;
+    }
+    pthread_mutex_unlock(&flight_mu);
+    free(b);
+}
+
+/* ---- BIO callbacks on a non-blocking socket -------------------------------------- */
+
+static int send_error(void)
+{
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
         return MBEDTLS_ERR_SSL_WANT_WRITE;
     return errno == ECONNRESET || errno == EPIPE ? MBEDTLS_ERR_NET_CONN_RESET
                                                   : MBEDTLS_ERR_NET_SEND_FAILED;
 }
 
+/* out_flush — send the collected bytes: 0 once none is left (the buffer
+ * then goes back to the pool unless a flight is being collected),
+ * MBEDTLS_ERR_SSL_WANT_WRITE, or an error. */
+static int out_flush(struct tls_conn *t)
+{
+    size_t off = 0;
+    int ret = 0;
+    while (off < t->out_len) {
+        ssize_t n = send(t->fd, t->out + off, t->out_len - off, MSG_NOSIGNAL);
+        if (n < 0) {
+            ret = send_error();
+            break;
+        }
+        off += (size_t)n;
+        t->sent = true;
+    }
+    size_t left = t->out_len - off;
+    if (off > 0 && left > 0 && left <= TLS_FLIGHT_BYTES)
+        memmove(t->out, t->out + off, left);
+    t->out_len = left;
+    if (t->out_len == 0 && !t->flight) {
+        flight_put(t->out);
+        t->out = NULL;
+    }
+    return ret;
+}
+
+static int bio_send(void *ctx, const unsigned char *buf, size_t len)
+{
+    struct tls_conn *t = ctx;
+    if (t->flight && !t->out)
+        t->out = flight_get(); /* NULL: no coalescing, sent as it comes */
+    if (t->out && len > TLS_FLIGHT_BYTES - t->out_len) {
+        int ret = out_flush(t);
+        if (ret != 0)
+            return ret;
+    }
+    if (t->out && t->flight && len <= TLS_FLIGHT_BYTES - t->out_len) {
+        memcpy(t->out + t->out_len, buf, len);
+        t->out_len += len;
+        return (int)len;
+    }
+    if (t->out_len > 0) { /* a flight's end not sent yet: it goes first */
+        int ret = out_flush(t);
+        if (ret != 0)
+            return ret;
+    }
+    ssize_t n = send(t->fd, buf, len, MSG_NOSIGNAL);
+    return n < 0 ? send_error() : (int)n;
+}
+
+/* read_ahead — whether bytes are read ahead: mbedTLS may stop with
+ * WANT_READ after a record that gave it nothing to return (poll would not
+ * see what is already here), so the caller calls it again first. */
+static bool read_ahead(const struct tls_conn *t)
+{
+    return t->ra_pos < t->ra_len;
+}
+
+/* bio_recv — from the read-ahead bytes, else one recv of up to
+ * TLS_READ_AHEAD_BYTES (straight into buf when it asks for as much).
+ * Before it waits for the peer, the collected flight leaves; right after
+ * we sent, the peer's answer cannot be there yet, so it reports WANT_READ
+ * without a recv that would fail: the caller polls, then reads. */
 static int bio_recv(void *ctx, unsigned char *buf, size_t len)
 {
     struct tls_conn *t = ctx;
-    ssize_t n = recv(t->fd, buf, len, 0);
-    if (n >= 0)
+    if (t->ra_pos < t->ra_len) {
+        size_t n = (size_t)(t->ra_len - t->ra_pos);
+        if (n > len)
+            n = len;
+        memcpy(buf, t->ra + t->ra_pos, n);
+        t->ra_pos += (uint16_t)n;
         return (int)n;
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+    }
+    if (t->out_len > 0) {
+        int ret = out_flush(t);
+        if (ret != 0)
+            return ret;
+    }
+    if (t->sent) {
+        t->sent = false;
         return MBEDTLS_ERR_SSL_WANT_READ;
-    return errno == ECONNRESET ? MBEDTLS_ERR_NET_CONN_RESET : MBEDTLS_ERR_NET_RECV_FAILED;
+    }
+    bool direct = len >= sizeof t->ra;
+    ssize_t n = recv(t->fd, direct ? buf : t->ra, direct ? len : sizeof t->ra, 0);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return MBEDTLS_ERR_SSL_WANT_READ;
+        return errno == ECONNRESET ? MBEDTLS_ERR_NET_CONN_RESET : MBEDTLS_ERR_NET_RECV_FAILED;
+    }
+    if (direct || n == 0)
+        return (int)n;
+    t->ra_pos = 0;
+    t->ra_len = (uint16_t)n;
+    return bio_recv(ctx, buf, len);
 }
 
 static struct tls_conn *conn_new(int fd, const mbedtls_ssl_config *c, struct server_conf *sc)
@@ -620,7 +752,7 @@ static int dane_verify(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *fl
         t->dane_ok = true;
         return 0;
     }
-    snprintf(t->dane_err, sizeof t->dane_err, "no TLSA record matches the certificate of %s", t->dane->host);
+    t->dane_failed = true;
     return MBEDTLS_ERR_X509_FATAL_ERROR;
 }
 
@@ -646,6 +778,7 @@ void tls_conn_free(struct tls_conn *t)
         return;
     mbedtls_ssl_free(&t->ssl);
     server_conf_put(t->sc);
+    flight_put(t->out);
     free(t);
 }
 
@@ -681,10 +814,25 @@ static void verify_failure(uint32_t flags, char *err, size_t err_len)
 
 int tls_handshake(struct tls_conn *t, char *err, size_t err_len)
 {
-    tcache.active = true;
-    int ret = mbedtls_ssl_handshake(&t->ssl);
-    tcache.active = false;
-    cache_flush(); /* a session waiting for its peer holds no cached block */
+    int ret = t->out_len > 0 ? out_flush(t) : 0; /* the end of the last flight first */
+    if (ret == 0 && !t->hs_done) {
+        tcache.active = true;
+        t->flight = true;
+        ret = mbedtls_ssl_handshake(&t->ssl);
+        for (int i = 0; i < TLS_READ_AHEAD_BYTES && ret == MBEDTLS_ERR_SSL_WANT_READ && read_ahead(t); i++)
+            ret = mbedtls_ssl_handshake(&t->ssl);
+        t->flight = false;
+        tcache.active = false;
+        cache_flush(); /* a session waiting for its peer holds no cached block */
+        /* what the call collected leaves now (an alert too); a WANT_READ
+         * flushed it already.  Whatever the socket does not take yet is
+         * sent by the next call, which the caller makes when it may write. */
+        int fr = out_flush(t);
+        if (ret == 0)
+            t->hs_done = true;
+        if (fr != 0 && (ret == 0 || ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE))
+            ret = fr;
+    }
     if (ret == 0 && t->dane && !t->dane_ok) {
         /* no certificate was judged (a resumed session): not good enough */
         snprintf(err, err_len, "the certificate of %s was not checked against its TLSA records", t->dane->host);
@@ -692,8 +840,8 @@ int tls_handshake(struct tls_conn *t, char *err, size_t err_len)
     }
     if (ret == 0)
         return 0;
-    if (t->dane && t->dane_err[0]) {
-        snprintf(err, err_len, "%s", t->dane_err);
+    if (t->dane && t->dane_failed) {
+        snprintf(err, err_len, "no TLSA record matches the certificate of %s", t->dane->host);
         return TLS_ERROR;
     }
     if (ret == MBEDTLS_ERR_SSL_WANT_READ)
@@ -710,8 +858,10 @@ int tls_handshake(struct tls_conn *t, char *err, size_t err_len)
 
 ssize_t tls_recv(struct tls_conn *t, void *buf, size_t len)
 {
-    for (;;) {
+    for (int i = 0;; i++) {
         int ret = mbedtls_ssl_read(&t->ssl, buf, len);
+        if (ret == MBEDTLS_ERR_SSL_WANT_READ && read_ahead(t) && i < TLS_READ_AHEAD_BYTES)
+            continue; /* a record that gave nothing (a ticket, a CCS): more are read ahead */
         if (ret > 0)
             return ret;
         switch (ret) {
@@ -746,7 +896,8 @@ ssize_t tls_send(struct tls_conn *t, const void *buf, size_t len)
 
 bool tls_pending(const struct tls_conn *t)
 {
-    return mbedtls_ssl_get_bytes_avail(&t->ssl) > 0 || mbedtls_ssl_check_pending(&t->ssl);
+    return t->ra_pos < t->ra_len || mbedtls_ssl_get_bytes_avail(&t->ssl) > 0 ||
+           mbedtls_ssl_check_pending(&t->ssl);
 }
 
 void tls_close_notify(struct tls_conn *t)
