@@ -26,8 +26,10 @@
  * thread.
  */
 #include "queue.h"
+
 #include "queue_files.h"
 
+#include "bufpool.h"
 #include "config.h"
 #include "crypto.h"
 #include "log.h"
@@ -251,12 +253,15 @@ static int write_line(struct queue_msg *m, const char *key, const char *value)
            queue_write(m, value, strlen(value)) | queue_write(m, "\n", 1);
 }
 
+/* open messages' write buffers, kept for the next message (bufpool.h) */
+static struct bufpool msg_pool = BUFPOOL_INIT(sizeof(struct queue_msg), 16);
+
 struct queue_msg *queue_open(const char *id, const struct queue_envelope *env)
 {
     char path[QUEUE_PATH_MAX_BYTES], when[32];
-    struct queue_msg *m = malloc(sizeof *m);
+    struct queue_msg *m = bufpool_get(&msg_pool);
     if (!m || !(m->item = item_new(id))) {
-        free(m);
+        bufpool_put(&msg_pool, m);
         errno = ENOMEM;
         return NULL;
     }
@@ -271,7 +276,7 @@ struct queue_msg *queue_open(const char *id, const struct queue_envelope *env)
     if (m->fd < 0) {
         int e = errno;
         item_free(m->item);
-        free(m);
+        bufpool_put(&msg_pool, m);
         errno = e;
         return NULL;
     }
@@ -403,7 +408,7 @@ int queue_commit(struct queue_msg *m)
     } else {
         sched_add(m->item, util_now_ms()); /* due at once: a worker wakes now */
     }
-    free(m);
+    bufpool_put(&msg_pool, m);
     return rc;
 }
 
@@ -417,7 +422,7 @@ void queue_abort(struct queue_msg *m)
         close(m->fd);
     unlink(path);
     item_free(m->item);
-    free(m);
+    bufpool_put(&msg_pool, m);
 }
 
 /* ---- the schedule ---------------------------------------------------------- */

@@ -9,6 +9,7 @@
  */
 #include "tls.h"
 
+#include "bufpool.h"
 #include "dane.h"
 #include "log.h"
 
@@ -129,11 +130,27 @@ static void cache_flush(void)
     }
 }
 
+/* A connection's record buffers (16 KiB in, 8 KiB out, plus headers) are
+ * the only blocks mbedTLS asks for between these sizes: they come from a
+ * pool (bufpool.h), so a connection costs no mmap/munmap pair for them.  A
+ * kept block is zeroed up to the size asked for; a new one comes from
+ * calloc, whose untouched pages cost no memory until they are used. */
+#define TLS_RECORD_BUF_MIN 8192
+#define TLS_RECORD_BUF_BYTES (18 * 1024)
+#define TLS_RECORD_BUF_POOL 16
+static struct bufpool record_pool = BUFPOOL_INIT(TLS_RECORD_BUF_BYTES, TLS_RECORD_BUF_POOL);
+
 static void *cache_calloc(size_t n, size_t size)
 {
     if (size && n > SIZE_MAX / size)
         return NULL;
     size_t len = n * size;
+    if (len > TLS_RECORD_BUF_MIN && len <= TLS_RECORD_BUF_BYTES) {
+        void *b = bufpool_take(&record_pool);
+        if (b)
+            memset(b, 0, len);
+        return b ? b : calloc(1, TLS_RECORD_BUF_BYTES);
+    }
     for (int c = 0; tcache.active && c < TLS_CACHE_CLASSES; c++) {
         size_t class_len = (size_t)TLS_CACHE_MIN << c;
         if (len > class_len)
@@ -155,6 +172,10 @@ static void cache_free(void *p)
 {
     if (!p)
         return;
+    if (malloc_usable_size(p) == TLS_RECORD_BUF_BYTES) {
+        bufpool_put(&record_pool, p);
+        return;
+    }
     size_t usable = tcache.active ? malloc_usable_size(p) : 0;
     int c = TLS_CACHE_CLASSES - 1;
     while (c >= 0 && usable < (size_t)TLS_CACHE_MIN << c)
@@ -517,34 +538,7 @@ int tls_client_outbound_init(const char *ca_file, char *err, size_t err_len)
     return rc;
 }
 
-/* ---- the flight buffer pool ---------------------------------------------------- */
-
-static pthread_mutex_t flight_mu = PTHREAD_MUTEX_INITIALIZER;
-static unsigned char *flight_free[TLS_FLIGHT_POOL];
-static int flight_count;
-
-static unsigned char *flight_get(void)
-{
-    unsigned char *b = NULL;
-    pthread_mutex_lock(&flight_mu);
-    if (flight_count > 0)
-        b = flight_free[--flight_count];
-    pthread_mutex_unlock(&flight_mu);
-    return b ? b : malloc(TLS_FLIGHT_BYTES);
-}
-
-static void flight_put(unsigned char *b)
-{
-    if (!b)
-        return;
-    pthread_mutex_lock(&flight_mu);
-    if (flight_count < TLS_FLIGHT_POOL) {
-        flight_free[flight_count++] = b;
-        b = NULL;
-    }
-    pthread_mutex_unlock(&flight_mu);
-    free(b);
-}
+static struct bufpool flight_pool = BUFPOOL_INIT(TLS_FLIGHT_BYTES, TLS_FLIGHT_POOL);
 
 /* ---- BIO callbacks on a non-blocking socket -------------------------------------- */
 
@@ -577,7 +571,7 @@ static int out_flush(struct tls_conn *t)
         memmove(t->out, t->out + off, left);
     t->out_len = left;
     if (t->out_len == 0 && !t->flight) {
-        flight_put(t->out);
+        bufpool_put(&flight_pool, t->out);
         t->out = NULL;
     }
     return ret;
@@ -587,7 +581,7 @@ static int bio_send(void *ctx, const unsigned char *buf, size_t len)
 {
     struct tls_conn *t = ctx;
     if (t->flight && !t->out)
-        t->out = flight_get(); /* NULL: no coalescing, sent as it comes */
+        t->out = bufpool_get(&flight_pool); /* NULL: no coalescing, sent as it comes */
     if (t->out && len > TLS_FLIGHT_BYTES - t->out_len) {
         int ret = out_flush(t);
         if (ret != 0)
@@ -778,7 +772,7 @@ void tls_conn_free(struct tls_conn *t)
         return;
     mbedtls_ssl_free(&t->ssl);
     server_conf_put(t->sc);
-    flight_put(t->out);
+    bufpool_put(&flight_pool, t->out);
     free(t);
 }
 
