@@ -15,7 +15,7 @@
 #include <pthread.h>
 #include <stddef.h>
 
-#define BUFPOOL_MAX 16
+#define BUFPOOL_MAX 32
 
 struct bufpool {
     pthread_mutex_t mu;

@@ -49,7 +49,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define QUEUE_WRITE_BUFFER_BYTES (64 * 1024)
+/* 16 KiB: a typical message leaves in one write; open messages' buffers
+ * are kept for reuse (msg_pool), up to one per session that may be in
+ * DATA at once on a busy relay, so they stay small */
+#define QUEUE_WRITE_BUFFER_BYTES (16 * 1024)
 #define QUEUE_PATH_MAX_BYTES (CONFIG_PATH_MAX_BYTES + 64)
 #define QUEUE_NOT_IN_HEAP SIZE_MAX
 #define QUEUE_ITEMS_MAX 10000000 /* a spool larger than this is not indexed further */
@@ -254,7 +257,7 @@ static int write_line(struct queue_msg *m, const char *key, const char *value)
 }
 
 /* open messages' write buffers, kept for the next message (bufpool.h) */
-static struct bufpool msg_pool = BUFPOOL_INIT(sizeof(struct queue_msg), 16);
+static struct bufpool msg_pool = BUFPOOL_INIT(sizeof(struct queue_msg), 32);
 
 struct queue_msg *queue_open(const char *id, const struct queue_envelope *env)
 {

@@ -115,6 +115,7 @@ static _Thread_local struct {
     struct cache_block *head[TLS_CACHE_CLASSES];
     unsigned count[TLS_CACHE_CLASSES];
     bool active;               /* inside mbedtls_ssl_handshake() */
+    bool setup;                /* inside mbedtls_ssl_setup() */
 } tcache;
 
 /* cache_flush — give every cached block of this thread back to malloc. */
@@ -130,26 +131,46 @@ static void cache_flush(void)
     }
 }
 
-/* A connection's record buffers (16 KiB in, 8 KiB out, plus headers) are
- * the only blocks mbedTLS asks for between these sizes: they come from a
- * pool (bufpool.h), so a connection costs no mmap/munmap pair for them.  A
- * kept block is zeroed up to the size asked for; a new one comes from
- * calloc, whose untouched pages cost no memory until they are used. */
+/* A connection's two record buffers (16 KiB in, 8 KiB out, plus headers),
+ * allocated in mbedtls_ssl_setup(), have a pool each (bufpool.h; the size
+ * is learnt there), so a connection costs no mmap/munmap pair for them.  A kept block is zeroed;
+ * a new one comes from calloc, whose untouched pages cost no memory until
+ * they are used. */
 #define TLS_RECORD_BUF_MIN 8192
-#define TLS_RECORD_BUF_BYTES (18 * 1024)
+#define TLS_RECORD_BUF_MAX (32 * 1024)
 #define TLS_RECORD_BUF_POOL 16
-static struct bufpool record_pool = BUFPOOL_INIT(TLS_RECORD_BUF_BYTES, TLS_RECORD_BUF_POOL);
+static struct bufpool record_pool[2] = {BUFPOOL_INIT(0, TLS_RECORD_BUF_POOL), BUFPOOL_INIT(0, TLS_RECORD_BUF_POOL)};
+static pthread_mutex_t record_pool_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* record_pool_for — the pool of blocks of len bytes; inside
+ * mbedtls_ssl_setup() a pool without a size yet takes len.  NULL when
+ * there is none. */
+static struct bufpool *record_pool_for(size_t len)
+{
+    if (len <= TLS_RECORD_BUF_MIN || len > TLS_RECORD_BUF_MAX)
+        return NULL;
+    struct bufpool *p = NULL;
+    pthread_mutex_lock(&record_pool_mu);
+    for (size_t i = 0; i < sizeof record_pool / sizeof record_pool[0] && !p; i++) {
+        if (record_pool[i].size == 0 && tcache.setup)
+            record_pool[i].size = len;
+        if (record_pool[i].size == len)
+            p = &record_pool[i];
+    }
+    pthread_mutex_unlock(&record_pool_mu);
+    return p;
+}
 
 static void *cache_calloc(size_t n, size_t size)
 {
     if (size && n > SIZE_MAX / size)
         return NULL;
     size_t len = n * size;
-    if (len > TLS_RECORD_BUF_MIN && len <= TLS_RECORD_BUF_BYTES) {
-        void *b = bufpool_take(&record_pool);
-        if (b)
-            memset(b, 0, len);
-        return b ? b : calloc(1, TLS_RECORD_BUF_BYTES);
+    struct bufpool *pool = record_pool_for(len);
+    void *kept = pool ? bufpool_take(pool) : NULL;
+    if (kept) {
+        memset(kept, 0, len);
+        return kept;
     }
     for (int c = 0; tcache.active && c < TLS_CACHE_CLASSES; c++) {
         size_t class_len = (size_t)TLS_CACHE_MIN << c;
@@ -172,11 +193,14 @@ static void cache_free(void *p)
 {
     if (!p)
         return;
-    if (malloc_usable_size(p) == TLS_RECORD_BUF_BYTES) {
-        bufpool_put(&record_pool, p);
+    size_t usable = malloc_usable_size(p);
+    struct bufpool *pool = record_pool_for(usable);
+    if (pool) {
+        bufpool_put(pool, p);
         return;
     }
-    size_t usable = tcache.active ? malloc_usable_size(p) : 0;
+    if (!tcache.active)
+        usable = 0;
     int c = TLS_CACHE_CLASSES - 1;
     while (c >= 0 && usable < (size_t)TLS_CACHE_MIN << c)
         c--;
@@ -658,7 +682,10 @@ static struct tls_conn *conn_new(int fd, const mbedtls_ssl_config *c, struct ser
     t->fd = fd;
     t->sc = sc;
     mbedtls_ssl_init(&t->ssl);
-    if (mbedtls_ssl_setup(&t->ssl, c) != 0) {
+    tcache.setup = true;
+    int ret = mbedtls_ssl_setup(&t->ssl, c);
+    tcache.setup = false;
+    if (ret != 0) {
         tls_conn_free(t);
         return NULL;
     }
