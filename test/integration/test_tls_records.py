@@ -273,10 +273,11 @@ class TicketFirstServer:
                     if not chunk:
                         return
                     inc.write(chunk)
-                    try:
-                        buf += tls.read(65536)
-                    except ssl.SSLWantReadError:
-                        pass
+                    while True:  # every record the read brought
+                        try:
+                            buf += tls.read(65536)
+                        except ssl.SSLWantReadError:
+                            break
                     continue
                 msg, buf = buf.split(b"\r\n.\r\n", 1)
                 self.messages.append(msg + b"\r\n")
