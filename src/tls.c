@@ -72,7 +72,7 @@ struct tls_conn {
     bool close_notify;           /* the peer ended the stream with close_notify */
     bool flight;                 /* inside tls_handshake: sends go to out */
     bool hs_done;                /* the handshake completed; out may still hold its end */
-    bool sent;                   /* sent since the last read: the peer's answer cannot be there yet */
+    bool sent;                   /* a flight just left: the peer's answer cannot be there yet */
     unsigned char *out;          /* a pool buffer while a flight is collected or unsent */
     size_t out_len;
     uint16_t ra_pos, ra_len;     /* unread bytes are ra[ra_pos..ra_len) */
@@ -133,9 +133,9 @@ static void cache_flush(void)
 
 /* A connection's two record buffers (16 KiB in, 8 KiB out, plus headers),
  * allocated in mbedtls_ssl_setup(), have a pool each (bufpool.h; the size
- * is learnt there), so a connection costs no mmap/munmap pair for them.  A kept block is zeroed;
- * a new one comes from calloc, whose untouched pages cost no memory until
- * they are used. */
+ * is learnt there), so a connection costs no mmap/munmap pair for them.
+ * A kept block is zeroed; a new one comes from calloc, whose untouched
+ * pages cost no memory until they are used. */
 #define TLS_RECORD_BUF_MIN 8192
 #define TLS_RECORD_BUF_MAX (32 * 1024)
 #define TLS_RECORD_BUF_POOL 16
