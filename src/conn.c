@@ -42,7 +42,7 @@ int conn_init(struct conn *c, int fd, size_t in_max)
     if (!c->in)
         return -1;
     int fl = fcntl(fd, F_GETFL);
-    if (fl >= 0)
+    if (fl >= 0 && !(fl & O_NONBLOCK)) /* accepted and connected sockets are already */
         fcntl(fd, F_SETFL, fl | O_NONBLOCK);
     int one = 1;
     /* replies leave in one batch; never wait for a delayed ACK */

@@ -272,7 +272,7 @@ static void accept_one(const struct listen_sock *ls, pthread_attr_t *attr)
         return;
     }
     st->peer_len = sizeof st->peer;
-    st->fd = accept4(ls->fd, (struct sockaddr *)&st->peer, &st->peer_len, SOCK_CLOEXEC);
+    st->fd = accept4(ls->fd, (struct sockaddr *)&st->peer, &st->peer_len, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (st->fd < 0) {
         accept_failed(errno);
         free(st);

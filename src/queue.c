@@ -26,8 +26,10 @@
  * thread.
  */
 #include "queue.h"
+
 #include "queue_files.h"
 
+#include "bufpool.h"
 #include "config.h"
 #include "crypto.h"
 #include "log.h"
@@ -47,7 +49,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define QUEUE_WRITE_BUFFER_BYTES (64 * 1024)
+/* 16 KiB: a typical message leaves in one write; open messages' buffers
+ * are kept for reuse (msg_pool), up to one per session that may be in
+ * DATA at once on a busy relay, so they stay small */
+#define QUEUE_WRITE_BUFFER_BYTES (16 * 1024)
 #define QUEUE_PATH_MAX_BYTES (CONFIG_PATH_MAX_BYTES + 64)
 #define QUEUE_NOT_IN_HEAP SIZE_MAX
 #define QUEUE_ITEMS_MAX 10000000 /* a spool larger than this is not indexed further */
@@ -251,12 +256,15 @@ static int write_line(struct queue_msg *m, const char *key, const char *value)
            queue_write(m, value, strlen(value)) | queue_write(m, "\n", 1);
 }
 
+/* open messages' write buffers, kept for the next message (bufpool.h) */
+static struct bufpool msg_pool = BUFPOOL_INIT(sizeof(struct queue_msg), 32);
+
 struct queue_msg *queue_open(const char *id, const struct queue_envelope *env)
 {
     char path[QUEUE_PATH_MAX_BYTES], when[32];
-    struct queue_msg *m = malloc(sizeof *m);
+    struct queue_msg *m = bufpool_get(&msg_pool);
     if (!m || !(m->item = item_new(id))) {
-        free(m);
+        bufpool_put(&msg_pool, m);
         errno = ENOMEM;
         return NULL;
     }
@@ -271,7 +279,7 @@ struct queue_msg *queue_open(const char *id, const struct queue_envelope *env)
     if (m->fd < 0) {
         int e = errno;
         item_free(m->item);
-        free(m);
+        bufpool_put(&msg_pool, m);
         errno = e;
         return NULL;
     }
@@ -403,7 +411,7 @@ int queue_commit(struct queue_msg *m)
     } else {
         sched_add(m->item, util_now_ms()); /* due at once: a worker wakes now */
     }
-    free(m);
+    bufpool_put(&msg_pool, m);
     return rc;
 }
 
@@ -417,7 +425,7 @@ void queue_abort(struct queue_msg *m)
         close(m->fd);
     unlink(path);
     item_free(m->item);
-    free(m);
+    bufpool_put(&msg_pool, m);
 }
 
 /* ---- the schedule ---------------------------------------------------------- */

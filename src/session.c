@@ -429,6 +429,11 @@ static void drop_pipelined_sasl(struct session *s)
         log_warn("auth", &s->lf, "discarded %zu bytes sent after a refused AUTH", junk);
 }
 
+struct bufpool session_out_pool = BUFPOOL_INIT(SESSION_OUT_BYTES, 8);
+/* AUTH's user and password buffers, one block (wiped before it goes back) */
+#define SESSION_CRED_BYTES (AUTH_USER_MAX_BYTES + 2 + AUTH_PASSWORD_MAX_BYTES + 2)
+static struct bufpool cred_pool = BUFPOOL_INIT(SESSION_CRED_BYTES, 8);
+
 static void cmd_auth(struct session *s, const char *arg, size_t len)
 {
     if (!s->tls) {
@@ -449,7 +454,7 @@ static void cmd_auth(struct session *s, const char *arg, size_t len)
     size_t irlen = sp ? len - mlen - 1 : 0;
     if (irlen == 1 && ir[0] == '=') /* RFC 4954 §4: "=" is an empty initial response */
         irlen = 0;
-    char *user = malloc(AUTH_USER_MAX_BYTES + 2), *pw = malloc(AUTH_PASSWORD_MAX_BYTES + 2);
+    char *user = bufpool_get(&cred_pool), *pw = user ? user + AUTH_USER_MAX_BYTES + 2 : NULL;
     size_t ulen = 0, plen = 0;
     if (!user || !pw) {
         reply(s, 454, "4.7.0", "Temporary authentication failure");
@@ -494,10 +499,9 @@ static void cmd_auth(struct session *s, const char *arg, size_t len)
         auth_failed(s, log_sanitize(clean, sizeof clean, user, ulen));
     }
 done:
-    if (pw)
-        crypto_wipe(pw, AUTH_PASSWORD_MAX_BYTES + 2);
-    free(user);
-    free(pw);
+    if (user)
+        crypto_wipe(user, SESSION_CRED_BYTES);
+    bufpool_put(&cred_pool, user);
 }
 
 /* ---- MAIL / RCPT ------------------------------------------------------------ */
@@ -651,7 +655,7 @@ bool session_message_open(struct session *s, struct data_rx *d)
         .dsn_ret = dsn_ret_name(s->from.dsn.ret), .dsn_envid = s->from.dsn.envid[0] ? s->from.dsn.envid : NULL,
         .rcpt_notify = (const char *const *)s->rcpt_dsn.notify, .rcpt_orcpt = (const char *const *)s->rcpt_dsn.orcpt};
     d->hdr_cap = 4096;
-    d->out = malloc(SMTP_AUTH_LINE_MAX_BYTES + 2);
+    d->out = bufpool_get(&session_out_pool);
     d->hdr = malloc(d->hdr_cap);
     d->prefix = malloc(SESSION_PREFIX_MAX_BYTES);
     d->dkim = dkim_sign_begin();

@@ -208,7 +208,7 @@ void session_data_free(struct data_rx *d)
     if (d->q)
         queue_abort(d->q);
     dkim_sign_free(d->dkim);
-    free(d->out);
+    bufpool_put(&session_out_pool, d->out);
     free(d->hdr);
     free(d->prefix);
 }

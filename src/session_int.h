@@ -8,6 +8,7 @@
 #define MRS_SESSION_INT_H
 
 #include "auth.h"
+#include "bufpool.h"
 #include "conn.h"
 #include "log.h"
 #include "queue.h"
@@ -96,6 +97,11 @@ void session_data_take(struct session *s, struct data_rx *d, const char *p, size
  * commit, and the one reply for the message. */
 void session_data_verdict(struct session *s, struct data_rx *d);
 void session_data_free(struct data_rx *d);
+/* session_out_pool — the blocks of data_rx.out (SESSION_OUT_BYTES each),
+ * kept between messages (bufpool.h); session.c takes, session_data_free
+ * gives back. */
+#define SESSION_OUT_BYTES (SMTP_AUTH_LINE_MAX_BYTES + 2)
+extern struct bufpool session_out_pool;
 
 /* session_bdat.c */
 void session_cmd_bdat(struct session *s, const char *arg, size_t len);

@@ -9,6 +9,7 @@
  */
 #include "tls.h"
 
+#include "bufpool.h"
 #include "dane.h"
 #include "log.h"
 #include "p256.h"
@@ -50,14 +51,33 @@ struct server_conf {
     mbedtls_pk_context key[TLS_PAIRS_MAX];
 };
 
+/* Bytes read from the socket ahead of what mbedTLS asked for: a record's
+ * 5-byte header and its body (or several small records) come with one
+ * recv.  Small, because every session keeps it: commands, replies and the
+ * client's handshake messages fit; a larger record's body is read straight
+ * into mbedTLS's buffer. */
+#define TLS_READ_AHEAD_BYTES 512
+/* A handshake flight (ServerHello to Finished, or the client's Finished)
+ * is collected and sent with one send: buffers of this size are shared
+ * from a small pool and held only inside tls_handshake(). */
+#define TLS_FLIGHT_BYTES 8192
+#define TLS_FLIGHT_POOL 16
+
 struct tls_conn {
     mbedtls_ssl_context ssl;
     struct server_conf *sc; /* NULL for client contexts */
     int fd;
     const struct dane_set *dane; /* DANE client: the TLSA records the certificate must match */
     bool dane_ok;                /* and it did */
-    char dane_err[320];          /* why not, for tls_handshake's err */
+    bool dane_failed;            /* no TLSA record matched: tls_handshake says so */
     bool close_notify;           /* the peer ended the stream with close_notify */
+    bool flight;                 /* inside tls_handshake: sends go to out */
+    bool hs_done;                /* the handshake completed; out may still hold its end */
+    bool sent;                   /* a flight just left: the peer's answer cannot be there yet */
+    unsigned char *out;          /* a pool buffer while a flight is collected or unsent */
+    size_t out_len;
+    uint16_t ra_pos, ra_len;     /* unread bytes are ra[ra_pos..ra_len) */
+    unsigned char ra[TLS_READ_AHEAD_BYTES];
 };
 
 static mbedtls_entropy_context entropy;
@@ -96,6 +116,7 @@ static _Thread_local struct {
     struct cache_block *head[TLS_CACHE_CLASSES];
     unsigned count[TLS_CACHE_CLASSES];
     bool active;               /* inside mbedtls_ssl_handshake() */
+    bool setup;                /* inside mbedtls_ssl_setup() */
 } tcache;
 
 /* cache_flush — give every cached block of this thread back to malloc. */
@@ -111,11 +132,47 @@ static void cache_flush(void)
     }
 }
 
+/* A connection's two record buffers (16 KiB in, 8 KiB out, plus headers),
+ * allocated in mbedtls_ssl_setup(), have a pool each (bufpool.h; the size
+ * is learnt there), so a connection costs no mmap/munmap pair for them.
+ * A kept block is zeroed; a new one comes from calloc, whose untouched
+ * pages cost no memory until they are used. */
+#define TLS_RECORD_BUF_MIN 8192
+#define TLS_RECORD_BUF_MAX (32 * 1024)
+#define TLS_RECORD_BUF_POOL 16
+static struct bufpool record_pool[2] = {BUFPOOL_INIT(0, TLS_RECORD_BUF_POOL), BUFPOOL_INIT(0, TLS_RECORD_BUF_POOL)};
+static pthread_mutex_t record_pool_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* record_pool_for — the pool of blocks of len bytes; inside
+ * mbedtls_ssl_setup() a pool without a size yet takes len.  NULL when
+ * there is none. */
+static struct bufpool *record_pool_for(size_t len)
+{
+    if (len <= TLS_RECORD_BUF_MIN || len > TLS_RECORD_BUF_MAX)
+        return NULL;
+    struct bufpool *p = NULL;
+    pthread_mutex_lock(&record_pool_mu);
+    for (size_t i = 0; i < sizeof record_pool / sizeof record_pool[0] && !p; i++) {
+        if (record_pool[i].size == 0 && tcache.setup)
+            record_pool[i].size = len;
+        if (record_pool[i].size == len)
+            p = &record_pool[i];
+    }
+    pthread_mutex_unlock(&record_pool_mu);
+    return p;
+}
+
 static void *cache_calloc(size_t n, size_t size)
 {
     if (size && n > SIZE_MAX / size)
         return NULL;
     size_t len = n * size;
+    struct bufpool *pool = record_pool_for(len);
+    void *kept = pool ? bufpool_take(pool) : NULL;
+    if (kept) {
+        memset(kept, 0, len);
+        return kept;
+    }
     for (int c = 0; tcache.active && c < TLS_CACHE_CLASSES; c++) {
         size_t class_len = (size_t)TLS_CACHE_MIN << c;
         if (len > class_len)
@@ -137,7 +194,14 @@ static void cache_free(void *p)
 {
     if (!p)
         return;
-    size_t usable = tcache.active ? malloc_usable_size(p) : 0;
+    size_t usable = malloc_usable_size(p);
+    struct bufpool *pool = record_pool_for(usable);
+    if (pool) {
+        bufpool_put(pool, p);
+        return;
+    }
+    if (!tcache.active)
+        usable = 0;
     int c = TLS_CACHE_CLASSES - 1;
     while (c >= 0 && usable < (size_t)TLS_CACHE_MIN << c)
         c--;
@@ -501,28 +565,114 @@ int tls_client_outbound_init(const char *ca_file, char *err, size_t err_len)
     return rc;
 }
 
-/* BIO callbacks on a non-blocking socket. */
-static int bio_send(void *ctx, const unsigned char *buf, size_t len)
+static struct bufpool flight_pool = BUFPOOL_INIT(TLS_FLIGHT_BYTES, TLS_FLIGHT_POOL);
+
+/* ---- BIO callbacks on a non-blocking socket -------------------------------------- */
+
+static int send_error(void)
 {
-    struct tls_conn *t = ctx;
-    ssize_t n = send(t->fd, buf, len, MSG_NOSIGNAL);
-    if (n >= 0)
-        return (int)n;
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
         return MBEDTLS_ERR_SSL_WANT_WRITE;
     return errno == ECONNRESET || errno == EPIPE ? MBEDTLS_ERR_NET_CONN_RESET
                                                   : MBEDTLS_ERR_NET_SEND_FAILED;
 }
 
+/* out_flush — send the collected bytes: 0 once none is left (the buffer
+ * then goes back to the pool unless a flight is being collected),
+ * MBEDTLS_ERR_SSL_WANT_WRITE, or an error. */
+static int out_flush(struct tls_conn *t)
+{
+    size_t off = 0;
+    int ret = 0;
+    while (off < t->out_len) {
+        ssize_t n = send(t->fd, t->out + off, t->out_len - off, MSG_NOSIGNAL);
+        if (n < 0) {
+            ret = send_error();
+            break;
+        }
+        off += (size_t)n;
+        t->sent = true;
+    }
+    size_t left = t->out_len - off;
+    if (off > 0 && left > 0 && left <= TLS_FLIGHT_BYTES)
+        memmove(t->out, t->out + off, left);
+    t->out_len = left;
+    if (t->out_len == 0 && !t->flight) {
+        bufpool_put(&flight_pool, t->out);
+        t->out = NULL;
+    }
+    return ret;
+}
+
+static int bio_send(void *ctx, const unsigned char *buf, size_t len)
+{
+    struct tls_conn *t = ctx;
+    if (t->flight && !t->out)
+        t->out = bufpool_get(&flight_pool); /* NULL: no coalescing, sent as it comes */
+    if (t->out && len > TLS_FLIGHT_BYTES - t->out_len) {
+        int ret = out_flush(t);
+        if (ret != 0)
+            return ret;
+    }
+    if (t->out && t->flight && len <= TLS_FLIGHT_BYTES - t->out_len) {
+        memcpy(t->out + t->out_len, buf, len);
+        t->out_len += len;
+        return (int)len;
+    }
+    if (t->out_len > 0) { /* a flight's end not sent yet: it goes first */
+        int ret = out_flush(t);
+        if (ret != 0)
+            return ret;
+    }
+    ssize_t n = send(t->fd, buf, len, MSG_NOSIGNAL);
+    return n < 0 ? send_error() : (int)n;
+}
+
+/* read_ahead — whether bytes are read ahead: mbedTLS may stop with
+ * WANT_READ after a record that gave it nothing to return (poll would not
+ * see what is already here), so the caller calls it again first. */
+static bool read_ahead(const struct tls_conn *t)
+{
+    return t->ra_pos < t->ra_len;
+}
+
+/* bio_recv — from the read-ahead bytes, else one recv of up to
+ * TLS_READ_AHEAD_BYTES (straight into buf when it asks for as much).
+ * Before it waits for the peer, the collected flight leaves; right after
+ * we sent, the peer's answer cannot be there yet, so it reports WANT_READ
+ * without a recv that would fail: the caller polls, then reads. */
 static int bio_recv(void *ctx, unsigned char *buf, size_t len)
 {
     struct tls_conn *t = ctx;
-    ssize_t n = recv(t->fd, buf, len, 0);
-    if (n >= 0)
+    if (t->ra_pos < t->ra_len) {
+        size_t n = (size_t)(t->ra_len - t->ra_pos);
+        if (n > len)
+            n = len;
+        memcpy(buf, t->ra + t->ra_pos, n);
+        t->ra_pos += (uint16_t)n;
         return (int)n;
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+    }
+    if (t->out_len > 0) {
+        int ret = out_flush(t);
+        if (ret != 0)
+            return ret;
+    }
+    if (t->sent) {
+        t->sent = false;
         return MBEDTLS_ERR_SSL_WANT_READ;
-    return errno == ECONNRESET ? MBEDTLS_ERR_NET_CONN_RESET : MBEDTLS_ERR_NET_RECV_FAILED;
+    }
+    bool direct = len >= sizeof t->ra;
+    ssize_t n = recv(t->fd, direct ? buf : t->ra, direct ? len : sizeof t->ra, 0);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return MBEDTLS_ERR_SSL_WANT_READ;
+        return errno == ECONNRESET ? MBEDTLS_ERR_NET_CONN_RESET : MBEDTLS_ERR_NET_RECV_FAILED;
+    }
+    if (direct || n == 0)
+        return (int)n;
+    t->ra_pos = 0;
+    t->ra_len = (uint16_t)n;
+    return bio_recv(ctx, buf, len);
 }
 
 static struct tls_conn *conn_new(int fd, const mbedtls_ssl_config *c, struct server_conf *sc)
@@ -535,7 +685,10 @@ static struct tls_conn *conn_new(int fd, const mbedtls_ssl_config *c, struct ser
     t->fd = fd;
     t->sc = sc;
     mbedtls_ssl_init(&t->ssl);
-    if (mbedtls_ssl_setup(&t->ssl, c) != 0) {
+    tcache.setup = true;
+    int ret = mbedtls_ssl_setup(&t->ssl, c);
+    tcache.setup = false;
+    if (ret != 0) {
         tls_conn_free(t);
         return NULL;
     }
@@ -623,7 +776,7 @@ static int dane_verify(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *fl
         t->dane_ok = true;
         return 0;
     }
-    snprintf(t->dane_err, sizeof t->dane_err, "no TLSA record matches the certificate of %s", t->dane->host);
+    t->dane_failed = true;
     return MBEDTLS_ERR_X509_FATAL_ERROR;
 }
 
@@ -649,6 +802,7 @@ void tls_conn_free(struct tls_conn *t)
         return;
     mbedtls_ssl_free(&t->ssl);
     server_conf_put(t->sc);
+    bufpool_put(&flight_pool, t->out);
     free(t);
 }
 
@@ -684,10 +838,25 @@ static void verify_failure(uint32_t flags, char *err, size_t err_len)
 
 int tls_handshake(struct tls_conn *t, char *err, size_t err_len)
 {
-    tcache.active = true;
-    int ret = mbedtls_ssl_handshake(&t->ssl);
-    tcache.active = false;
-    cache_flush(); /* a session waiting for its peer holds no cached block */
+    int ret = t->out_len > 0 ? out_flush(t) : 0; /* the end of the last flight first */
+    if (ret == 0 && !t->hs_done) {
+        tcache.active = true;
+        t->flight = true;
+        ret = mbedtls_ssl_handshake(&t->ssl);
+        for (int i = 0; i < TLS_READ_AHEAD_BYTES && ret == MBEDTLS_ERR_SSL_WANT_READ && read_ahead(t); i++)
+            ret = mbedtls_ssl_handshake(&t->ssl);
+        t->flight = false;
+        tcache.active = false;
+        cache_flush(); /* a session waiting for its peer holds no cached block */
+        /* what the call collected leaves now (an alert too); a WANT_READ
+         * flushed it already.  Whatever the socket does not take yet is
+         * sent by the next call, which the caller makes when it may write. */
+        int fr = out_flush(t);
+        if (ret == 0)
+            t->hs_done = true;
+        if (fr != 0 && (ret == 0 || ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE))
+            ret = fr;
+    }
     if (ret == 0 && t->dane && !t->dane_ok) {
         /* no certificate was judged (a resumed session): not good enough */
         snprintf(err, err_len, "the certificate of %s was not checked against its TLSA records", t->dane->host);
@@ -695,8 +864,8 @@ int tls_handshake(struct tls_conn *t, char *err, size_t err_len)
     }
     if (ret == 0)
         return 0;
-    if (t->dane && t->dane_err[0]) {
-        snprintf(err, err_len, "%s", t->dane_err);
+    if (t->dane && t->dane_failed) {
+        snprintf(err, err_len, "no TLSA record matches the certificate of %s", t->dane->host);
         return TLS_ERROR;
     }
     if (ret == MBEDTLS_ERR_SSL_WANT_READ)
@@ -713,8 +882,10 @@ int tls_handshake(struct tls_conn *t, char *err, size_t err_len)
 
 ssize_t tls_recv(struct tls_conn *t, void *buf, size_t len)
 {
-    for (;;) {
+    for (int i = 0;; i++) {
         int ret = mbedtls_ssl_read(&t->ssl, buf, len);
+        if (ret == MBEDTLS_ERR_SSL_WANT_READ && read_ahead(t) && i < TLS_READ_AHEAD_BYTES)
+            continue; /* a record that gave nothing (a ticket, a CCS): more are read ahead */
         if (ret > 0)
             return ret;
         switch (ret) {
@@ -749,7 +920,8 @@ ssize_t tls_send(struct tls_conn *t, const void *buf, size_t len)
 
 bool tls_pending(const struct tls_conn *t)
 {
-    return mbedtls_ssl_get_bytes_avail(&t->ssl) > 0 || mbedtls_ssl_check_pending(&t->ssl);
+    return t->ra_pos < t->ra_len || mbedtls_ssl_get_bytes_avail(&t->ssl) > 0 ||
+           mbedtls_ssl_check_pending(&t->ssl);
 }
 
 void tls_close_notify(struct tls_conn *t)

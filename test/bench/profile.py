@@ -99,6 +99,7 @@ def one_pass(h, dns, sink, args, trace, perf=None):
     if st:
         st.send_signal(signal.SIGINT)
         st.wait(30)
+    if st and trace is True:
         with open(out) as f:
             for line in f:
                 mm = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$", line)
@@ -140,9 +141,10 @@ def main():
         if args.trace:
             print(f"strace log: {h.tmp}/strace-*.log")
             return
+        if not args.no_strace:
             total = sum(calls.values())
             print(f"strace -c -f: {total / n:.1f} system calls per message ({n} messages, delivery included)")
-            for name, k in sorted(calls.items(), key=lambda kv: -kv[1])[:18]:
+            for name, k in sorted(calls.items(), key=lambda kv: -kv[1])[:24]:
                 print(f"  {name:18} {k / n:7.2f}")
     finally:
         h.cleanup()

@@ -1,4 +1,4 @@
-// fuzz-srcs: src/session.c src/session_data.c src/session_bdat.c src/idna.c src/auth.c src/config.c src/stats.c src/smtp_proto.c src/policy.c src/dns_wire.c src/dsn.c
+// fuzz-srcs: src/session.c src/session_data.c src/session_bdat.c src/bufpool.c src/idna.c src/auth.c src/config.c src/stats.c src/smtp_proto.c src/policy.c src/dns_wire.c src/dsn.c
 /*
  * fuzz_session — libFuzzer target for the inbound SMTP session: the real
  * session.c (command table, states, STARTTLS, AUTH, MAIL/RCPT with
