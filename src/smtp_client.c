@@ -24,6 +24,7 @@
  */
 #include "smtp_client.h"
 
+#include "bufpool.h"
 #include "config.h"
 #include "conn.h"
 #include "crypto.h"
@@ -841,12 +842,18 @@ void smtp_client_session_close(struct smtp_client_session *s, int64_t deadline)
     free(s);
 }
 
+/* A struct client is over 100 KB (its line, chunk and dot-stuffing
+ * buffers): kept for reuse so a delivery does not map and unmap it. */
+static struct bufpool client_pool = BUFPOOL_INIT(sizeof(struct client), 16);
+
 enum smtp_client_result smtp_client_deliver(const struct smtp_client_job *job, struct smtp_client_outcome *out)
 {
     memset(out, 0, sizeof *out);
     for (size_t i = 0; i < job->rcpt_count; i++)
         memset(&job->rcpt_replies[i], 0, sizeof job->rcpt_replies[i]);
-    struct client *cl = calloc(1, sizeof *cl);
+    struct client *cl = bufpool_get(&client_pool);
+    if (cl)
+        memset(cl, 0, sizeof *cl);
     if (!cl) {
         smtp_client_session_close(job->reuse, 0);
         out->result = SMTP_CLIENT_NEXT;
@@ -901,6 +908,6 @@ enum smtp_client_result smtp_client_deliver(const struct smtp_client_job *job, s
     if (cl->connected)
         conn_close(&cl->conn);
     enum smtp_client_result res = out->result;
-    free(cl);
+    bufpool_put(&client_pool, cl);
     return res;
 }

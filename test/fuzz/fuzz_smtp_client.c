@@ -1,4 +1,4 @@
-// fuzz-srcs: src/smtp_client.c src/smtp_proto.c src/config.c src/crypto.c src/idna.c src/dsn.c
+// fuzz-srcs: src/smtp_client.c src/bufpool.c src/smtp_proto.c src/config.c src/crypto.c src/idna.c src/dsn.c
 /*
  * fuzz_smtp_client — libFuzzer target for the outbound SMTP client against
  * whatever a malicious or broken MX answers: the real smtp_client.c and
