@@ -23,6 +23,7 @@ cleanup(), also on SIGTERM/SIGINT.  The whole run is bounded
 import argparse
 import hashlib
 import os
+import re
 import resource
 import shutil
 import signal
@@ -772,7 +773,7 @@ def main():
     args.build = os.path.abspath(args.build)
     global ROWS
     if args.rows:
-        want = args.rows.split(",")
+        want = [w.strip() for w in re.split(r",(?=\s*c=)", args.rows)]  # labels have commas too
         ROWS = [r for r in ROWS if r[0] in want]
     if args.loadgen == "mbedtls":  # loadgen has no -x: it would get the ECDSA certificate
         ROWS = [r for r in ROWS if "-x" not in r[5]]
