@@ -627,13 +627,15 @@ static void settle_accepted(struct client *cl)
 
 /* mail_refused — the reply to MAIL was not 2xx; pipelined, the replies to
  * the RCPTs and DATA sent with it are read first, so that the session stays
- * in step. */
+ * in step.  Each of them must be a refusal (RFC 2920 §3.1: no transaction
+ * is open): a server that accepts one of them (a 354 to DATA: it now reads
+ * a message) is out of step, and the connection is dropped, without QUIT. */
 static void mail_refused(struct client *cl)
 {
     struct smtp_client_reply mail = cl->r;
     bool in_step = mail.code != 421, pipelined = cl->pipelined;
     for (size_t i = 0; in_step && pipelined && i < cl->job->rcpt_count + 1; i++)
-        in_step = read_reply(cl) == CONN_OK && cl->r.code != 421;
+        in_step = read_reply(cl) == CONN_OK && cl->r.code != 421 && cl->r.code / 100 >= 4;
     cl->pipelined = false;
     cl->parkable = in_step && mail.code / 100 == 5;
     finish(cl, mail.code / 100 == 5 ? SMTP_CLIENT_REFUSED : SMTP_CLIENT_NEXT, &mail, in_step || !pipelined);
