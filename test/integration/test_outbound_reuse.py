@@ -72,10 +72,12 @@ class RawSink:
     idle clients).  refuse_second_mail: a second MAIL on one connection gets
     421 and the connection is closed.  out_of_step: a server that breaks RFC
     2920: the first MAIL it ever sees gets 550, the RCPTs sent with it 250
-    and the DATA after them 354 (it is now reading a message)."""
+    and the DATA after them 354 (it is now reading a message).
+    extra_reply: after the 250 to the end of data, one more (unasked) reply
+    line, in the same write."""
 
     def __init__(self, h, addr, port=None, pipelining=False, cert=None, rcpt_replies=None,
-                 close_after_message=False, refuse_second_mail=False, out_of_step=False):
+                 close_after_message=False, refuse_second_mail=False, out_of_step=False, extra_reply=None):
         self.addr = addr
         self.port = port or free_port(addr)
         self.pipelining = pipelining
@@ -83,6 +85,7 @@ class RawSink:
         self.close_after_message = close_after_message
         self.refuse_second_mail = refuse_second_mail
         self.out_of_step = out_of_step
+        self.extra_reply = extra_reply
         self.mails = 0
         self.tls = None
         if cert:
@@ -157,7 +160,8 @@ class RawSink:
                         c.transactions += 1
                         self.cond.notify_all()
                     data, mail_from, rcpts = None, None, []
-                    s.sendall(b"250 2.0.0 queued\r\n")
+                    extra = (self.extra_reply + "\r\n").encode() if self.extra_reply else b""
+                    s.sendall(b"250 2.0.0 queued\r\n" + extra)
                     if self.close_after_message:
                         return
                     continue
@@ -509,6 +513,28 @@ def test_pipelined_refused_mail_with_354_to_data_is_never_parked(ctx):
         assert not first.quit
         # the second connection carries t2 (and t1's bounce: the smarthost takes all)
         assert got[0][0] == 1 and len(sink.conns) == 2, [c.commands for c in sink.conns]
+    finally:
+        m.stop()
+
+
+def test_reply_sent_unasked_keeps_a_connection_from_reuse(ctx):
+    """A reply the server sent after the transaction, unasked, would be
+    read as the answer to the next message's first command and shift every
+    reply after it onto the wrong command (a refusal read as an
+    acceptance).  A parked connection with unread input is not reused."""
+    sink = RawSink(ctx["h"], SMART, extra_reply="250 2.0.0 and one more thing")
+    m = relay(ctx, **smarthost(sink))
+    try:
+        t1, t2 = token(), token()
+        submit(m, [f"x@{t1}.example"], t1)
+        sink.wait_messages(t1)
+        wait_spool_empty(m)
+        submit(m, [f"y@{t2}.example"], t2)
+        got = sink.wait_messages(t2)
+        wait_spool_empty(m)
+        assert got[0][0] == 1, [c.commands for c in sink.conns]
+        assert sink.conns[0].commands.count("MAIL") == 1, sink.conns[0].commands
+        assert "unread input" in m.log()
     finally:
         m.stop()
 
