@@ -286,6 +286,32 @@ static void test_declined(void)
     mbedtls_rsa_free(&key);
 }
 
+/* A PKCS#1 file may hold DP, DQ and QP unreduced (congruent, larger than a
+ * prime: mbedtls_rsa_parse_key takes them as they are, and mbedTLS's own
+ * code computes with them).  Wider than a prime they do not fit our limbs:
+ * declined, so mbedTLS answers, instead of an error for every signature. */
+static void test_unreduced_crt_values(void)
+{
+    setup();
+    mbedtls_rsa_context key;
+    gen(&key, 2048);
+    mbedtls_mpi *p = &key.MBEDTLS_PRIVATE(P), *dp = &key.MBEDTLS_PRIVATE(DP), *qp = &key.MBEDTLS_PRIVATE(QP);
+    mbedtls_mpi t;
+    mbedtls_mpi_init(&t);
+    CHECK(mbedtls_mpi_sub_int(&t, p, 1) == 0 && mbedtls_mpi_mul_int(&t, &t, 4) == 0);
+    CHECK(mbedtls_mpi_add_mpi(dp, dp, &t) == 0);          /* DP + 4(P-1): the same exponent mod P-1 */
+    CHECK(mbedtls_mpi_mul_int(&t, p, 4) == 0 && mbedtls_mpi_add_mpi(qp, qp, &t) == 0); /* QP + 4P */
+    CHECK(mbedtls_mpi_bitlen(dp) > 1024 && mbedtls_mpi_bitlen(qp) > 1024);
+    mbedtls_mpi_free(&t);
+    uint8_t in[256], out[256], back[256];
+    random_below(&key, in, sizeof in);
+    unsigned long before = rsa_mont_count();
+    CHECK(mbedtls_rsa_private(&key, RNG, in, out) == 0);
+    CHECK(mbedtls_rsa_public(&key, out, back) == 0 && memcmp(back, in, sizeof in) == 0);
+    CHECK(rsa_mont_count() == before);
+    mbedtls_rsa_free(&key);
+}
+
 /* Two threads, each with its own key, at once: the cache and the blinding
  * pairs under the lock keep them apart. */
 struct thread_arg {
@@ -325,4 +351,5 @@ static void test_threads(void)
 
 UNIT_MAIN("test_rsa_mont", UNIT_CASE(test_known_answer), UNIT_CASE(test_differential_2048),
           UNIT_CASE(test_differential_other_paths), UNIT_CASE(test_differential_sizes), UNIT_CASE(test_edges),
-          UNIT_CASE(test_fault_caught), UNIT_CASE(test_declined), UNIT_CASE(test_threads))
+          UNIT_CASE(test_fault_caught), UNIT_CASE(test_declined), UNIT_CASE(test_unreduced_crt_values),
+          UNIT_CASE(test_threads))
