@@ -482,7 +482,11 @@ static int key_setup(struct rm_key *s, const mbedtls_rsa_context *ctx,
     int k = (int)(pbits / 64);
     if (ret == 0 && (pbits % 64 != 0 || k < RM_MIN_K || k > RM_MAX_K || mbedtls_mpi_bitlen(&Q) != pbits ||
                      mbedtls_mpi_bitlen(&E) > 64 || mbedtls_mpi_get_bit(&E, 0) != 1 ||
-                     mbedtls_rsa_get_len(ctx) != (size_t)k * 16 || mbedtls_mpi_bitlen(&N) <= pbits * 2 - 2))
+                     mbedtls_rsa_get_len(ctx) != (size_t)k * 16 || mbedtls_mpi_bitlen(&N) <= pbits * 2 - 2 ||
+                     /* a key file may hold them unreduced (mbedTLS takes them as they are): they
+                      * must fit k limbs */
+                     mbedtls_mpi_bitlen(&DP) > pbits || mbedtls_mpi_bitlen(&DQ) > pbits ||
+                     mbedtls_mpi_bitlen(&QP) > pbits))
         ret = RSA_MONT_DECLINED;
     if (ret == 0) {
         s->len = (size_t)k * 16;

@@ -27,7 +27,8 @@
  *
  * Keys taken: p and q of the same length, a multiple of 64 bits from 512 to
  * 2048 (RSA-1024 to RSA-4096 as every generator makes them), e odd and at
- * most 64 bits.  Anything else is declined.  Per key, once (a cache of
+ * most 64 bits, DP, DQ and QP no wider than p (a key file may hold them
+ * unreduced).  Anything else is declined.  Per key, once (a cache of
  * RM_SLOTS (8) slots keyed by the whole of N and e, under a mutex; the
  * least recently used idle slot is wiped and reused): the limbs of p, q,
  * dp, dq, q^-1 mod p and N, their Montgomery constants, and the blinding

@@ -17,10 +17,11 @@
  * smtp_client_session instead of QUIT when the job asks for it; the next
  * job adopting it re-checks what it needs against the kept EHLO
  * capabilities (SMTPUTF8, SIZE) and starts at MAIL (RSET first when the
- * last transaction was left open).  The first reply read on an adopted
- * session decides whether it is alive: EOF, an error, a 421 or a refused
- * RSET closes it and a new connection starts from the greeting, with
- * nothing settled.
+ * last transaction was left open).  An adopted session with input waiting
+ * before our first command (a reply nobody asked for, or the end) is out of
+ * step, and the first reply read on it decides whether it is alive: EOF, an
+ * error, a 421 or a refused RSET; either way it is closed and a new
+ * connection starts from the greeting, with nothing settled.
  */
 #include "smtp_client.h"
 
@@ -628,13 +629,15 @@ static void settle_accepted(struct client *cl)
 
 /* mail_refused — the reply to MAIL was not 2xx; pipelined, the replies to
  * the RCPTs and DATA sent with it are read first, so that the session stays
- * in step. */
+ * in step.  Each of them must be a refusal (RFC 2920 §3.1: no transaction
+ * is open): a server that accepts one of them (a 354 to DATA: it now reads
+ * a message) is out of step, and the connection is dropped, without QUIT. */
 static void mail_refused(struct client *cl)
 {
     struct smtp_client_reply mail = cl->r;
     bool in_step = mail.code != 421, pipelined = cl->pipelined;
     for (size_t i = 0; in_step && pipelined && i < cl->job->rcpt_count + 1; i++)
-        in_step = read_reply(cl) == CONN_OK && cl->r.code != 421;
+        in_step = read_reply(cl) == CONN_OK && cl->r.code != 421 && cl->r.code / 100 >= 4;
     cl->pipelined = false;
     cl->parkable = in_step && mail.code / 100 == 5;
     finish(cl, mail.code / 100 == 5 ? SMTP_CLIENT_REFUSED : SMTP_CLIENT_NEXT, &mail, in_step || !pipelined);
@@ -759,8 +762,12 @@ static bool start(struct client *cl)
 }
 
 /* adopt — take the parked session s (consumed): its connection and what
- * its EHLO said, then RSET or on to MAIL as after EHLO. */
-static void adopt(struct client *cl, struct smtp_client_session *s)
+ * its EHLO said, then RSET or on to MAIL as after EHLO.  False when the
+ * connection is not in step: closed, or holding input nobody asked for (a
+ * late or extra reply would be read as the answer to our next command and
+ * shift every reply after it onto the wrong command, a recipient's refusal
+ * onto another); the caller opens a new one. */
+static bool adopt(struct client *cl, struct smtp_client_session *s)
 {
     cl->conn = s->conn;
     cl->caps = s->caps;
@@ -771,6 +778,19 @@ static void adopt(struct client *cl, struct smtp_client_session *s)
     cl->messages = s->messages;
     free(s);
     cl->connected = cl->reused = cl->reuse_first = true;
+    const char *unread;
+    size_t n = 0;
+    enum conn_status st = conn_peek(&cl->conn, util_now_ms(), &unread, &n); /* does not wait */
+    if (st != CONN_TIMEOUT) {
+        char why[80];
+        if (st == CONN_OK)
+            snprintf(why, sizeof why, "unread input: %zu byte(s) the server sent unasked", n);
+        else
+            snprintf(why, sizeof why, "%s while idle", conn_status_name(st));
+        log_info("smtp-out", &(struct log_fields){.queue_id = cl->job->queue_id, .remote = cl->job->target->label},
+                 "the idle connection is gone or out of step (%s): opening a new one", why);
+        return false;
+    }
     if (log_enabled(LOG_DEBUG))
         log_debug("smtp-out", &(struct log_fields){.queue_id = cl->job->queue_id, .remote = cl->job->target->label},
                   "reusing an idle connection (%d transaction(s) on it so far)", cl->messages);
@@ -778,17 +798,14 @@ static void adopt(struct client *cl, struct smtp_client_session *s)
         set_state(cl, CS_RSET);
     else
         after_ehlo(cl);
+    return true;
 }
 
-/* reuse_failed — the adopted session is dead (st, or its first reply):
- * close it and start over on a new connection; nothing is settled. */
-static bool reuse_failed(struct client *cl, enum conn_status st)
+/* reopen — close the adopted session and start over on a new connection;
+ * nothing is settled. */
+static bool reopen(struct client *cl)
 {
     const struct smtp_client_job *j = cl->job;
-    log_info("smtp-out", &(struct log_fields){.queue_id = j->queue_id, .remote = j->target->label},
-             "the idle connection is gone (%s to %s: %s): opening a new one",
-             st == CONN_OK ? "reply" : conn_status_name(st), state_names[cl->state],
-             st == CONN_OK ? cl->r.text : "no reply");
     conn_close(&cl->conn);
     for (size_t i = 0; i < j->rcpt_count; i++)
         memset(&j->rcpt_replies[i], 0, sizeof j->rcpt_replies[i]);
@@ -801,6 +818,17 @@ static bool reuse_failed(struct client *cl, enum conn_status st)
     cl->out->transacted = cl->out->dsn = false;
     cl->state = CS_GREETING;
     return start(cl);
+}
+
+/* reuse_failed — the adopted session is dead (st, or its first reply). */
+static bool reuse_failed(struct client *cl, enum conn_status st)
+{
+    const struct smtp_client_job *j = cl->job;
+    log_info("smtp-out", &(struct log_fields){.queue_id = j->queue_id, .remote = j->target->label},
+             "the idle connection is gone (%s to %s: %s): opening a new one",
+             st == CONN_OK ? "reply" : conn_status_name(st), state_names[cl->state],
+             st == CONN_OK ? cl->r.text : "no reply");
+    return reopen(cl);
 }
 
 /* park — the session is in step and may carry another message: hand it
@@ -865,7 +893,7 @@ enum smtp_client_result smtp_client_deliver(const struct smtp_client_job *job, s
     size_t steps_max = 16 + job->rcpt_count;
     bool going = true;
     if (job->reuse)
-        adopt(cl, job->reuse);
+        going = adopt(cl, job->reuse) || reopen(cl);
     else
         going = start(cl);
     if (going) {

@@ -22,8 +22,10 @@ OUT="$TOP/${MRS_BUILD_DIR:-build}/fuzz"
 CC=${FUZZ_CC:-clang}
 mkdir -p "$OUT"
 
-# The host flavour of the pinned libraries, with build.sh's own functions
-# (a no-op when they are built from the current pins, config and patches).
+# The host flavour of the pinned libraries, with build.sh's own functions,
+# every time: build_dep's stamp makes it a no-op when they are current, and
+# rebuilds mbedTLS when our patches to it or its configuration changed (an
+# mbedTLS without vendor/mbedtls-rsa-private.patch never calls rsa_mont).
 (
     DEPS="$TOP/.deps" JOBS=$(nproc 2>/dev/null || echo 2) apt_updated=0
     say() { printf 'fuzz: %s\n' "$*" >&2; }

@@ -60,6 +60,7 @@ class Conn:
         self.resumed = None     # after STARTTLS: ssl's session_reused
         self.quit = False
         self.transactions = 0   # messages taken (250 to the end of data)
+        self.data_bytes = b""   # every byte received after a 354
 
 
 class RawSink:
@@ -69,16 +70,23 @@ class RawSink:
     rcpt_replies: address -> reply line.  close_after_message: close the
     connection right after the 250 to the end of data (a server that drops
     idle clients).  refuse_second_mail: a second MAIL on one connection gets
-    421 and the connection is closed."""
+    421 and the connection is closed.  out_of_step: a server that breaks RFC
+    2920: the first MAIL it ever sees gets 550, the RCPTs sent with it 250
+    and the DATA after them 354 (it is now reading a message).
+    extra_reply: after the 250 to the end of data, one more (unasked) reply
+    line, in the same write."""
 
     def __init__(self, h, addr, port=None, pipelining=False, cert=None, rcpt_replies=None,
-                 close_after_message=False, refuse_second_mail=False):
+                 close_after_message=False, refuse_second_mail=False, out_of_step=False, extra_reply=None):
         self.addr = addr
         self.port = port or free_port(addr)
         self.pipelining = pipelining
         self.rcpt_replies = {k.lower(): v for k, v in (rcpt_replies or {}).items()}
         self.close_after_message = close_after_message
         self.refuse_second_mail = refuse_second_mail
+        self.out_of_step = out_of_step
+        self.extra_reply = extra_reply
+        self.mails = 0
         self.tls = None
         if cert:
             self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -136,6 +144,9 @@ class RawSink:
             if not chunk:
                 return
             buf += chunk
+            if data is not None:
+                with self.cond:
+                    c.data_bytes += chunk
             verbs = []
             while True:
                 if data is not None:
@@ -149,7 +160,8 @@ class RawSink:
                         c.transactions += 1
                         self.cond.notify_all()
                     data, mail_from, rcpts = None, None, []
-                    s.sendall(b"250 2.0.0 queued\r\n")
+                    extra = (self.extra_reply + "\r\n").encode() if self.extra_reply else b""
+                    s.sendall(b"250 2.0.0 queued\r\n" + extra)
                     if self.close_after_message:
                         return
                     continue
@@ -178,7 +190,11 @@ class RawSink:
                         s.sendall(b"421 4.3.2 closing idle connection\r\n")
                         return
                     mail_from, rcpts = line[line.find("<") + 1:line.find(">")], []
-                    s.sendall(b"250 2.1.0 ok\r\n")
+                    self.mails += 1
+                    if self.out_of_step and self.mails == 1:
+                        s.sendall(b"550 5.7.1 not from you\r\n")
+                    else:
+                        s.sendall(b"250 2.1.0 ok\r\n")
                 elif verb == "RCPT":
                     addr = line[line.find("<") + 1:line.find(">")]
                     with self.cond:
@@ -190,7 +206,7 @@ class RawSink:
                         rcpts.append(addr)
                         s.sendall(b"250 2.1.5 ok\r\n")
                 elif verb == "DATA":
-                    if not rcpts:
+                    if not rcpts and not self.out_of_step:
                         s.sendall(b"554 5.5.1 no valid recipients\r\n")
                     else:
                         data = b""
@@ -478,6 +494,50 @@ def test_pipelining_sends_mail_rcpt_data_together_and_keeps_partial_refusals(ctx
 
 
 # ---- TLS ---------------------------------------------------------------------------------
+
+def test_pipelined_refused_mail_with_354_to_data_is_never_parked(ctx):
+    """A server out of step (MAIL refused, yet DATA answered 354) is
+    reading a message: the connection must be dropped, not parked, or the
+    next message's commands would become that message's text."""
+    sink = RawSink(ctx["h"], SMART, pipelining=True, out_of_step=True)
+    m = relay(ctx, **smarthost(sink))
+    try:
+        t1, t2 = token(), token()
+        submit(m, [f"x@{t1}.example"], t1)
+        wait_log(m, "not from you")
+        submit(m, [f"y@{t2}.example"], t2)
+        got = sink.wait_messages(t2)
+        first = sink.conns[0]
+        assert first.commands[-1] == "DATA", first.commands
+        assert first.data_bytes == b"", first.data_bytes
+        assert not first.quit
+        # the second connection carries t2 (and t1's bounce: the smarthost takes all)
+        assert got[0][0] == 1 and len(sink.conns) == 2, [c.commands for c in sink.conns]
+    finally:
+        m.stop()
+
+
+def test_reply_sent_unasked_keeps_a_connection_from_reuse(ctx):
+    """A reply the server sent after the transaction, unasked, would be
+    read as the answer to the next message's first command and shift every
+    reply after it onto the wrong command (a refusal read as an
+    acceptance).  A parked connection with unread input is not reused."""
+    sink = RawSink(ctx["h"], SMART, extra_reply="250 2.0.0 and one more thing")
+    m = relay(ctx, **smarthost(sink))
+    try:
+        t1, t2 = token(), token()
+        submit(m, [f"x@{t1}.example"], t1)
+        sink.wait_messages(t1)
+        wait_spool_empty(m)
+        submit(m, [f"y@{t2}.example"], t2)
+        got = sink.wait_messages(t2)
+        wait_spool_empty(m)
+        assert got[0][0] == 1, [c.commands for c in sink.conns]
+        assert sink.conns[0].commands.count("MAIL") == 1, sink.conns[0].commands
+        assert "unread input" in m.log()
+    finally:
+        m.stop()
+
 
 def test_starttls_smarthost_session_is_resumed_on_the_next_connection(ctx):
     cert = ctx["h"].self_signed("smart.test")

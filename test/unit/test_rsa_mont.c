@@ -286,6 +286,81 @@ static void test_declined(void)
     mbedtls_rsa_free(&key);
 }
 
+/* A PKCS#1 file may hold DP, DQ and QP unreduced (congruent, larger than a
+ * prime: mbedtls_rsa_parse_key takes them as they are, and mbedTLS's own
+ * code computes with them).  Wider than a prime they do not fit our limbs:
+ * declined, so mbedTLS answers, instead of an error for every signature. */
+static void test_unreduced_crt_values(void)
+{
+    setup();
+    mbedtls_rsa_context key;
+    gen(&key, 2048);
+    mbedtls_mpi *p = &key.MBEDTLS_PRIVATE(P), *dp = &key.MBEDTLS_PRIVATE(DP), *qp = &key.MBEDTLS_PRIVATE(QP);
+    mbedtls_mpi t;
+    mbedtls_mpi_init(&t);
+    CHECK(mbedtls_mpi_sub_int(&t, p, 1) == 0 && mbedtls_mpi_mul_int(&t, &t, 4) == 0);
+    CHECK(mbedtls_mpi_add_mpi(dp, dp, &t) == 0);          /* DP + 4(P-1): the same exponent mod P-1 */
+    CHECK(mbedtls_mpi_mul_int(&t, p, 4) == 0 && mbedtls_mpi_add_mpi(qp, qp, &t) == 0); /* QP + 4P */
+    CHECK(mbedtls_mpi_bitlen(dp) > 1024 && mbedtls_mpi_bitlen(qp) > 1024);
+    mbedtls_mpi_free(&t);
+    uint8_t in[256], out[256], back[256];
+    random_below(&key, in, sizeof in);
+    unsigned long before = rsa_mont_count();
+    CHECK(mbedtls_rsa_private(&key, RNG, in, out) == 0);
+    CHECK(mbedtls_rsa_public(&key, out, back) == 0 && memcmp(back, in, sizeof in) == 0);
+    CHECK(rsa_mont_count() == before);
+    mbedtls_rsa_free(&key);
+}
+
+/* The stack below the call is wiped: on a thread whose stack is ours and
+ * filled with a pattern, one operation (the key already cached: only the
+ * operation's own frames go deep), then the deepest bytes it touched must
+ * be zeros, apart from the few of the wiping call's own frame.  RSA-4096 on
+ * the fastest path goes deepest (MULX: mont_sqr -> mont_mul32). */
+#define STACK_TEST_BYTES (256 * 1024)
+static unsigned char stack_area[STACK_TEST_BYTES] __attribute__((aligned(4096)));
+struct stack_arg {
+    mbedtls_rsa_context *key;
+    uint8_t in[MAX_BYTES], out[MAX_BYTES];
+    int ret;
+};
+
+static void *stack_run(void *p)
+{
+    struct stack_arg *a = p;
+    a->ret = mbedtls_rsa_private(a->key, RNG, a->in, a->out);
+    return NULL;
+}
+
+static void test_stack_wiped(void)
+{
+    setup();
+    static mbedtls_rsa_context key;
+    static struct stack_arg arg;
+    gen(&key, 4096);
+    rsa_mont_test_path(RSA_MONT_PATH_IFMA); /* the fastest the CPU has */
+    random_below(&key, arg.in, 512);
+    arg.key = &key;
+    CHECK(mbedtls_rsa_private(&key, RNG, arg.in, arg.out) == 0); /* the key set up, cached */
+    unsigned long before = rsa_mont_count();
+    memset(stack_area, 0xa5, sizeof stack_area);
+    pthread_attr_t at;
+    pthread_t th;
+    CHECK(pthread_attr_init(&at) == 0 && pthread_attr_setstack(&at, stack_area, sizeof stack_area) == 0);
+    CHECK(pthread_create(&th, &at, stack_run, &arg) == 0);
+    pthread_join(th, NULL);
+    pthread_attr_destroy(&at);
+    CHECK(arg.ret == 0 && rsa_mont_count() == before + 1);
+    size_t low = 0;
+    while (low < sizeof stack_area && stack_area[low] == 0xa5) low++;
+    size_t nonzero = 0;
+    for (size_t i = low; i < low + 1024 && i < sizeof stack_area; i++) nonzero += stack_area[i] != 0;
+    if (nonzero > 64)
+        fprintf(stderr, "test_stack_wiped: %zu of the 1024 deepest bytes touched are not zero\n", nonzero);
+    CHECK(nonzero <= 64);
+    mbedtls_rsa_free(&key);
+}
+
 /* Two threads, each with its own key, at once: the cache and the blinding
  * pairs under the lock keep them apart. */
 struct thread_arg {
@@ -325,4 +400,5 @@ static void test_threads(void)
 
 UNIT_MAIN("test_rsa_mont", UNIT_CASE(test_known_answer), UNIT_CASE(test_differential_2048),
           UNIT_CASE(test_differential_other_paths), UNIT_CASE(test_differential_sizes), UNIT_CASE(test_edges),
-          UNIT_CASE(test_fault_caught), UNIT_CASE(test_declined), UNIT_CASE(test_threads))
+          UNIT_CASE(test_fault_caught), UNIT_CASE(test_declined), UNIT_CASE(test_unreduced_crt_values),
+          UNIT_CASE(test_stack_wiped), UNIT_CASE(test_threads))
