@@ -269,6 +269,11 @@ class TicketFirstServer:
                 inc.write(chunk)
             if data is not None:
                 if b"\r\n.\r\n" not in buf:
+                    try:  # a record the last read brought and the line loop left
+                        buf += tls.read(65536)
+                        continue
+                    except ssl.SSLWantReadError:
+                        pass
                     chunk = sock.recv(65536)
                     if not chunk:
                         return
