@@ -210,7 +210,7 @@ void outpool_put(const struct outpool_key *k, struct smtp_client_session *s)
         smtp_client_session_close(s, util_now_ms() + SMTP_CLIENT_QUIT_TIMEOUT_MS);
         return;
     }
-    size_t same = 0, free_at = OUTPOOL_IDLE_MAX, oldest = OUTPOOL_IDLE_MAX, oldest_same = OUTPOOL_IDLE_MAX;
+    size_t same = 0, free_at = OUTPOOL_IDLE_MAX, oldest_same = OUTPOOL_IDLE_MAX;
     for (size_t i = 0; i < OUTPOOL_IDLE_MAX; i++) {
         if (!idle[i].s) {
             free_at = free_at < OUTPOOL_IDLE_MAX ? free_at : i;
@@ -218,12 +218,19 @@ void outpool_put(const struct outpool_key *k, struct smtp_client_session *s)
         }
         bool is_same = !strcmp(idle[i].key, k->text);
         same += is_same;
-        if (oldest == OUTPOOL_IDLE_MAX || idle[i].since < idle[oldest].since)
-            oldest = i;
         if (is_same && (oldest_same == OUTPOOL_IDLE_MAX || idle[i].since < idle[oldest_same].since))
             oldest_same = i;
     }
-    size_t at = same >= OUTPOOL_IDLE_PER_DEST ? oldest_same : free_at < OUTPOOL_IDLE_MAX ? free_at : oldest;
+    /* Full for this destination: its own oldest session makes room.  Full
+     * in all: this session is closed, not another destination's — the QUIT
+     * (up to SMTP_CLIENT_QUIT_TIMEOUT_MS against a server that never
+     * answers it) is paid for the server this delivery talked to. */
+    size_t at = same >= OUTPOOL_IDLE_PER_DEST ? oldest_same : free_at;
+    if (at == OUTPOOL_IDLE_MAX) {
+        pthread_mutex_unlock(&mu);
+        smtp_client_session_close(s, util_now_ms() + SMTP_CLIENT_QUIT_TIMEOUT_MS);
+        return;
+    }
     evict = idle[at].s;
     idle[at].s = s;
     idle[at].since = util_now_ms();

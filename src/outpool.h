@@ -17,7 +17,8 @@
  * Bounds: MRS_DELIVERY_IDLE_TIMEOUT per idle session (then QUIT, by the
  * reaper thread), OUTPOOL_MESSAGES_MAX transactions per connection,
  * OUTPOOL_IDLE_MAX idle sessions in all and OUTPOOL_IDLE_PER_DEST per key
- * (the oldest idle one is closed to make room).  From the drain on nothing
+ * (a key's oldest idle session makes room for its next; with all taken,
+ * the session being parked is closed instead).  From the drain on nothing
  * is parked, and outpool_stop closes what is idle with QUIT.
  *
  * TLS resumption: the session of the last new TLS connection per key is
