@@ -332,8 +332,23 @@ static void *stack_run(void *p)
     return NULL;
 }
 
+/* AddressSanitizer moves locals to its own fake stack and adds redzones,
+ * so what is left on the thread's stack says nothing about the wipe: the
+ * plain build (./build.sh test) measures it. */
+#if defined(__SANITIZE_ADDRESS__)
+#define STACK_NOT_MEASURABLE 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define STACK_NOT_MEASURABLE 1
+#endif
+#endif
+
 static void test_stack_wiped(void)
 {
+#ifdef STACK_NOT_MEASURABLE
+    fprintf(stderr, "test_stack_wiped: not measured under AddressSanitizer (see above)\n");
+    return;
+#endif
     setup();
     static mbedtls_rsa_context key;
     static struct stack_arg arg;
