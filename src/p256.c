@@ -419,6 +419,7 @@ static void to_affine(struct affine *a, const struct point *p)
     mod_inv(zi, p->z, &P);
     mont_mul(a->x, p->x, zi, &P);
     mont_mul(a->y, p->y, zi, &P);
+    mbedtls_platform_zeroize(zi, sizeof zi); /* 1/Z of k·G: derived from the nonce */
 }
 
 /* The fixed-base table: table[i][j] = (j+1)·2^(W·i)·G for the WINDOWS
@@ -509,6 +510,8 @@ static void base_mul(struct point *r, const limbs k)
         memcpy(q.z, one_mont, sizeof q.z);
         point_add(&sum, &acc, &q, 1);
         cmov((uint64_t *)&acc, (const uint64_t *)&sum, 12, ~mask_eq(abs, 0));
+        /* neg is -y of the picked (public) table entry: it names the digit */
+        mbedtls_platform_zeroize(neg, sizeof neg);
         mbedtls_platform_zeroize(&sel, sizeof sel);
         mbedtls_platform_zeroize(&q, sizeof q);
         mbedtls_platform_zeroize(&sum, sizeof sum);
@@ -577,6 +580,7 @@ static void var_mul(struct point *r, const limbs k, const struct affine *pa)
         cmov(q.y, neg, 4, sign);
         point_add(&sum, &acc, &q, 0);
         cmov((uint64_t *)&acc, (const uint64_t *)&sum, 12, ~mask_eq(abs, 0));
+        mbedtls_platform_zeroize(neg, sizeof neg);
     }
     *r = acc;
     mbedtls_platform_zeroize(tab, sizeof tab);

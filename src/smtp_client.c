@@ -398,6 +398,10 @@ static enum conn_status send_auth(struct client *cl)
                                                            : "(credentials not logged)");
     crypto_wipe(cl->secret, sizeof cl->secret);
     crypto_wipe(cl->line, sizeof cl->line);
+    /* the line went through the connection's output buffer (sent: out_len
+     * is 0), which stays in a parked session or the kept struct client */
+    if (cl->conn.out_len == 0)
+        crypto_wipe(cl->conn.out, sizeof cl->conn.out);
     return st;
 }
 

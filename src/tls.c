@@ -639,8 +639,9 @@ static bool read_ahead(const struct tls_conn *t)
 /* bio_recv — from the read-ahead bytes, else one recv of up to
  * TLS_READ_AHEAD_BYTES (straight into buf when it asks for as much).
  * Before it waits for the peer, the collected flight leaves; right after
- * we sent, the peer's answer cannot be there yet, so it reports WANT_READ
- * without a recv that would fail: the caller polls, then reads. */
+ * we sent, the peer's answer cannot be there yet, so inside the handshake
+ * it reports WANT_READ without a recv that would fail: the caller polls,
+ * then reads. */
 static int bio_recv(void *ctx, unsigned char *buf, size_t len)
 {
     struct tls_conn *t = ctx;
@@ -659,7 +660,11 @@ static int bio_recv(void *ctx, unsigned char *buf, size_t len)
     }
     if (t->sent) {
         t->sent = false;
-        return MBEDTLS_ERR_SSL_WANT_READ;
+        /* only inside the handshake: after it, a caller may read without
+         * waiting (drop_pipelined_sasl, an adopted outbound session) and
+         * must see what the socket already holds */
+        if (t->flight)
+            return MBEDTLS_ERR_SSL_WANT_READ;
     }
     bool direct = len >= sizeof t->ra;
     ssize_t n = recv(t->fd, direct ? buf : t->ra, direct ? len : sizeof t->ra, 0);

@@ -12,9 +12,10 @@
  * I/O is non-blocking: the functions return TLS_WANT_READ / TLS_WANT_WRITE
  * and the caller (conn.c) polls the socket with its own deadlines.  A
  * handshake flight leaves in one send; records are read ahead (a little),
- * so bytes may wait inside the context (tls_pending); right after a flight
- * a read reports TLS_WANT_READ without trying the socket (the answer cannot
- * be there yet), so a caller always polls on TLS_WANT_READ.
+ * so bytes may wait inside the context (tls_pending); in the handshake,
+ * right after a flight, a read reports TLS_WANT_READ without trying the
+ * socket (the answer cannot be there yet), so a caller always polls on
+ * TLS_WANT_READ.
  * Thread-safe: configurations are shared, contexts are per thread.
  */
 #ifndef MRS_TLS_H

@@ -74,10 +74,12 @@ class RawSink:
     2920: the first MAIL it ever sees gets 550, the RCPTs sent with it 250
     and the DATA after them 354 (it is now reading a message).
     extra_reply: after the 250 to the end of data, one more (unasked) reply
-    line, in the same write."""
+    line, in the same write.  starttls_extra: bytes sent in plaintext in the
+    same write as the 220 to STARTTLS (a response injection)."""
 
     def __init__(self, h, addr, port=None, pipelining=False, cert=None, rcpt_replies=None,
-                 close_after_message=False, refuse_second_mail=False, out_of_step=False, extra_reply=None):
+                 close_after_message=False, refuse_second_mail=False, out_of_step=False, extra_reply=None,
+                 starttls_extra=b""):
         self.addr = addr
         self.port = port or free_port(addr)
         self.pipelining = pipelining
@@ -86,6 +88,7 @@ class RawSink:
         self.refuse_second_mail = refuse_second_mail
         self.out_of_step = out_of_step
         self.extra_reply = extra_reply
+        self.starttls_extra = starttls_extra
         self.mails = 0
         self.tls = None
         if cert:
@@ -181,7 +184,7 @@ class RawSink:
                         ext.append("STARTTLS")
                     s.sendall("".join(f"250-{e}\r\n" for e in ext[:-1]).encode() + f"250 {ext[-1]}\r\n".encode())
                 elif verb == "STARTTLS" and self.tls and not c.tls:
-                    s.sendall(b"220 2.0.0 go ahead\r\n")
+                    s.sendall(b"220 2.0.0 go ahead\r\n" + self.starttls_extra)
                     s = self.tls.wrap_socket(s, server_side=True)
                     c.tls, c.resumed, buf = True, s.session_reused, b""
                     break
@@ -556,6 +559,27 @@ def test_starttls_smarthost_session_is_resumed_on_the_next_connection(ctx):
         assert sink.conns[1].tls and sink.conns[1].resumed is True
         wait_spool_empty(m)
         assert m.log().count("certificate verified") >= 2
+    finally:
+        m.stop()
+
+
+def test_plaintext_sent_with_the_starttls_reply_is_not_read_under_tls(ctx):
+    """The receiving server's plaintext after its 220 to STARTTLS (the
+    response-injection class of CVE-2011-0411) is dropped with the 220:
+    the EHLO after the handshake gets the reply that came through TLS, not
+    the injected refusal."""
+    cert = ctx["h"].self_signed("smart.test")
+    sink = RawSink(ctx["h"], SMART, cert=cert,
+                   starttls_extra=b"554 5.7.1 injected before TLS\r\n250 2.1.0 injected ok\r\n")
+    m = relay(ctx, **smarthost(sink, "starttls", MRS_SMARTHOST_CA_FILE=cert[0]))
+    try:
+        t = token()
+        submit(m, ["x@inject.example"], t)
+        sink.wait_messages(t)
+        wait_spool_empty(m)
+        c = sink.conns[0]
+        assert c.tls and c.commands[:5] == ["EHLO", "STARTTLS", "EHLO", "MAIL", "RCPT"], c.commands
+        assert "injected" not in m.log()
     finally:
         m.stop()
 

@@ -75,8 +75,8 @@ class BioClient:
             self.sock.sendall(data[i:i + cut])
 
     def handshake(self, first=None, cut=0):
-        """The handshake; `first` goes as a record in the same send as the
-        client's Finished."""
+        """The handshake; `first` (one record, or a list of records) goes
+        in the same send as the client's Finished."""
         for _ in range(100):
             try:
                 self.tls.do_handshake()
@@ -89,8 +89,8 @@ class BioClient:
         else:
             raise AssertionError("handshake did not end")
         assert self.tls.version() in ("TLSv1.3", "TLSv1.2"), self.tls.version()
-        if first:
-            self.tls.write(first)
+        for p in first if isinstance(first, list) else [first] if first else []:
+            self.tls.write(p)
         self.send(cut)
 
     def reply(self):
@@ -166,6 +166,27 @@ def test_handshake_end_and_commands_in_one_segment(ctx):
     c.records("QUIT\r\n")
     assert c.reply()[0] == 221
     check_body(delivered(sink, 1, "one-segment"), body)
+
+
+def test_sasl_response_past_the_read_ahead_is_dropped_after_a_refused_auth(ctx):
+    """What a client pipelined after an AUTH refused before its exchange
+    (a SASL response: credentials) is dropped, including the part still in
+    the socket when every read since the handshake came from the read-ahead
+    (the handshake's last flight must not make that read skip the socket).
+    Finished, EHLO with AUTH of an unknown mechanism, and a 600-byte
+    response line go in one segment: the line straddles the 512 bytes read
+    ahead.  Dropped, the next reply is NOOP's 250, not a 500 for the line."""
+    m = ctx["mrs"]
+    c = BioClient(m.submission_port)
+    c.handshake(first=[b"EHLO rec.test\r\nAUTH NOPE\r\n", b"QUJD" * 150 + b"\r\n"])
+    assert c.reply()[0] == 250
+    assert c.reply()[0] == 504
+    c.records("NOOP\r\n")
+    code, texts = c.reply()
+    assert code == 250, (code, texts)
+    c.records("QUIT\r\n")
+    assert c.reply()[0] == 221
+    assert "discarded 602 bytes sent after a refused AUTH" in m.log(), m.log()[-2000:]
 
 
 def test_records_cut_at_odd_boundaries(ctx):

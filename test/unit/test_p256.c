@@ -7,6 +7,7 @@
 #include "unit.h"
 
 #include <mbedtls/bignum.h>
+#include <mbedtls/ecdh.h>
 #include <mbedtls/ecdsa.h>
 #include <mbedtls/ecp.h>
 #include <mbedtls/md.h>
@@ -326,6 +327,85 @@ static void test_ecdh(void)
     mbedtls_ecp_group_free(&grp);
 }
 
+/* (0, Y0) is a point of P-256 (b is a square mod p) */
+static const char *Y0_HEX = "66485C780E2F83D72433BD5D84A06BB6541C2AF31DAE871728BF856A174F93F4";
+
+/* The TLS 1.2 ECDHE entry points (src/psa_sodium.c's P-256 branch), as a
+ * peer reaches them: the point comes from the wire through
+ * mbedtls_ecp_point_read_binary, which checks neither the curve nor the
+ * range, so the point at infinity (the 1-byte encoding 00), coordinates
+ * >= p and points off the curve must be refused there. */
+static void test_ecdh_entry_points(void)
+{
+    mbedtls_ecp_group grp;
+    mbedtls_mpi d, z, dp;
+    mbedtls_ecp_point q, qp;
+    mbedtls_ecp_group_init(&grp);
+    mbedtls_mpi_init(&d); mbedtls_mpi_init(&z); mbedtls_mpi_init(&dp);
+    mbedtls_ecp_point_init(&q); mbedtls_ecp_point_init(&qp);
+    CHECK(mbedtls_ecp_group_load(&grp, MBEDTLS_ECP_DP_SECP256R1) == 0);
+    CHECK(mbedtls_ecdh_gen_public(&grp, &d, &q, test_rng, NULL) == 0);
+    CHECK(mbedtls_ecp_check_pubkey(&grp, &q) == 0);
+    CHECK(mbedtls_ecdh_gen_public(&grp, &dp, &qp, test_rng, NULL) == 0);
+
+    /* both sides agree, and with p256_ecdh */
+    uint8_t a[32], b[32], pb[65], want[32];
+    size_t len = 0;
+    CHECK(mbedtls_ecdh_compute_shared(&grp, &z, &qp, &d, test_rng, NULL) == 0);
+    CHECK(mbedtls_mpi_write_binary(&z, a, 32) == 0);
+    CHECK(mbedtls_ecdh_compute_shared(&grp, &z, &q, &dp, test_rng, NULL) == 0);
+    CHECK(mbedtls_mpi_write_binary(&z, b, 32) == 0);
+    CHECK(memcmp(a, b, 32) == 0);
+    uint8_t da[32];
+    CHECK(mbedtls_mpi_write_binary(&d, da, 32) == 0);
+    CHECK(mbedtls_ecp_point_write_binary(&grp, &qp, MBEDTLS_ECP_PF_UNCOMPRESSED, &len, pb, sizeof pb) == 0);
+    CHECK(p256_ecdh(da, pb, want) == 0 && memcmp(want, a, 32) == 0);
+
+    /* the point at infinity, as a TLS peer encodes it */
+    static const uint8_t inf[1] = {0};
+    mbedtls_ecp_point bad;
+    mbedtls_ecp_point_init(&bad);
+    CHECK(mbedtls_ecp_point_read_binary(&grp, &bad, inf, 1) == 0);
+    CHECK(mbedtls_ecdh_compute_shared(&grp, &z, &bad, &d, test_rng, NULL) != 0);
+    /* off the curve: y + 1 */
+    uint8_t off[65];
+    memcpy(off, pb, 65);
+    off[64] ^= 1;
+    CHECK(mbedtls_ecp_point_read_binary(&grp, &bad, off, 65) == 0);
+    CHECK(mbedtls_ecdh_compute_shared(&grp, &z, &bad, &d, test_rng, NULL) != 0);
+    /* (0, Y0) is a point of the curve; (p, Y0) is the same point with x
+     * not reduced: refused, as it is not the encoding of a field element */
+    memset(off, 0, 65);
+    off[0] = 0x04;
+    unhex(Y0_HEX, off + 33, 32);
+    CHECK(mbedtls_ecp_point_read_binary(&grp, &bad, off, 65) == 0);
+    CHECK(mbedtls_ecp_check_pubkey(&grp, &bad) == 0);
+    CHECK(mbedtls_ecdh_compute_shared(&grp, &z, &bad, &d, test_rng, NULL) == 0);
+    CHECK(p256_ecdh(da, off, want) == 0);
+    unhex(P_HEX, off + 1, 32);
+    CHECK(p256_ecdh(da, off, want) == -1);
+    CHECK(mbedtls_ecp_point_read_binary(&grp, &bad, off, 65) == 0);
+    CHECK(mbedtls_ecdh_compute_shared(&grp, &z, &bad, &d, test_rng, NULL) != 0);
+    /* and x = 2^256 - 1 */
+    memcpy(off, pb, 65);
+    memset(off + 1, 0xff, 32);
+    CHECK(mbedtls_ecp_point_read_binary(&grp, &bad, off, 65) == 0);
+    CHECK(mbedtls_ecdh_compute_shared(&grp, &z, &bad, &d, test_rng, NULL) != 0);
+    /* a private key out of [1, n-1] is refused, not reduced */
+    mbedtls_mpi big;
+    mbedtls_mpi_init(&big);
+    CHECK(mbedtls_mpi_copy(&big, &grp.N) == 0);
+    CHECK(mbedtls_ecdh_compute_shared(&grp, &z, &qp, &big, test_rng, NULL) != 0);
+    CHECK(mbedtls_mpi_lset(&big, 0) == 0);
+    CHECK(mbedtls_ecdh_compute_shared(&grp, &z, &qp, &big, test_rng, NULL) != 0);
+    mbedtls_mpi_free(&big);
+
+    mbedtls_ecp_point_free(&bad);
+    mbedtls_ecp_point_free(&q); mbedtls_ecp_point_free(&qp);
+    mbedtls_mpi_free(&d); mbedtls_mpi_free(&z); mbedtls_mpi_free(&dp);
+    mbedtls_ecp_group_free(&grp);
+}
+
 /* Keys outside [1, n-1] and unknown hashes are refused. */
 static void test_bad_input(void)
 {
@@ -383,7 +463,7 @@ int main(void)
     static const struct unit_case cases[] = {
         UNIT_CASE(test_rfc6979_vectors), UNIT_CASE(test_field_edges), UNIT_CASE(test_scalar_edges),
         UNIT_CASE(test_differential),    UNIT_CASE(test_bad_input),   UNIT_CASE(test_hook),
-        UNIT_CASE(test_ecdh),
+        UNIT_CASE(test_ecdh),            UNIT_CASE(test_ecdh_entry_points),
     };
     return unit_run("test_p256", cases, sizeof cases / sizeof cases[0]);
 }
