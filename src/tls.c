@@ -923,12 +923,6 @@ ssize_t tls_send(struct tls_conn *t, const void *buf, size_t len)
     return TLS_ERROR;
 }
 
-bool tls_pending(const struct tls_conn *t)
-{
-    return t->ra_pos < t->ra_len || mbedtls_ssl_get_bytes_avail(&t->ssl) > 0 ||
-           mbedtls_ssl_check_pending(&t->ssl);
-}
-
 void tls_close_notify(struct tls_conn *t)
 {
     (void)mbedtls_ssl_close_notify(&t->ssl);

@@ -12,10 +12,11 @@
  * I/O is non-blocking: the functions return TLS_WANT_READ / TLS_WANT_WRITE
  * and the caller (conn.c) polls the socket with its own deadlines.  A
  * handshake flight leaves in one send; records are read ahead (a little),
- * so bytes may wait inside the context (tls_pending); in the handshake,
- * right after a flight, a read reports TLS_WANT_READ without trying the
- * socket (the answer cannot be there yet), so a caller always polls on
- * TLS_WANT_READ.
+ * so bytes may wait inside the context where poll does not see them: a
+ * read that must not wait calls tls_recv rather than poll.  In the
+ * handshake, right after a flight, a read reports TLS_WANT_READ without
+ * trying the socket (the answer cannot be there yet), so a caller always
+ * polls on TLS_WANT_READ.
  * Thread-safe: configurations are shared, contexts are per thread.
  */
 #ifndef MRS_TLS_H
@@ -109,9 +110,6 @@ ssize_t tls_recv(struct tls_conn *t, void *buf, size_t len);
 /* tls_send — >0 bytes taken, TLS_WANT_*, TLS_ERROR.  Retry with the same
  * arguments after a WANT. */
 ssize_t tls_send(struct tls_conn *t, const void *buf, size_t len);
-/* tls_pending — bytes waiting inside the context, decrypted or read ahead
- * (poll would not see them). */
-bool tls_pending(const struct tls_conn *t);
 /* tls_close_notify — best effort close_notify alert. */
 void tls_close_notify(struct tls_conn *t);
 

@@ -311,11 +311,6 @@ ssize_t tls_send(struct tls_conn *t, const void *buf, size_t len)
     return n < 0 ? TLS_ERROR : n;
 }
 
-bool tls_pending(const struct tls_conn *t)
-{
-    return false;
-}
-
 void tls_close_notify(struct tls_conn *t)
 {
 }
