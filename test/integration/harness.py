@@ -297,7 +297,27 @@ class Mrs:
         self.env = {k: v for k, v in e.items() if v is not None}
         self.proc = None
         if start:
-            self.start()
+            self.start_on_free_ports()
+
+    def start_on_free_ports(self, tries=3):
+        """start(); when a port the harness picked was taken in the moment
+        between free_port() and mrs's bind (another program on the machine),
+        pick new ones and start again.  A test that set its own listen
+        address gets the failure as it is."""
+        for attempt in range(tries):
+            try:
+                return self.start()
+            except RuntimeError as e:
+                ours = all(self.env.get(k) == f"127.0.0.1:{p}" for k, p in (
+                    ("MRS_SUBMISSION_LISTEN", self.submission_port),
+                    ("MRS_SUBMISSIONS_LISTEN", self.submissions_port),
+                    ("MRS_HEALTH_LISTEN", self.health_port)))
+                if attempt + 1 == tries or not ours or "address already in use" not in str(e):
+                    raise
+            self.submission_port, self.submissions_port, self.health_port = free_port(), free_port(), free_port()
+            self.env.update({"MRS_SUBMISSION_LISTEN": f"127.0.0.1:{self.submission_port}",
+                             "MRS_SUBMISSIONS_LISTEN": f"127.0.0.1:{self.submissions_port}",
+                             "MRS_HEALTH_LISTEN": f"127.0.0.1:{self.health_port}"})
 
     def start(self, wait=True):
         self.proc = Proc(self.h, "mrs", [self.h.mrs_bin, "serve"], env=self.env)
