@@ -126,9 +126,11 @@ build_dep() {
     case $name in
     mbedtls)
         # Our narrow hooks into mbedTLS; the header that says why and how:
-        # src/psa_sodium.h (the X25519 driver on libsodium), src/rsa_mont.h
-        # (the RSA private operation), src/p256.h (the secp256r1 ECDSA signer
-        # hook in ecdsa.c; its patch declares the hook itself).
+        # src/psa_sodium.h (the X25519 driver on libsodium, and AES-256-GCM:
+        # its patch, mbedtls-gcm-aes256.patch, declares the hook in gcm.h),
+        # src/rsa_mont.h (the RSA private operation), src/p256.h (the
+        # secp256r1 ECDSA signer hook in ecdsa.c; its patch declares the hook
+        # itself).
         local p
         for p in vendor/mbedtls-*.patch; do
             patch -s -p1 -d "$work/$name" < "$p" || die "$p does not apply to $tarball"

@@ -84,6 +84,23 @@ int crypto_ed25519_sign(const struct crypto_ed25519 *k, const void *msg, size_t 
 /* crypto_ed25519_verify — whether sig is pk's signature of msg. */
 bool crypto_ed25519_verify(const uint8_t pk[CRYPTO_ED25519_PUBLIC_BYTES], const void *msg, size_t len,
                            const uint8_t sig[CRYPTO_ED25519_SIGNATURE_BYTES]);
+/* AES-256-GCM (TLS records, through src/psa_sodium.c): 12-byte nonce, 16-byte
+ * tag, in and out may be the same buffer.  Only where the CPU has AES-NI and
+ * PCLMUL: crypto_aes256gcm_available() says so.  decrypt: -1 when the tag
+ * does not match, and out is wiped. */
+#define CRYPTO_AES256GCM_KEY_BYTES 32
+#define CRYPTO_AES256GCM_NONCE_BYTES 12
+#define CRYPTO_AES256GCM_TAG_BYTES 16
+bool crypto_aes256gcm_available(void);
+void crypto_aes256gcm_encrypt(const uint8_t key[CRYPTO_AES256GCM_KEY_BYTES],
+                              const uint8_t nonce[CRYPTO_AES256GCM_NONCE_BYTES], const uint8_t *ad,
+                              size_t ad_len, const uint8_t *in, size_t len, uint8_t *out,
+                              uint8_t tag[CRYPTO_AES256GCM_TAG_BYTES]);
+int crypto_aes256gcm_decrypt(const uint8_t key[CRYPTO_AES256GCM_KEY_BYTES],
+                             const uint8_t nonce[CRYPTO_AES256GCM_NONCE_BYTES], const uint8_t *ad,
+                             size_t ad_len, const uint8_t *in, size_t len, uint8_t *out,
+                             const uint8_t tag[CRYPTO_AES256GCM_TAG_BYTES]);
+
 void crypto_ed25519_wipe(struct crypto_ed25519 *k);
 
 /* X25519 (RFC 7748 §5, §6.1), for the TLS handshake's ECDHE key shares.

@@ -8,15 +8,17 @@
 
 #include <mbedtls/ecdh.h>
 #include <mbedtls/ecp.h>
+#include <mbedtls/gcm.h>
 #include <stdatomic.h>
 
-static atomic_ulong n_keys, n_publics, n_agreements;
+static atomic_ulong n_keys, n_publics, n_agreements, n_gcm;
 
 void psa_sodium_count(struct psa_sodium_count *out)
 {
     out->keys = atomic_load_explicit(&n_keys, memory_order_relaxed);
     out->publics = atomic_load_explicit(&n_publics, memory_order_relaxed);
     out->agreements = atomic_load_explicit(&n_agreements, memory_order_relaxed);
+    out->gcm = atomic_load_explicit(&n_gcm, memory_order_relaxed);
 }
 
 static bool is_x25519_pair(const psa_key_attributes_t *attributes)
@@ -148,4 +150,31 @@ int mbedtls_ecdh_compute_shared(mbedtls_ecp_group *grp, mbedtls_mpi *z, const mb
     crypto_wipe(out, sizeof out);
     if (ret == 0) atomic_fetch_add_explicit(&n_agreements, 1, memory_order_relaxed);
     return ret;
+}
+
+/* ---- AES-256-GCM for mbedtls_gcm (vendor/mbedtls-gcm-aes256.patch) ---- */
+
+static int gcm_hook(int mode, const unsigned char key[32], size_t length, const unsigned char iv[12],
+                    const unsigned char *add, size_t add_len, const unsigned char *input, unsigned char *output,
+                    const unsigned char *tag_in, unsigned char *tag_out)
+{
+    atomic_fetch_add_explicit(&n_gcm, 1, memory_order_relaxed);
+    if (mode == MBEDTLS_GCM_ENCRYPT) {
+        crypto_aes256gcm_encrypt(key, iv, add, add_len, input, length, output, tag_out);
+        return 0;
+    }
+    return crypto_aes256gcm_decrypt(key, iv, add, add_len, input, length, output, tag_in) == 0 ? 0 : 1;
+}
+
+bool psa_sodium_gcm_install(void)
+{
+    if (!crypto_aes256gcm_available())
+        return false;
+    mbedtls_gcm_aes256_hook = gcm_hook;
+    return true;
+}
+
+void psa_sodium_gcm_remove(void)
+{
+    mbedtls_gcm_aes256_hook = NULL;
 }

@@ -31,6 +31,8 @@
 
 #include "psa/crypto.h"
 
+#include <stdbool.h>
+
 #ifndef PSA_CRYPTO_ACCELERATOR_DRIVER_PRESENT
 #define PSA_CRYPTO_ACCELERATOR_DRIVER_PRESENT
 #endif
@@ -58,8 +60,20 @@ psa_status_t psa_sodium_transparent_key_agreement(const psa_key_attributes_t *at
  * driver (and the TLS 1.2 functions) have made since start: the proof
  * (test_psa_sodium) that mbedTLS reaches them rather than its own code. */
 struct psa_sodium_count {
-    unsigned long keys, publics, agreements;
+    unsigned long keys, publics, agreements, gcm;
 };
 void psa_sodium_count(struct psa_sodium_count *out);
+
+/* psa_sodium_gcm_install — have mbedTLS's GCM do AES-256-GCM with a 12-byte
+ * IV and a 16-byte tag on libsodium (AES-NI and PCLMUL, several blocks at
+ * once): TLS records of TLS_AES_256_GCM_SHA384 and the TLS 1.2 AES-256-GCM
+ * suites, session tickets.  mbedTLS's own GCM multiplies one block at a
+ * time through its generic cipher layer, ~20 times slower.  The hook is
+ * vendor/mbedtls-gcm-aes256.patch (mbedtls/gcm.h says what it takes); a
+ * GCM context keyed before install stays on mbedTLS's code.  false (nothing
+ * changed) when the CPU lacks AES-NI or PCLMUL.  Call before any thread uses
+ * TLS; psa_sodium_count's gcm counts the operations it did. */
+bool psa_sodium_gcm_install(void);
+void psa_sodium_gcm_remove(void);
 
 #endif

@@ -13,6 +13,7 @@
 #include "dane.h"
 #include "log.h"
 #include "p256.h"
+#include "psa_sodium.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -245,6 +246,8 @@ int tls_init(char *err, size_t err_len)
     }
     /* ECDSA P-256 signatures (CertificateVerify) on src/p256.c */
     p256_mbedtls_hook_install();
+    /* AES-256-GCM records (and tickets) on libsodium, where the CPU allows */
+    psa_sodium_gcm_install();
     mbedtls_ssl_ticket_init(&tickets);
     ret = mbedtls_ssl_ticket_setup(&tickets, mbedtls_ctr_drbg_random, &drbg,
                                    MBEDTLS_CIPHER_AES_256_GCM, TLS_TICKET_LIFETIME_S);

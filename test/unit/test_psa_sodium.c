@@ -4,13 +4,19 @@
  * the dispatch layer reached the driver; the entry points called directly;
  * small-order peer keys refused; other curves left to mbedTLS; and the
  * legacy ECDH functions TLS 1.2 calls (mbedtls_ecdh_gen_public /
- * compute_shared), X25519 on libsodium and P-256 still on mbedTLS. */
+ * compute_shared), X25519 on libsodium and P-256 still on mbedTLS; and
+ * the AES-256-GCM hook in mbedtls_gcm (vendor/mbedtls-gcm-aes256.patch):
+ * bit-for-bit mbedTLS's own GCM for random keys, nonces, AAD and lengths,
+ * in place and not, forged tags and ciphertexts refused with the output
+ * wiped, other key sizes, IV and tag lengths left to mbedTLS. */
 #include "crypto.h"
 #include "psa_sodium.h"
 #include "unit.h"
 
 #include <mbedtls/ecdh.h>
+#include <mbedtls/gcm.h>
 #include <psa/crypto.h>
+#include <stdlib.h>
 
 static void hex(const char *h, uint8_t out[32])
 {
@@ -285,6 +291,138 @@ static void test_tls12_ecdh_other_curves_on_mbedtls(void)
     CHECK(after.keys == before.keys && after.agreements == before.agreements);
 }
 
+/* ---- AES-256-GCM ---- */
+
+/* gcm_encrypt — one-shot encryption with a context keyed now (so the hook,
+ * when installed, takes it); in place when out == in */
+static int gcm_encrypt(const uint8_t *key, unsigned bits, const uint8_t *iv, size_t iv_len, const uint8_t *ad,
+                       size_t ad_len, const uint8_t *in, size_t len, uint8_t *out, uint8_t *tag, size_t tag_len)
+{
+    mbedtls_gcm_context g;
+    mbedtls_gcm_init(&g);
+    int ret = mbedtls_gcm_setkey(&g, MBEDTLS_CIPHER_ID_AES, key, bits);
+    if (!ret)
+        ret = mbedtls_gcm_crypt_and_tag(&g, MBEDTLS_GCM_ENCRYPT, len, iv, iv_len, ad, ad_len, in, out, tag_len, tag);
+    mbedtls_gcm_free(&g);
+    return ret;
+}
+
+static int gcm_decrypt(const uint8_t *key, unsigned bits, const uint8_t *iv, size_t iv_len, const uint8_t *ad,
+                       size_t ad_len, const uint8_t *in, size_t len, uint8_t *out, const uint8_t *tag, size_t tag_len)
+{
+    mbedtls_gcm_context g;
+    mbedtls_gcm_init(&g);
+    int ret = mbedtls_gcm_setkey(&g, MBEDTLS_CIPHER_ID_AES, key, bits);
+    if (!ret)
+        ret = mbedtls_gcm_auth_decrypt(&g, len, iv, iv_len, ad, ad_len, tag, tag_len, in, out);
+    mbedtls_gcm_free(&g);
+    return ret;
+}
+
+static unsigned long gcm_count(void)
+{
+    struct psa_sodium_count c;
+    psa_sodium_count(&c);
+    return c.gcm;
+}
+
+/* lengths around the 16-byte block and the hook's 128-byte stride */
+static size_t pick_len(uint32_t r)
+{
+    static const size_t edges[] = {0, 1, 15, 16, 17, 63, 64, 127, 128, 129, 255, 256, 1000, 16384};
+    return r % 3 == 0 ? edges[(r / 3) % (sizeof edges / sizeof edges[0])] : (size_t)(r % 2100);
+}
+
+static void test_gcm_aes256_matches_mbedtls(void)
+{
+    if (!psa_sodium_gcm_install()) {
+        printf("  (this CPU has no AES-NI/PCLMUL: the hook stays off)\n");
+        CHECK(!crypto_aes256gcm_available());
+        return;
+    }
+    enum { CAP = 16384 };
+    uint8_t *pt = malloc(CAP), *want = malloc(CAP), *got = malloc(CAP), *back = malloc(CAP);
+    uint8_t key[32], iv[12], ad[64], tag_want[16], tag_got[16];
+    for (int i = 0; i < 400; i++) {
+        size_t len = pick_len(crypto_random_uniform(1u << 30)), ad_len = crypto_random_uniform(sizeof ad + 1);
+        crypto_random(key, sizeof key);
+        crypto_random(iv, sizeof iv);
+        crypto_random(ad, sizeof ad);
+        crypto_random(pt, len);
+        psa_sodium_gcm_remove();
+        CHECK(gcm_encrypt(key, 256, iv, 12, ad, ad_len, pt, len, want, tag_want, 16) == 0);
+        psa_sodium_gcm_install();
+        unsigned long before = gcm_count();
+        CHECK(gcm_encrypt(key, 256, iv, 12, ad, ad_len, pt, len, got, tag_got, 16) == 0);
+        CHECK(memcmp(got, want, len) == 0 && memcmp(tag_got, tag_want, 16) == 0);
+        /* in place, as the TLS record layer does */
+        memcpy(got, pt, len);
+        CHECK(gcm_encrypt(key, 256, iv, 12, ad, ad_len, got, len, got, tag_got, 16) == 0);
+        CHECK(memcmp(got, want, len) == 0 && memcmp(tag_got, tag_want, 16) == 0);
+        CHECK(gcm_decrypt(key, 256, iv, 12, ad, ad_len, want, len, back, tag_want, 16) == 0);
+        CHECK(memcmp(back, pt, len) == 0);
+        CHECK(gcm_decrypt(key, 256, iv, 12, ad, ad_len, got, len, got, tag_want, 16) == 0);
+        CHECK(memcmp(got, pt, len) == 0);
+        CHECK(gcm_count() == before + 4);
+    }
+    free(pt), free(want), free(got), free(back);
+}
+
+/* a changed tag, ciphertext bit, AAD byte or nonce: refused, output wiped */
+static void test_gcm_aes256_forgery_refused(void)
+{
+    if (!psa_sodium_gcm_install())
+        return;
+    uint8_t key[32], iv[12], ad[13], pt[300], ct[300], out[300], tag[16], zero[300] = {0};
+    crypto_random(key, sizeof key);
+    crypto_random(iv, sizeof iv);
+    crypto_random(ad, sizeof ad);
+    crypto_random(pt, sizeof pt);
+    CHECK(gcm_encrypt(key, 256, iv, 12, ad, sizeof ad, pt, sizeof pt, ct, tag, 16) == 0);
+    for (int what = 0; what < 4; what++) {
+        uint8_t t[16], c[300], a[13], n[12];
+        memcpy(t, tag, 16), memcpy(c, ct, sizeof c), memcpy(a, ad, sizeof a), memcpy(n, iv, sizeof n);
+        if (what == 0) t[crypto_random_uniform(16)] ^= 1;
+        if (what == 1) c[crypto_random_uniform(sizeof c)] ^= 0x80;
+        if (what == 2) a[crypto_random_uniform(sizeof a)] ^= 4;
+        if (what == 3) n[11] ^= 1;
+        unsigned long before = gcm_count();
+        memset(out, 0xa5, sizeof out);
+        CHECK(gcm_decrypt(key, 256, n, 12, a, sizeof a, c, sizeof c, out, t, 16) == MBEDTLS_ERR_GCM_AUTH_FAILED);
+        CHECK(memcmp(out, zero, sizeof out) == 0);
+        CHECK(gcm_count() == before + 1);
+    }
+    CHECK(gcm_decrypt(key, 256, iv, 12, ad, sizeof ad, ct, sizeof ct, out, tag, 16) == 0);
+    CHECK(memcmp(out, pt, sizeof pt) == 0);
+}
+
+/* AES-128, a 16-byte IV or a short tag: mbedTLS's own code, same results */
+static void test_gcm_other_parameters_stay_on_mbedtls(void)
+{
+    if (!psa_sodium_gcm_install())
+        return;
+    uint8_t key[32], iv[16], pt[100], a[100], b[100], ta[16], tb[16];
+    crypto_random(key, sizeof key);
+    crypto_random(iv, sizeof iv);
+    crypto_random(pt, sizeof pt);
+    struct { unsigned bits; size_t iv_len, tag_len; } cases[] = {{128, 12, 16}, {192, 12, 16}, {256, 16, 16},
+                                                                 {256, 12, 12}, {256, 8, 16}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        unsigned long before = gcm_count();
+        CHECK(gcm_encrypt(key, cases[i].bits, iv, cases[i].iv_len, NULL, 0, pt, sizeof pt, a, ta,
+                          cases[i].tag_len) == 0);
+        CHECK(gcm_decrypt(key, cases[i].bits, iv, cases[i].iv_len, NULL, 0, a, sizeof a, b, ta,
+                          cases[i].tag_len) == 0);
+        CHECK(memcmp(b, pt, sizeof pt) == 0);
+        CHECK(gcm_count() == before);
+        psa_sodium_gcm_remove();
+        CHECK(gcm_encrypt(key, cases[i].bits, iv, cases[i].iv_len, NULL, 0, pt, sizeof pt, b, tb,
+                          cases[i].tag_len) == 0);
+        CHECK(memcmp(a, b, sizeof a) == 0 && memcmp(ta, tb, cases[i].tag_len) == 0);
+        psa_sodium_gcm_install();
+    }
+}
+
 int main(void)
 {
     if (crypto_init() != 0 || psa_crypto_init() != PSA_SUCCESS) {
@@ -296,7 +434,8 @@ int main(void)
         UNIT_CASE(test_rfc7748_6_1_through_psa),         UNIT_CASE(test_rfc7748_6_1_driver_entry_points),
         UNIT_CASE(test_generated_keys_agree),            UNIT_CASE(test_small_order_peer_refused),
         UNIT_CASE(test_other_curves_not_taken),          UNIT_CASE(test_tls12_ecdh_x25519_on_libsodium),
-        UNIT_CASE(test_tls12_ecdh_other_curves_on_mbedtls),
+        UNIT_CASE(test_tls12_ecdh_other_curves_on_mbedtls), UNIT_CASE(test_gcm_aes256_matches_mbedtls),
+        UNIT_CASE(test_gcm_aes256_forgery_refused),         UNIT_CASE(test_gcm_other_parameters_stay_on_mbedtls),
     };
     int rc = unit_run("test_psa_sodium", cases, sizeof cases / sizeof cases[0]);
     mbedtls_psa_crypto_free();
