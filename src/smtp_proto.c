@@ -11,6 +11,7 @@
 #include "idna.h"
 #include "util.h"
 
+#include <stdint.h>
 #include <string.h>
 
 static const struct {
@@ -386,10 +387,39 @@ void smtp_dot_init(struct smtp_dot *d)
     d->done = false;
 }
 
+/* plain_run — how many bytes from p on are none of NUL, CR, LF: eight at
+ * a time (a word has a zero byte where (x - 0x01..) & ~x & 0x80.. is set),
+ * the rest one by one.  The DATA decoder copies such runs whole. */
+static size_t plain_run(const char *p, size_t n)
+{
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v, cr, lf;
+        memcpy(&v, p + i, 8);
+        cr = v ^ (ones * '\r');
+        lf = v ^ (ones * '\n');
+        if (((v - ones) & ~v & highs) | ((cr - ones) & ~cr & highs) | ((lf - ones) & ~lf & highs))
+            break;
+    }
+    while (i < n && p[i] != '\r' && p[i] != '\n' && p[i] != '\0')
+        i++;
+    return i;
+}
+
 size_t smtp_dot_feed(struct smtp_dot *d, const char *in, size_t n, char *out, size_t *out_len)
 {
     size_t o = 0, i;
     for (i = 0; i < n && !d->done; i++) {
+        if (d->state == DOT_LINE) {
+            /* inside a line only CR, LF and NUL mean anything */
+            size_t run = plain_run(in + i, n - i);
+            memcpy(out + o, in + i, run);
+            o += run;
+            i += run;
+            if (i == n)
+                break;
+        }
         char c = in[i];
         /* a NUL could hide a header from the From check ("From\0:") and
          * means different things to different parsers downstream */
@@ -455,12 +485,17 @@ size_t smtp_dot_feed(struct smtp_dot *d, const char *in, size_t n, char *out, si
 
 size_t smtp_dot_stuff(const char *in, size_t n, char *out, bool *sol)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
+    size_t o = 0, i = 0;
+    while (i < n) {
         if (*sol && in[i] == '.')
             out[o++] = '.';
-        out[o++] = in[i];
-        *sol = in[i] == '\n';
+        /* the rest of this line, its LF included, goes out as it is */
+        const char *lf = memchr(in + i, '\n', n - i);
+        size_t end = lf ? (size_t)(lf - in) + 1 : n;
+        memcpy(out + o, in + i, end - i);
+        o += end - i;
+        i = end;
+        *sol = lf != NULL;
     }
     return o;
 }

@@ -252,6 +252,103 @@ static void test_dot_stuffing_round_trip(void)
     CHECK_STR(back, msg);
 }
 
+/* model_feed — the DATA decoder one byte at a time, as RFC 5321 §4.1.1.4
+ * and §4.5.2 read (the production decoder copies runs of plain bytes whole;
+ * both must agree on every byte, flag and stop). */
+struct model { int st; bool bare, nul, done; };
+static size_t model_feed(struct model *m, const char *in, size_t n, char *out, size_t *out_len)
+{
+    enum { SOL, LINE, CR, DOT, DOTCR };
+    size_t o = 0, i;
+    for (i = 0; i < n && !m->done; i++) {
+        char c = in[i];
+        m->nul |= c == '\0';
+        if (m->st == SOL || m->st == LINE) {
+            if (c == '\r') m->st = CR;
+            else if (c == '.' && m->st == SOL) m->st = DOT;
+            else out[o++] = c, m->bare |= c == '\n', m->st = LINE;
+        } else if (m->st == CR) {
+            out[o++] = '\r';
+            if (c == '\n') out[o++] = c, m->st = SOL;
+            else if (c == '\r') m->bare = true;
+            else m->bare = true, out[o++] = c, m->st = LINE;
+        } else if (m->st == DOT) {
+            if (c == '\r') m->st = DOTCR;
+            else out[o++] = c, m->bare |= c == '\n', m->st = LINE;
+        } else if (c == '\n') {
+            m->done = true;
+        } else {
+            m->bare = true, out[o++] = '\r';
+            if (c == '\r') m->st = CR;
+            else out[o++] = c, m->st = LINE;
+        }
+    }
+    *out_len = o;
+    return i;
+}
+
+static unsigned lcg(unsigned *x)
+{
+    return *x = *x * 1103515245u + 12345u, *x >> 8;
+}
+
+static void test_data_decoder_matches_byte_model(void)
+{
+    static const char special[] = "\r\n.\0x";
+    enum { N = 700 };
+    char in[N], a[N + 8], b[N + 8];
+    unsigned seed = 11;
+    for (int round = 0; round < 4000; round++) {
+        size_t n = lcg(&seed) % N;
+        /* long plain runs (the fast path), broken by CR, LF, dots and NULs */
+        for (size_t i = 0; i < n; i++)
+            in[i] = lcg(&seed) % 6 == 0 ? special[lcg(&seed) % 5] : (char)('A' + lcg(&seed) % 26);
+        if (round % 3 == 0 && n > 5)
+            memcpy(in + n - 5, "\r\n.\r\n", 5);
+        struct smtp_dot d;
+        struct model m = {0};
+        smtp_dot_init(&d);
+        size_t i = 0, j = 0, ao = 0, bo = 0;
+        while (i < n && !d.done) {
+            size_t step = 1 + lcg(&seed) % 97, len = n - i < step ? n - i : step, got;
+            i += smtp_dot_feed(&d, in + i, len, a + ao, &got);
+            ao += got;
+        }
+        while (j < n && !m.done) {
+            size_t got;
+            j += model_feed(&m, in + j, n - j, b + bo, &got);
+            bo += got;
+        }
+        CHECK(i == j && ao == bo && memcmp(a, b, ao) == 0);
+        CHECK(d.done == m.done && d.bare == m.bare && d.nul == m.nul);
+    }
+}
+
+static void test_dot_stuffing_matches_byte_model(void)
+{
+    enum { N = 500 };
+    char in[N], a[2 * N], b[2 * N];
+    unsigned seed = 5;
+    for (int round = 0; round < 3000; round++) {
+        size_t n = lcg(&seed) % N, ao = 0, bo = 0;
+        for (size_t i = 0; i < n; i++)
+            in[i] = "..\r\nab"[lcg(&seed) % 6];
+        bool sa = round % 2, sb = sa;
+        for (size_t i = 0; i < n;) {
+            size_t step = 1 + lcg(&seed) % 40, len = n - i < step ? n - i : step;
+            ao += smtp_dot_stuff(in + i, len, a + ao, &sa);
+            i += len;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (sb && in[i] == '.')
+                b[bo++] = '.';
+            b[bo++] = in[i];
+            sb = in[i] == '\n';
+        }
+        CHECK(ao == bo && memcmp(a, b, ao) == 0 && sa == sb);
+    }
+}
+
 static void test_sasl_plain(void)
 {
     char user[AUTH_USER_MAX_BYTES + 2], pw[AUTH_PASSWORD_MAX_BYTES + 2];
@@ -312,6 +409,7 @@ int main(void)
     static const struct unit_case cases[] = {
         UNIT_CASE(test_command_verbs), UNIT_CASE(test_paths), UNIT_CASE(test_parameters), UNIT_CASE(test_utf8_paths), UNIT_CASE(test_bdat),
         UNIT_CASE(test_reply_lines), UNIT_CASE(test_data_decoder), UNIT_CASE(test_data_decoder_nul), UNIT_CASE(test_dot_stuffing_round_trip),
+        UNIT_CASE(test_data_decoder_matches_byte_model), UNIT_CASE(test_dot_stuffing_matches_byte_model),
         UNIT_CASE(test_sasl_plain), UNIT_CASE(test_helo_and_domains)};
     return unit_run("smtp_proto", cases, sizeof cases / sizeof cases[0]);
 }
