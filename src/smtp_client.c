@@ -884,8 +884,8 @@ enum smtp_client_result smtp_client_deliver(const struct smtp_client_job *job, s
     for (size_t i = 0; i < job->rcpt_count; i++)
         memset(&job->rcpt_replies[i], 0, sizeof job->rcpt_replies[i]);
     struct client *cl = bufpool_get(&client_pool);
-    if (cl)
-        memset(cl, 0, sizeof *cl);
+    if (cl) /* the chunk buffers (96 KB) are always written before they are read */
+        memset(cl, 0, offsetof(struct client, in));
     if (!cl) {
         smtp_client_session_close(job->reuse, 0);
         out->result = SMTP_CLIENT_NEXT;
