@@ -68,7 +68,8 @@ def one_pass(h, dns, sink, args, trace, perf=None):
         time.sleep(1.0)  # strace attaches to every thread
     pf = None
     if perf:
-        pf = subprocess.Popen(["perf", "record", "-q", "-F", "2000", "-g", "-o", perf, "-p", str(pid)],
+        pf = subprocess.Popen(["perf", "record", "-q", "-F", "2000", "--call-graph", args.call_graph, "-o", perf,
+                               "-p", str(pid)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)
     ps = None
@@ -121,10 +122,22 @@ def main():
     ap.add_argument("--trace", metavar="CALLS", help="instead: log these system calls (strace -e trace=CALLS) "
                     "into the temporary folder, kept")
     ap.add_argument("--perf", metavar="FILE", help="also `perf record -g` mrs during the pass without strace")
+    ap.add_argument("--call-graph", default="fp", metavar="MODE",
+                    help="perf's call-graph mode: fp (default) or dwarf,8192 (user-space callers without frame pointers)")
+    ap.add_argument("--callgrind", metavar="FILE", help="run mrs under valgrind --tool=callgrind (exact instruction "
+                    "counts per function and caller; slow: use a small -n) and write its profile to FILE")
     args = ap.parse_args()
     warnings.simplefilter("ignore")  # aiosmtpd's deprecation notes
     args.build = os.path.abspath(args.build)
     h = Harness(args.build)
+    if args.callgrind:
+        wrap = os.path.join(h.tmp, "mrs-callgrind")
+        with open(wrap, "w") as f:
+            f.write(f"#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file={os.path.abspath(args.callgrind)} "
+                    f"{h.mrs_bin} \"$@\"\n")
+        os.chmod(wrap, 0o755)
+        h.mrs_bin = wrap
+        args.no_strace = True
     try:
         dns = h.dns([f'prof.test. TXT "{SPF_OK}"', f'prof.test. TXT "{token_for(USER)}"'])
         sink = h.sink()
