@@ -41,6 +41,7 @@ static struct idle idle[OUTPOOL_IDLE_MAX];
 static struct kept kept[OUTPOOL_TLS_SESSIONS_MAX];
 static bool running, stopping;
 static pthread_t reaper_thread;
+static int64_t reaper_wakes_ms;        /* when the waiting reaper looks next */
 
 /* ---- the key ------------------------------------------------------------------ */
 
@@ -128,6 +129,7 @@ static void *reaper(void *arg)
         }
         if (next == INT64_MAX)
             next = util_now_ms() + 3600 * 1000;
+        reaper_wakes_ms = next;
         /* util_now_ms is CLOCK_MONOTONIC, the clock of cv */
         struct timespec ts = {.tv_sec = next / 1000, .tv_nsec = next % 1000 * 1000000};
         pthread_cond_timedwait(&cv, &mu, &ts);
@@ -235,8 +237,15 @@ void outpool_put(const struct outpool_key *k, struct smtp_client_session *s)
     idle[at].s = s;
     idle[at].since = util_now_ms();
     util_copy(idle[at].key, sizeof idle[at].key, k->text, strlen(k->text));
-    pthread_cond_broadcast(&cv); /* the reaper's next expiry may be this one's */
+    /* the reaper is woken only when this entry expires before the time it
+     * waits for (an empty pool: an hour); every other put would wake it
+     * for nothing, once per delivered message */
+    bool wake = idle[at].since + config->delivery_idle_timeout_ms < reaper_wakes_ms;
+    if (wake)
+        reaper_wakes_ms = idle[at].since + config->delivery_idle_timeout_ms;
     pthread_mutex_unlock(&mu);
+    if (wake)
+        pthread_cond_broadcast(&cv);
     smtp_client_session_close(evict, util_now_ms() + SMTP_CLIENT_QUIT_TIMEOUT_MS);
 }
 

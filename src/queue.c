@@ -565,8 +565,10 @@ static void sched_add(struct queue_item *it, int64_t due_ms)
     items_listed++;
     set_oldest_gauge();
     heap_push(it, due_ms);
-    pthread_cond_signal(&sched_cv);
     pthread_mutex_unlock(&sched_mu);
+    /* after the unlock: a worker woken under it would block on the mutex
+     * at once (one more futex call and context switch per message) */
+    pthread_cond_signal(&sched_cv);
 }
 
 struct queue_item *queue_claim(void)
