@@ -569,7 +569,15 @@ static void quarantine(struct queue_item *it)
     queue_quarantine(it);
 }
 
-static bool job_init(struct job *j, struct queue_item *it)
+/* Per delivery thread, for one job after another: a route (10 KB) and a
+ * TLS policy (5 KB) allocated per message were an mmap, munmap and TLB
+ * flush each (the allocator keeps no free group of that size). */
+struct worker_mem {
+    struct route route;
+    struct tls_policy_domain tls_policy;
+};
+
+static bool job_init(struct job *j, struct queue_item *it, struct worker_mem *w)
 {
     char err[256];
     j->it = it;
@@ -598,9 +606,10 @@ static bool job_init(struct job *j, struct queue_item *it)
     j->notify = calloc(per, sizeof *j->notify);
     j->orcpt = calloc(per, sizeof *j->orcpt);
     j->replies = calloc(per, sizeof *j->replies);
-    j->route = calloc(1, sizeof *j->route);
-    j->tls_policy = calloc(1, sizeof *j->tls_policy);
-    if (!j->open || !j->rcpts || !j->notify || !j->orcpt || !j->replies || !j->route || !j->tls_policy) {
+    memset(w, 0, sizeof *w);
+    j->route = &w->route;
+    j->tls_policy = &w->tls_policy;
+    if (!j->open || !j->rcpts || !j->notify || !j->orcpt || !j->replies) {
         log_error("delivery", &(struct log_fields){.queue_id = j->m.id}, "out of memory; retrying later");
         queue_release(it, util_wall_ms() + config->retry_min_ms);
         return false;
@@ -620,8 +629,6 @@ static void job_free(struct job *j)
     free(j->notify);
     free(j->orcpt);
     free(j->replies);
-    free(j->route);
-    free(j->tls_policy);
 }
 
 /* expire_or_schedule — after an attempt that left recipients deferred:
@@ -758,12 +765,12 @@ static bool park(struct job *j)
     return true;
 }
 
-static void deliver(struct queue_item *it)
+static void deliver(struct queue_item *it, struct worker_mem *w)
 {
     struct job j;
     memset(&j, 0, sizeof j);
     j.m.fd = -1;
-    if (job_init(&j, it)) {
+    if (job_init(&j, it, w)) {
         int received = delivery_received_count(j.headers, j.headers_len);
         if (queue_item_hold_expired(it)) {
             /* handed out only when its lifetime is over: bounced, not tried */
@@ -791,14 +798,18 @@ static void deliver(struct queue_item *it)
 static void *worker(void *arg)
 {
     (void)arg;
+    struct worker_mem *w = malloc(sizeof *w);
     for (;;) {
-        struct queue_item *it = queue_claim();
+        struct queue_item *it = w ? queue_claim() : NULL;
         if (!it)
             break;
-        deliver(it);
+        deliver(it, w);
         if (util_draining())
             break; /* the drain: the rest waits in the spool for the next start */
     }
+    if (!w)
+        log_error("delivery", NULL, "out of memory: a delivery thread ends");
+    free(w);
     pthread_mutex_lock(&run_mu);
     running--;
     pthread_cond_broadcast(&run_cv);
