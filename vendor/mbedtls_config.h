@@ -25,6 +25,12 @@
 #define MBEDTLS_THREADING_PTHREAD
 #define MBEDTLS_DEPRECATED_REMOVED
 #define MBEDTLS_ERROR_C
+/* PSA works on the caller's buffers instead of a heap copy of each input
+ * and output: they protect against a caller sharing memory with an
+ * untrusted party while PSA reads it, and mrs has no such memory (one
+ * process, its own buffers).  The copies were ~300 calloc/free pairs and
+ * memcpys per TLS handshake, all through musl's one malloc lock. */
+#define MBEDTLS_PSA_ASSUME_EXCLUSIVE_BUFFERS
 
 /* --- randomness (getrandom(2) via the platform entropy source) -------- */
 #define MBEDTLS_ENTROPY_C
