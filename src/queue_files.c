@@ -9,6 +9,7 @@
 #include "config.h"
 #include "log.h"
 #include "queue.h"
+#include "queue_recycle.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -123,7 +124,7 @@ int queue_files_remove(const char *id)
     static const char *const suffixes[] = {"", ".state", QUEUE_HOLD_SUFFIX};
     for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
         snprintf(path, sizeof path, "%s/queue/%s%s", config->spool_dir, id, suffixes[i]);
-        if (unlink(path) != 0 && errno != ENOENT) {
+        if ((i == 0 ? queue_recycle_remove(id) : unlink(path)) != 0 && errno != ENOENT) {
             int e = errno;
             log_error("spool", &(struct log_fields){.queue_id = id}, "cannot remove queue/%s%s (errno %d)", id,
                       suffixes[i], e);
