@@ -28,6 +28,7 @@
 #include "queue.h"
 
 #include "queue_files.h"
+#include "queue_recycle.h"
 
 #include "bufpool.h"
 #include "config.h"
@@ -86,6 +87,7 @@ struct queue_msg {
     int64_t reserve_off;       /* queue_reserve: where the reserved room starts, -1 none */
     size_t reserve_len;
     bool reserve_open;         /* reserved and not filled yet */
+    uint64_t recycled;         /* written over tmp/recycle.<n> (queue_recycle.h), 0: tmp/<id> */
     struct queue_item *item;   /* reserved at open, scheduled at commit */
     char id[QUEUE_ID_BYTES];
     char buf[QUEUE_WRITE_BUFFER_BYTES];
@@ -125,6 +127,16 @@ void queue_dir(const char *sub, char *buf, size_t len)
 static void msg_path(const char *sub, const char *id, char *buf, size_t len)
 {
     snprintf(buf, len, "%s/%s/%s", config->spool_dir, sub, id);
+}
+
+/* tmp_path — where an open message is written: tmp/<id>, or the recycled
+ * file it is written over. */
+static void tmp_path(const struct queue_msg *m, char *buf, size_t len)
+{
+    if (m->recycled)
+        queue_recycle_path(m->recycled, buf, len);
+    else
+        msg_path("tmp", m->id, buf, len);
 }
 
 static int make_dir(const char *path)
@@ -274,8 +286,15 @@ struct queue_msg *queue_open(const char *id, const struct queue_envelope *env)
     m->reserve_off = -1;
     m->reserve_open = false;
     snprintf(m->id, sizeof m->id, "%s", id);
-    msg_path("tmp", id, path, sizeof path);
-    m->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    m->recycled = 0;
+    /* a finished message's file, written over in place (no new inode);
+     * else a new one */
+    m->fd = queue_recycle_take(&m->recycled);
+    if (m->fd < 0) {
+        m->recycled = 0;
+        msg_path("tmp", id, path, sizeof path);
+        m->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    }
     if (m->fd < 0) {
         int e = errno;
         item_free(m->item);
@@ -386,11 +405,16 @@ int queue_fill(struct queue_msg *m, const struct iovec *iov, int iovcnt)
 int queue_commit(struct queue_msg *m)
 {
     char from[QUEUE_PATH_MAX_BYTES], to[QUEUE_PATH_MAX_BYTES];
-    msg_path("tmp", m->id, from, sizeof from);
+    tmp_path(m, from, sizeof from);
     msg_path("queue", m->id, to, sizeof to);
     if (m->reserve_open)
         m->failed = true; /* a head reserved and never written: the file is not a message */
     int rc = flush_buf(m);
+    /* a recycled file may be longer than this message: cut the old bytes
+     * off (the end is past the reserved room, which moved the position) */
+    int64_t end = m->written + (m->reserve_off >= 0 ? (int64_t)m->reserve_len - 1 : 0);
+    if (rc == 0 && m->recycled && ftruncate(m->fd, (off_t)end) != 0)
+        rc = -1;
     if (rc == 0 && fsync(m->fd) != 0)
         rc = -1;
     if (close(m->fd) != 0)
@@ -420,10 +444,10 @@ void queue_abort(struct queue_msg *m)
     char path[QUEUE_PATH_MAX_BYTES];
     if (!m)
         return;
-    msg_path("tmp", m->id, path, sizeof path);
+    tmp_path(m, path, sizeof path);
     if (m->fd >= 0)
         close(m->fd);
-    unlink(path);
+    unlink(path); /* a recycled file too: it holds part of this message now */
     item_free(m->item);
     bufpool_put(&msg_pool, m);
 }
@@ -901,7 +925,7 @@ int queue_done(struct queue_item *it)
     msg_path("queue", it->id, msg, sizeof msg);
     snprintf(state, sizeof state, "%s.state", msg);
     bool had_state = access(state, F_OK) == 0;
-    if (unlink(msg) != 0 && errno != ENOENT) {
+    if (queue_recycle_remove(it->id) != 0 && errno != ENOENT) {
         /* the state file is what keeps a restart from delivering it all
          * again: it stays while the message does */
         int e = errno;

@@ -120,7 +120,9 @@ const char *queue_item_held_state(const struct queue_item *it, size_t *len);
  * 0.  -1 with errno when the message file cannot be removed: the state
  * file is left as it is and the caller still holds the item (it must save
  * the final state and hand the item back, so that neither a retry nor a
- * restart delivers the message again).
+ * restart delivers the message again).  The message file is kept for a
+ * new message (queue_recycle.h) and may be written over at once: a caller
+ * that still has it open (spool_load's keep_fd) must not read it any more.
  */
 int queue_done(struct queue_item *it);
 /* queue_quarantine — a message that cannot be parsed: rename it to

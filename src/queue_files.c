@@ -9,6 +9,7 @@
 #include "config.h"
 #include "log.h"
 #include "queue.h"
+#include "queue_recycle.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,7 +24,7 @@
 static int queue_dir_fd = -1;
 static pthread_mutex_t sync_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t sync_cv = PTHREAD_COND_INITIALIZER;
-static uint64_t sync_requested, sync_done;
+static uint64_t sync_requested, sync_done, sync_ok_done; /* sync_ok_done: the last sync that succeeded */
 static int sync_error;
 static bool syncing;
 
@@ -50,6 +51,8 @@ int queue_files_sync(void)
             syncing = false;
             sync_error = r;
             sync_done = covers;
+            if (r == 0)
+                sync_ok_done = covers;
             pthread_cond_broadcast(&sync_cv);
             rc = r;
         } else {
@@ -59,6 +62,22 @@ int queue_files_sync(void)
     }
     pthread_mutex_unlock(&sync_mu);
     return rc;
+}
+
+uint64_t queue_files_sync_mark(void)
+{
+    pthread_mutex_lock(&sync_mu);
+    uint64_t mark = sync_requested + 1; /* a sync covers up to sync_requested at its start */
+    pthread_mutex_unlock(&sync_mu);
+    return mark;
+}
+
+bool queue_files_synced(uint64_t mark)
+{
+    pthread_mutex_lock(&sync_mu);
+    bool done = sync_ok_done >= mark;
+    pthread_mutex_unlock(&sync_mu);
+    return done;
 }
 
 static int write_all(int fd, const char *p, size_t len)
@@ -105,7 +124,7 @@ int queue_files_remove(const char *id)
     static const char *const suffixes[] = {"", ".state", QUEUE_HOLD_SUFFIX};
     for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
         snprintf(path, sizeof path, "%s/queue/%s%s", config->spool_dir, id, suffixes[i]);
-        if (unlink(path) != 0 && errno != ENOENT) {
+        if ((i == 0 ? queue_recycle_remove(id) : unlink(path)) != 0 && errno != ENOENT) {
             int e = errno;
             log_error("spool", &(struct log_fields){.queue_id = id}, "cannot remove queue/%s%s (errno %d)", id,
                       suffixes[i], e);

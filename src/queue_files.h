@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* queue_files_open_dir — open the queue directory once (for the syncs);
  * its fd, or -1 with errno. */
@@ -19,6 +20,13 @@ int queue_files_open_dir(const char *path);
 /* queue_files_sync — make every directory change made before the call
  * durable (group commit): 0, or -1 with errno. */
 int queue_files_sync(void);
+
+/* queue_files_sync_mark — a mark for the directory changes made before
+ * the call; queue_files_synced(mark) is true once a later
+ * queue_files_sync() made them durable (a sync that began after the call
+ * and succeeded).  Neither waits nor syncs. */
+uint64_t queue_files_sync_mark(void);
+bool queue_files_synced(uint64_t mark);
 
 /* queue_files_remove — a deleted message's files: the message first (-1
  * with errno when it cannot be removed: nothing else is touched then),

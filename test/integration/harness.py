@@ -380,6 +380,22 @@ class Mrs:
         d = os.path.join(self.spool, sub)
         return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
+    def tmp_leftovers(self, token):
+        """What a message dropped while being written must not leave in
+        tmp/: any file but a finished message's recycled one
+        (tmp/recycle.<n>, docs/spool.md), and any file holding token."""
+        d = os.path.join(self.spool, "tmp")
+        left = []
+        for f in self.spool_files("tmp"):
+            try:
+                with open(os.path.join(d, f), "rb") as fh:
+                    held = token.encode() in fh.read()
+            except OSError:
+                held = False  # gone meanwhile (a state file's rename)
+            if held or not f.startswith("recycle."):
+                left.append(f)
+        return left
+
 
 class Raw:
     """A line-level SMTP dialog over a raw socket, for edge cases that

@@ -247,12 +247,13 @@ def test_bdat_without_last_then_quit_queues_nothing(ctx):
     before = queue(m)
     r = login(m)
     envelope(r)
-    r.send(bdat(message(token())))
+    tok = token()
+    r.send(bdat(message(tok)))
     assert r.reply()[0] == 250
     assert r.cmd("QUIT")[0] == 221
     assert r.closed()  # the session drops its open message before it closes
     assert queue(m) == before
-    assert m.spool_files("tmp") == []
+    assert m.tmp_leftovers(tok) == []
 
 
 def test_rset_between_chunks_discards(ctx):
@@ -310,7 +311,8 @@ def test_bdat_size_limit_across_chunks(ctx):
     r = login(m)
     envelope(r)
     half = b"x" * 78 + b"\r\n"
-    chunk = message(token()) + half * (MAX_BYTES // 2 // len(half))
+    tok = token()
+    chunk = message(tok) + half * (MAX_BYTES // 2 // len(half))
     more = half * (MAX_BYTES // 2 // len(half) + 10)
     # the second chunk goes over: 552 once it is read; the pipelined LAST
     # chunk behind it belongs to a failed transaction: 503, also read
@@ -328,7 +330,7 @@ def test_bdat_size_limit_across_chunks(ctx):
     assert r.cmd("NOOP")[0] == 250
     r.close()
     assert queue(m) == before
-    assert m.spool_files("tmp") == []
+    assert m.tmp_leftovers(tok) == []
 
 
 def test_bdat_bare_lf_bare_cr_and_nul_refused(ctx):

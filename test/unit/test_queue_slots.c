@@ -11,7 +11,9 @@
 #include "unit.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #define KEY 0x1234u
@@ -162,8 +164,21 @@ static void test_operator_hold_and_delete_of_a_parked_message(void)
 /* cleanup — the spool folders (empty by now). */
 static void test_cleanup(void)
 {
-    char path[sizeof dir + 16];
+    char path[sizeof dir + 64];
     static const char *const subs[] = {"queue", "tmp"};
+    /* tmp/ keeps finished messages' files for reuse (queue_recycle.h) */
+    snprintf(path, sizeof path, "%s/tmp", dir);
+    DIR *d = opendir(path);
+    CHECK(d != NULL);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        CHECK(strncmp(e->d_name, "recycle.", 8) == 0);
+        snprintf(path, sizeof path, "%s/tmp/%.40s", dir, e->d_name);
+        CHECK(unlink(path) == 0);
+    }
+    if (d)
+        closedir(d);
     for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, subs[i]);
         CHECK(rmdir(path) == 0);
