@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define QUEUE_RECYCLE_PATH_MAX_BYTES (CONFIG_PATH_MAX_BYTES + 64)
@@ -43,6 +44,10 @@ int queue_recycle_remove(const char *id)
 {
     char from[QUEUE_RECYCLE_PATH_MAX_BYTES], to[QUEUE_RECYCLE_PATH_MAX_BYTES];
     snprintf(from, sizeof from, "%s/queue/%s", config->spool_dir, id);
+    /* a big message's blocks are not kept: dead space stays bounded */
+    struct stat st;
+    if (stat(from, &st) == 0 && st.st_size > QUEUE_RECYCLE_FILE_MAX_BYTES)
+        return unlink(from);
     pthread_mutex_lock(&mu);
     bool room = count + reserved < QUEUE_RECYCLE_MAX;
     uint64_t n = next_n;

@@ -9,7 +9,8 @@
  * A recycled file is handed out only once its rename out of queue/ is
  * durable (a later directory sync of queue/ succeeded, queue_files.h), so
  * a crash can never bring its old name back over new content.  At most
- * QUEUE_RECYCLE_MAX files wait; beyond that a finished file is unlinked.
+ * QUEUE_RECYCLE_MAX files of at most QUEUE_RECYCLE_FILE_MAX_BYTES wait;
+ * beyond that, or when larger, a finished file is unlinked.
  * Files left in tmp/ at start are removed like every other tmp/ file.
  * Private to queue.c and queue_files.c.  Thread-safe.
  */
@@ -20,10 +21,12 @@
 #include <stdint.h>
 
 #define QUEUE_RECYCLE_MAX 256          /* files kept for reuse */
+#define QUEUE_RECYCLE_FILE_MAX_BYTES (128 * 1024) /* a larger file is unlinked: 32 MB kept at most */
 #define QUEUE_RECYCLE_PREFIX "recycle." /* tmp/recycle.<n> */
 
 /* queue_recycle_remove — take queue/<id> (a message file) out of the
- * queue: renamed to a recycle file while there is room, else unlinked.
+ * queue: renamed to a recycle file while there is room and it is not
+ * larger than QUEUE_RECYCLE_FILE_MAX_BYTES, else unlinked.
  * 0, or -1 with errno as unlink(2) (ENOENT: it was not there). */
 int queue_recycle_remove(const char *id);
 

@@ -261,3 +261,23 @@ def test_refused_message_leaves_nothing_in_tmp(ctx):
             assert tok.encode() not in f.read()
     assert not queued(m) and not at_sink(sink, tok)
     assert m.stop() == 0
+
+
+def test_a_big_message_file_is_not_kept(ctx):
+    """Over 128 KB (QUEUE_RECYCLE_FILE_MAX_BYTES) a finished file is unlinked,
+    not kept: the disk a recycled file holds stays bounded (docs/spool.md)."""
+    sink = ctx.h.sink()
+    m = relay(ctx, sink)
+    small = new_token()
+    deliver(m, sink, message(small, 20000), small)
+    assert len(recycled(m)) == 1
+    before = recycled(m)
+    big = new_token()
+    deliver(m, sink, message(big, 300000), big)
+    assert len(at_sink(sink, big)) == 1
+    tmp = os.path.join(m.spool, "tmp")
+    sizes = {f: os.stat(os.path.join(tmp, f)).st_size for f in recycled(m)}
+    # the big file is gone (a new file or the small one's, written over)
+    assert all(n <= 128 * 1024 for n in sizes.values()), sizes
+    assert set(recycled(m).values()) <= set(before.values()), (before, recycled(m))
+    assert m.stop() == 0
