@@ -119,10 +119,25 @@ static void vreply(struct session *s, int code, const char *enh, const char *fmt
         char *nl = strchr(p, '\n');
         if (nl)
             *nl = '\0';
-        int n = snprintf(line, sizeof line, "%d%c%s%s%s\r\n", code, nl ? '-' : ' ', enh ? enh : "",
-                         enh ? " " : "", p);
-        if (n > 0)
-            conn_write(&s->conn, write_deadline(), line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+        /* "250-2.1.0 text\r\n" by hand: snprintf's pieces were a tenth of
+         * a message's formatting work (every EHLO line, every reply) */
+        size_t n = 0, el = enh ? strlen(enh) : 0, pl = strlen(p);
+        line[n++] = (char)('0' + code / 100 % 10);
+        line[n++] = (char)('0' + code / 10 % 10);
+        line[n++] = (char)('0' + code % 10);
+        line[n++] = nl ? '-' : ' ';
+        if (el && el < 32) {
+            memcpy(line + n, enh, el);
+            n += el;
+            line[n++] = ' ';
+        }
+        if (pl > sizeof line - n - 2)
+            pl = sizeof line - n - 2;
+        memcpy(line + n, p, pl);
+        n += pl;
+        line[n++] = '\r';
+        line[n++] = '\n';
+        conn_write(&s->conn, write_deadline(), line, n);
         if (log_enabled(LOG_DEBUG))
             log_debug("smtp", &s->lf, "> %d%s%s %s", code, enh ? " " : "", enh ? enh : "", p);
         if (!nl)

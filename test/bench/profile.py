@@ -51,7 +51,7 @@ def run_load(h, m, args):
 
 
 def one_pass(h, dns, sink, args, trace, perf=None):
-    m = h.mrs(dns=dns, users={USER: PW},
+    m = h.mrs(dns=dns, users={USER: PW}, spool=args.spool_fs.path(f"spool-{time.monotonic_ns()}") if args.spool_fs else None,
               env={"MRS_SMARTHOST": f"127.0.0.1:{sink.port}", "MRS_SMARTHOST_TLS": "none",
                    "MRS_LOG_LEVEL": "info", "MRS_MAX_CONNECTIONS_PER_CLIENT": "1000"})
     pid = m.proc.p.pid
@@ -126,10 +126,17 @@ def main():
                     help="perf's call-graph mode: fp (default) or dwarf,8192 (user-space callers without frame pointers)")
     ap.add_argument("--callgrind", metavar="FILE", help="run mrs under valgrind --tool=callgrind (exact instruction "
                     "counts per function and caller; slow: use a small -n) and write its profile to FILE")
+    ap.add_argument("--loop-fs", action="store_true",
+                    help="the spool on a fresh journaled ext4 on a loop device, as ./build.sh bench has it")
     args = ap.parse_args()
     warnings.simplefilter("ignore")  # aiosmtpd's deprecation notes
     args.build = os.path.abspath(args.build)
     h = Harness(args.build)
+    args.spool_fs = None
+    if args.loop_fs:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from bench import SpoolFs  # noqa: E402
+        args.spool_fs = SpoolFs(h.tmp)
     if args.callgrind:
         wrap = os.path.join(h.tmp, "mrs-callgrind")
         with open(wrap, "w") as f:
@@ -161,6 +168,8 @@ def main():
                 print(f"  {name:18} {k / n:7.2f}")
     finally:
         h.cleanup()
+        if args.spool_fs:
+            args.spool_fs.cleanup()
 
 
 if __name__ == "__main__":
