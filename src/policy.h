@@ -74,9 +74,11 @@ int policy_parse_from(const char *value, size_t len, char domains[][POLICY_DOMAI
  * policy_check_header_from — with the message's header block (bytes up to
  * the empty line, CRLF line ends): exactly one From: header is required and
  * each of its domains must pass policy_check_domain() for user.  The first
- * failing domain's verdict is returned.
+ * failing domain's verdict is returned.  `passed` (normalized, or NULL) is a
+ * domain that passed policy_check_domain() for user in this transaction
+ * (the MAIL FROM domain): it passes again without a second lookup.
  */
-void policy_check_header_from(const char *user, const char *headers, size_t len,
+void policy_check_header_from(const char *user, const char *headers, size_t len, const char *passed,
                               struct policy_verdict *v);
 
 /* ---- the parts of the decision (pure; used by check-domain and tests) ---- */

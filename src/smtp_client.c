@@ -95,7 +95,7 @@ struct client {
     char line[CLIENT_LINE_BYTES];
     unsigned char secret[2 * SMTP_CLIENT_PASSWORD_MAX_BYTES]; /* wiped after use */
     char in[SMTP_CLIENT_CHUNK_BYTES];
-    char stuffed[2 * SMTP_CLIENT_CHUNK_BYTES];
+    char stuffed[2 * SMTP_CLIENT_CHUNK_BYTES + 8]; /* + the end of data, sent with the last chunk */
 };
 
 /* ---- small pure helpers --------------------------------------------------- */
@@ -356,16 +356,32 @@ static enum conn_status send_body(struct client *cl)
         if (n <= 0)
             return CONN_ERROR; /* the spool file: never end the data early with a dot */
         size_t o = smtp_dot_stuff(cl->in, (size_t)n, cl->stuffed, &sol);
-        enum conn_status st = conn_write(&cl->conn, capped(cl, util_now_ms() + config->delivery_command_timeout_ms),
-                                         cl->stuffed, o);
-        if (st != CONN_OK)
-            return st;
         tail[0] = n >= 2 ? cl->in[n - 2] : tail[1];
         tail[1] = cl->in[n - 1];
         off += n;
+        if (off >= end) {
+            /* the last chunk takes the end of data along: one send, not two */
+            if (tail[0] != '\r' || tail[1] != '\n') {
+                cl->stuffed[o++] = '\r';
+                cl->stuffed[o++] = '\n';
+            }
+            memcpy(cl->stuffed + o, ".\r\n", 3);
+            o += 3;
+            if (log_enabled(LOG_DEBUG))
+                log_debug("smtp-out", &(struct log_fields){.queue_id = j->queue_id, .remote = j->target->label},
+                          "> .");
+        }
+        int64_t deadline = capped(cl, util_now_ms() + config->delivery_command_timeout_ms);
+        enum conn_status st = conn_write(&cl->conn, deadline, cl->stuffed, o);
+        if (st == CONN_OK && off >= end)
+            st = conn_flush(&cl->conn, deadline);
+        if (st != CONN_OK)
+            return st;
     }
-    snprintf(cl->line, sizeof cl->line, "%s.", tail[0] == '\r' && tail[1] == '\n' ? "" : "\r\n");
-    return send_line(cl, ".");
+    if (j->length > 0)
+        return CONN_OK;
+    snprintf(cl->line, sizeof cl->line, ".");
+    return send_line(cl, "."); /* an empty message */
 }
 
 /* ---- entering a state: its command ------------------------------------------- */

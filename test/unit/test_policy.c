@@ -308,14 +308,30 @@ static void test_header_from_needs_exactly_one(void)
     const char two[] = "From: a@a.test\r\nSubject: x\r\nfrom : b@b.test\r\n";
     const char bad[] = "Subject: x\r\nFrom: Steve <>\r\n";
     const char resent[] = "Resent-From: a@a.test\r\nX-From: b@b.test\r\n";
-    policy_check_header_from(USER, none, sizeof none - 1, &v);
+    policy_check_header_from(USER, none, sizeof none - 1, NULL, &v);
     CHECK(v.status == POLICY_FAIL && strcmp(v.reason, "no_from") == 0 && v.code == 550);
-    policy_check_header_from(USER, two, sizeof two - 1, &v);
+    policy_check_header_from(USER, two, sizeof two - 1, NULL, &v);
     CHECK(v.status == POLICY_FAIL && strcmp(v.reason, "no_from") == 0);
-    policy_check_header_from(USER, bad, sizeof bad - 1, &v);
+    policy_check_header_from(USER, bad, sizeof bad - 1, NULL, &v);
     CHECK(v.status == POLICY_FAIL && strcmp(v.reason, "syntax") == 0);
-    policy_check_header_from(USER, resent, sizeof resent - 1, &v);
+    policy_check_header_from(USER, resent, sizeof resent - 1, NULL, &v);
     CHECK(v.status == POLICY_FAIL && strcmp(v.reason, "no_from") == 0);
+}
+
+/* the MAIL FROM domain passed for this user in this transaction: a From:
+ * domain equal to it (case aside) passes without a second lookup (no DNS
+ * is asked here: a lookup would not pass).  That other From: domains are
+ * still looked up is test_smtp's (real DNS on loopback). */
+static void test_header_from_envelope_domain_not_checked_twice(void)
+{
+    struct policy_verdict v;
+    const char same[] = "Subject: x\r\nFrom: News <news@Customer.TEST>\r\n";
+    const char twice[] = "From: a@customer.test, \"B\" <b@CUSTOMER.test>\r\n";
+    policy_check_header_from(USER, same, sizeof same - 1, "customer.test", &v);
+    CHECK(v.status == POLICY_PASS && v.code == 250 && strcmp(v.reason, "ok") == 0);
+    CHECK(strstr(v.text, "customer.test") != NULL);
+    policy_check_header_from(USER, twice, sizeof twice - 1, "customer.test", &v);
+    CHECK(v.status == POLICY_PASS);
 }
 
 /* result — a TXT result as dns_lookup() would give it. */
@@ -392,7 +408,7 @@ int main(void)
         UNIT_CASE(test_two_spf_records_are_refused), UNIT_CASE(test_missing_token_names_the_full_value),
         UNIT_CASE(test_texts_fit_for_long_names), UNIT_CASE(test_spf_fix_suggestion),
         UNIT_CASE(test_sender_domain), UNIT_CASE(test_from_header_parser),
-        UNIT_CASE(test_from_header_refused), UNIT_CASE(test_header_from_needs_exactly_one),
+        UNIT_CASE(test_from_header_refused), UNIT_CASE(test_header_from_needs_exactly_one), UNIT_CASE(test_header_from_envelope_domain_not_checked_twice),
         UNIT_CASE(test_decide_from_lookup_outcomes), UNIT_CASE(test_configured_include_and_prefix),
     };
     if (crypto_init() < 0)
