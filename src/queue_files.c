@@ -9,7 +9,6 @@
 #include "config.h"
 #include "log.h"
 #include "queue.h"
-#include "queue_recycle.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -117,14 +116,17 @@ int queue_save_state(const char *id, const char *data, size_t len)
 
 /* remove_files — a deleted message's files: the message first (-1 with
  * errno when it cannot be removed: nothing else is touched then), then
- * what only makes sense with it (state, hold marker). */
+ * what only makes sense with it (state, hold marker).  The message file is
+ * unlinked, not recycled (queue_recycle.h): an operator's delete must not
+ * leave the message's bytes readable in tmp/ until a new message happens
+ * to be written over them. */
 int queue_files_remove(const char *id)
 {
     char path[QUEUE_FILES_PATH_MAX_BYTES + 8];
     static const char *const suffixes[] = {"", ".state", QUEUE_HOLD_SUFFIX};
     for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
         snprintf(path, sizeof path, "%s/queue/%s%s", config->spool_dir, id, suffixes[i]);
-        if ((i == 0 ? queue_recycle_remove(id) : unlink(path)) != 0 && errno != ENOENT) {
+        if (unlink(path) != 0 && errno != ENOENT) {
             int e = errno;
             log_error("spool", &(struct log_fields){.queue_id = id}, "cannot remove queue/%s%s (errno %d)", id,
                       suffixes[i], e);

@@ -30,7 +30,7 @@ bool queue_files_synced(uint64_t mark);
 
 /* queue_files_remove — a deleted message's files: the message first (-1
  * with errno when it cannot be removed: nothing else is touched then),
- * then its state and hold marker. */
+ * then its state and hold marker.  Unlinked, never recycled. */
 int queue_files_remove(const char *id);
 
 /* queue_files_hold — create (on) or remove queue/<id>.hold, durably: 0, or

@@ -15,7 +15,9 @@ What is checked, black-box on the real relay, a real smarthost sink
   loses nothing: the restarted relay delivers it, byte for byte, once;
 - a message refused while being written (over the size limit) leaves no
   file and none of its bytes in tmp/;
-- `mrs queue` and /readyz do not count recycled files.
+- `mrs queue` and /readyz do not count recycled files;
+- a message the operator deletes (`mrs queue delete`) is unlinked, not
+  recycled: none of its bytes wait in tmp/.
 """
 import os
 import signal
@@ -280,4 +282,26 @@ def test_a_big_message_file_is_not_kept(ctx):
     # the big file is gone (a new file or the small one's, written over)
     assert all(n <= 128 * 1024 for n in sizes.values()), sizes
     assert set(recycled(m).values()) <= set(before.values()), (before, recycled(m))
+    assert m.stop() == 0
+
+
+def test_a_deleted_message_is_unlinked_not_recycled(ctx):
+    """`mrs queue delete`: the message's file is unlinked, as before
+    recycling; renamed to tmp/recycle.<n> its bytes would stay readable
+    there (mode 0640) until a new message happened to be written over
+    them, on an idle relay until the next restart."""
+    sink = ctx.h.sink()
+    m = relay(ctx, sink)
+    sink.data_reply = DEFER  # it stays queued, its attempt over
+    tok = new_token()
+    qid = submit(m, message(tok, 20000))
+    wait_for("the deferral", lambda: states(m) == 1)
+    r = subprocess.run([ctx.h.mrs_bin, "queue", "delete", qid], env=m.env, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0 and "delete" in r.stdout, r
+    # deleted at once, or when the attempt under way ends
+    wait_for("its removal", lambda: not queued(m) and states(m) == 0)
+    assert m.tmp_leftovers(tok) == [], sorted(os.listdir(os.path.join(m.spool, "tmp")))
+    assert recycled(m) == {}
+    assert not at_sink(sink, tok)
     assert m.stop() == 0
