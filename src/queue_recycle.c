@@ -13,6 +13,7 @@
 #include "queue_recycle.h"
 
 #include "config.h"
+#include "crypto.h"
 #include "queue_files.h"
 
 #include <errno.h>
@@ -34,10 +35,19 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct recycled ring[QUEUE_RECYCLE_MAX];
 static size_t head, count, reserved; /* reserved: slots of renames under way */
 static uint64_t next_n = 1;
+static uint32_t run_token; /* this process's: another mrs on the spool (unsupported) names its own apart */
+static pthread_once_t token_once = PTHREAD_ONCE_INIT;
+
+static void token_init(void)
+{
+    run_token = crypto_random_uniform(UINT32_MAX - 1) + 1;
+}
 
 void queue_recycle_path(uint64_t n, char *buf, size_t len)
 {
-    snprintf(buf, len, "%s/tmp/" QUEUE_RECYCLE_PREFIX "%llu", config->spool_dir, (unsigned long long)n);
+    pthread_once(&token_once, token_init);
+    snprintf(buf, len, "%s/tmp/" QUEUE_RECYCLE_PREFIX "%08x.%llu", config->spool_dir, run_token,
+             (unsigned long long)n);
 }
 
 int queue_recycle_remove(const char *id)
@@ -86,7 +96,18 @@ int queue_recycle_take(uint64_t *n)
     if (!ready)
         return -1;
     queue_recycle_path(r.n, path, sizeof path);
-    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    /* only the regular file this process put there, with no other name:
+     * a FIFO would block, a hard link would be written through */
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    struct stat st;
+    if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1)) {
+        close(fd);
+        fd = -1;
+    }
+    if (fd >= 0 && fcntl(fd, F_SETFL, 0) != 0) {
+        close(fd);
+        fd = -1;
+    }
     if (fd < 0) {
         unlink(path); /* not a regular file any more (removed, replaced): not used again */
         return -1;

@@ -1,7 +1,7 @@
 /*
  * queue_recycle — message files are used again instead of being created
  * and unlinked once per message (docs/spool.md, "Recycled files"): a
- * finished message's file is renamed to tmp/recycle.<n>, and the next
+ * finished message's file is renamed to tmp/recycle.<token>.<n>, and the next
  * message is written over it in place (no new inode, mostly no new
  * blocks), then truncated, fsynced and renamed into queue/ as a new file
  * would be.
@@ -22,7 +22,7 @@
 
 #define QUEUE_RECYCLE_MAX 256          /* files kept for reuse */
 #define QUEUE_RECYCLE_FILE_MAX_BYTES (128 * 1024) /* a larger file is unlinked: 32 MB kept at most */
-#define QUEUE_RECYCLE_PREFIX "recycle." /* tmp/recycle.<n> */
+#define QUEUE_RECYCLE_PREFIX "recycle." /* tmp/recycle.<token>.<n> */
 
 /* queue_recycle_remove — take queue/<id> (a message file) out of the
  * queue: renamed to a recycle file while there is room and it is not
@@ -35,7 +35,7 @@ int queue_recycle_remove(const char *id);
  * queue_recycle_path.  The fd, or -1 when there is none. */
 int queue_recycle_take(uint64_t *n);
 
-/* queue_recycle_path — "<spool>/tmp/recycle.<n>" into buf. */
+/* queue_recycle_path — "<spool>/tmp/recycle.<token>.<n>" into buf. */
 void queue_recycle_path(uint64_t n, char *buf, size_t len);
 
 #endif

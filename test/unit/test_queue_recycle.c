@@ -161,6 +161,66 @@ static void test_at_most_the_bound_wait(void)
     CHECK(tmp_files() == RECYCLE_MAX);
 }
 
+/* oldest_tmp_file — the path of tmp/'s recycled file with the lowest
+ * number (the next one handed out) */
+static void oldest_tmp_file(char *path, size_t len)
+{
+    char d_path[sizeof dir + 16];
+    unsigned long long best = ~0ULL;
+    snprintf(d_path, sizeof d_path, "%s/tmp", dir);
+    DIR *d = opendir(d_path);
+    path[0] = '\0';
+    for (struct dirent *e; d && (e = readdir(d));) {
+        const char *dot = strrchr(e->d_name, '.');
+        unsigned long long n = dot ? strtoull(dot + 1, NULL, 10) : ~0ULL;
+        if (e->d_name[0] != '.' && n < best) {
+            best = n;
+            snprintf(path, len, "%s/tmp/%.60s", dir, e->d_name);
+        }
+    }
+    if (d)
+        closedir(d);
+    CHECK(path[0] != '\0');
+}
+
+/* a recycled file that is no longer a regular file with one name is not
+ * written over: with a second name (it would be written through) the
+ * message gets a new file and the other name keeps its bytes; a FIFO (an
+ * open for writing would block the session) is passed over at once.  Works
+ * with any ring state: the file looked at is the oldest waiting one. */
+static void test_a_fifo_or_a_second_name_is_not_written_over(void)
+{
+    char a1[QUEUE_ID_BYTES], a2[QUEUE_ID_BYTES], b[QUEUE_ID_BYTES], c[QUEUE_ID_BYTES], d[QUEUE_ID_BYTES];
+    char path[sizeof dir + 80], other[sizeof dir + 16];
+    struct stat st;
+    setup();
+    commit(a1, 5000, 0);
+    commit(a2, 5000, 0);
+    finish(a1);
+    finish(a2);
+    commit(b, 100, 0); /* its commit syncs queue/: every waiting file is due */
+    oldest_tmp_file(path, sizeof path);
+    CHECK(stat(path, &st) == 0);
+    ino_t ino_x = st.st_ino;
+    off_t size_x = st.st_size;
+    snprintf(other, sizeof other, "%s/other", dir);
+    CHECK(link(path, other) == 0);
+    commit(c, 100, 0);
+    CHECK(stat_of("queue", c).st_ino != ino_x);
+    CHECK(stat_of("", "other").st_size == size_x); /* its bytes, not c's */
+    CHECK(stat(path, &st) != 0);                    /* and not kept for later */
+    CHECK(unlink(other) == 0);
+    oldest_tmp_file(path, sizeof path);
+    CHECK(unlink(path) == 0 && mkfifo(path, 0600) == 0);
+    alarm(10); /* opened for writing without a reader, the FIFO would block */
+    commit(d, 100, 0);
+    alarm(0);
+    CHECK(stat(path, &st) != 0);
+    finish(b);
+    finish(c);
+    finish(d);
+}
+
 static void test_cleanup(void)
 {
     char path[sizeof dir + 64];
@@ -184,4 +244,5 @@ static void test_cleanup(void)
 
 UNIT_MAIN("queue_recycle", UNIT_CASE(test_reused_only_after_a_directory_sync),
           UNIT_CASE(test_written_over_with_a_head_written_last), UNIT_CASE(test_at_most_the_bound_wait),
+          UNIT_CASE(test_a_fifo_or_a_second_name_is_not_written_over),
           UNIT_CASE(test_cleanup))
