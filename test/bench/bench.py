@@ -538,6 +538,14 @@ def loadavg():
         return float(f.read().split()[0])
 
 
+def settle(args):
+    """Before a row: the previous row's dirty queue files written back (the
+    loop device's writeback would otherwise run during this row, on the
+    CPUs it measures) and a short quiet pause."""
+    os.sync()
+    time.sleep(args.settle)
+
+
 def run_row(args, server, sink, row, delivers):
     label, clients, per_conn, count, seconds, extra = row
     seconds = args.row_seconds or seconds
@@ -758,6 +766,8 @@ def main():
     ap.add_argument("--rows", help="comma-separated labels of ROWS to run (default all)")
     ap.add_argument("--no-extras", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (logs)")
+    ap.add_argument("--settle", type=float, default=3.0, metavar="S",
+                    help="seconds of quiet (after a sync) before each row (default 3)")
     ap.add_argument("--no-loop-fs", action="store_true",
                     help="queues on the temporary folder, not on a loop-mounted ext4")
     ap.add_argument("--deadline", type=int, default=840, help="seconds for the whole run")
@@ -770,6 +780,8 @@ def main():
     args = ap.parse_args()
     if args.quick and not args.row_seconds:
         args.row_seconds = 3
+    if args.quick:
+        args.settle = 0
     args.build = os.path.abspath(args.build)
     global ROWS
     if args.rows:
@@ -809,6 +821,7 @@ def main():
         for i, row in enumerate(ROWS):
             order = servers if i % 2 == 0 else list(reversed(servers))  # neither always goes first
             for s in order:
+                settle(args)
                 out_rows[(row[0], s.name)] = run_row(args, s, sink, row, delivers[s.name])
         for s in servers:
             s.stop()
@@ -836,7 +849,8 @@ def main():
               else "tools/loadgen (mbedTLS via src/conn.c)")
     print(f"Load: one {args.size}-byte message per TLS 1.3 connection unless noted, AUTH PLAIN, one recipient; "
           f"client {client} on the same machine (its own CPU in the loadgen column); "
-          f"{args.row_seconds or 'up to 15-20'} s per row; load avg = 1-minute load when the row started. "
+          f"{args.row_seconds or 'up to 15-20'} s per row, each after a sync and {args.settle:g} s of quiet; "
+          f"load avg = 1-minute load when the row started. "
           f"Both queues on {fs_kind}." + (" QUICK RUN: a functional check, not a measurement." if args.quick else ""))
     print()
     print(table(out_rows))
