@@ -97,14 +97,11 @@ int queue_recycle_take(uint64_t *n)
         return -1;
     queue_recycle_path(r.n, path, sizeof path);
     /* only the regular file this process put there, with no other name:
-     * a FIFO would block, a hard link would be written through */
+     * a FIFO would block, a hard link would be written through
+     * (O_NONBLOCK changes nothing for a regular file's writes) */
     int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     struct stat st;
     if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1)) {
-        close(fd);
-        fd = -1;
-    }
-    if (fd >= 0 && fcntl(fd, F_SETFL, 0) != 0) {
         close(fd);
         fd = -1;
     }
