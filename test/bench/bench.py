@@ -538,6 +538,13 @@ def loadavg():
         return float(f.read().split()[0])
 
 
+def cpu_times():
+    """(steal, total) jiffies of all CPUs, from /proc/stat"""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (v[7] if len(v) > 7 else 0), sum(v[:8])
+
+
 def settle(args):
     """Before a row: the previous row's dirty queue files written back (the
     loop device's writeback would otherwise run during this row, on the
@@ -553,6 +560,7 @@ def run_row(args, server, sink, row, delivers):
     sampler = Sampler(server)
     sampler.start()
     cpu0, sink0 = server.cpu_seconds(), sink.count()
+    steal0, total0 = cpu_times()
     t0 = time.monotonic()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = loadgen(args, server.port, clients, per_conn, count, seconds, extra)
@@ -569,6 +577,7 @@ def run_row(args, server, sink, row, delivers):
         got = sink.count() - sink0
         drain = time.monotonic() - t1 if got >= accepted else float("inf")
     cpu1 = server.cpu_seconds()
+    steal1, total1 = cpu_times()
     sampler.stop()
     res = {
         "label": label, "server": server.name, "accepted": accepted, "failed": int(r["failed"]),
@@ -579,6 +588,7 @@ def run_row(args, server, sink, row, delivers):
         "client_cpu_per_1k": client_cpu / accepted * 1000 if accepted else None,
         "delivered": got, "key": r.get("server_key", "?"),
         "resumed": r.get("resumed"), "offered": r.get("resume_offered"),
+        "steal": 100.0 * (steal1 - steal0) / (total1 - total0) if total1 > total0 else None,
     }
     log(f"{server.name} {label}: {res['rate']:.0f} msg/s accepted, p50 {res['p50']:.1f} ms, "
         f"p99 {res['p99']:.1f} ms, failed {res['failed']} ({res['failures']}), delivered {got}, "
@@ -657,7 +667,7 @@ def delivered_check(r):
 def table(rows_out):
     head = ("| load | relay | accepted msg/s | p50 ms | p99 ms | server CPU ms/msg | loadgen CPU ms/msg | "
             "delivered = accepted | drain after, s | peak RSS MB (procs) | peak PSS MB | server key | failed | "
-            "load avg |")
+            "load avg | steal % |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for label, *_ in ROWS:
         pair = [rows_out.get((label, n)) for n in ("mrs", "Postfix")]
@@ -671,13 +681,13 @@ def table(rows_out):
                          f"{fmt(r['cpu_per_1k'], '.2f')} | {fmt(r['client_cpu_per_1k'], '.2f')} | "
                          f"{delivered_check(r)} ({r['accepted']}) | {fmt(r['drain'], '.1f')} | "
                          f"{mb(r['rss'])} ({r['procs']}) | {mb(r['pss'])} | {key} | {r['failed']} | "
-                         f"{r['load']:.2f} |")
+                         f"{r['load']:.2f} | {fmt(r['steal'], '.1f')} |")
         a, b = pair
         if a and b:
             lines.append(f"| {label} | **mrs/Postfix** | **{ratio(a['rate'], b['rate'])}** | "
                          f"{ratio(a['p50'], b['p50'])} | **{ratio(a['p99'], b['p99'])}** | "
                          f"{ratio(a['cpu_per_1k'], b['cpu_per_1k'])} | | | | {ratio(a['rss'], b['rss'])} | "
-                         f"{ratio(a['pss'], b['pss'])} | | | |")
+                         f"{ratio(a['pss'], b['pss'])} | | | | |")
     return "\n".join(lines)
 
 
