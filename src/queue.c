@@ -925,7 +925,7 @@ int queue_done(struct queue_item *it)
     msg_path("queue", it->id, msg, sizeof msg);
     snprintf(state, sizeof state, "%s.state", msg);
     bool had_state = access(state, F_OK) == 0;
-    if (queue_recycle_remove(it->id) != 0 && errno != ENOENT) {
+    if (queue_recycle_remove(msg) != 0 && errno != ENOENT) {
         /* the state file is what keeps a restart from delivering it all
          * again: it stays while the message does */
         int e = errno;

@@ -50,10 +50,9 @@ void queue_recycle_path(uint64_t n, char *buf, size_t len)
              (unsigned long long)n);
 }
 
-int queue_recycle_remove(const char *id)
+int queue_recycle_remove(const char *from)
 {
-    char from[QUEUE_RECYCLE_PATH_MAX_BYTES], to[QUEUE_RECYCLE_PATH_MAX_BYTES];
-    snprintf(from, sizeof from, "%s/queue/%s", config->spool_dir, id);
+    char to[QUEUE_RECYCLE_PATH_MAX_BYTES];
     /* a big message's blocks are not kept: dead space stays bounded */
     struct stat st;
     if (stat(from, &st) == 0 && st.st_size > QUEUE_RECYCLE_FILE_MAX_BYTES)

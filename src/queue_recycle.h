@@ -24,11 +24,12 @@
 #define QUEUE_RECYCLE_FILE_MAX_BYTES (128 * 1024) /* a larger file is unlinked: 32 MB kept at most */
 #define QUEUE_RECYCLE_PREFIX "recycle." /* tmp/recycle.<token>.<n> */
 
-/* queue_recycle_remove — take queue/<id> (a message file) out of the
- * queue: renamed to a recycle file while there is room and it is not
- * larger than QUEUE_RECYCLE_FILE_MAX_BYTES, else unlinked.
+/* queue_recycle_remove — take the message file at `from` (the path of
+ * queue/<id>, as the caller built it) out of the queue: renamed to a
+ * recycle file while there is room and it is not larger than
+ * QUEUE_RECYCLE_FILE_MAX_BYTES, else unlinked.
  * 0, or -1 with errno as unlink(2) (ENOENT: it was not there). */
-int queue_recycle_remove(const char *id);
+int queue_recycle_remove(const char *from);
 
 /* queue_recycle_take — a recycled file that may be written now, opened
  * for writing at offset 0 (not truncated); *n gets its number for

@@ -254,7 +254,9 @@ static int sign_head(struct session *s, struct data_rx *d)
 void session_data_verdict(struct session *s, struct data_rx *d)
 {
     struct policy_verdict v;
+    /* the envelope domain passed at MAIL FROM: the From: check need not ask again */
     char from_domain[POLICY_DOMAIN_MAX_BYTES];
+    const char *passed = policy_sender_domain(s->from.addr, from_domain, sizeof from_domain) == 0 ? from_domain : NULL;
     if (!d->in_body && !d->hdr_too_big && !d->oversize)
         end_headers(s, d, d->hdr_len); /* a message without a body */
     if (d->dot.bare) {
@@ -283,10 +285,7 @@ void session_data_verdict(struct session *s, struct data_rx *d)
         session_reply(s, 550, "5.6.7", "Message header is not valid UTF-8");
         refuse(s, STATS_REFUSED_SYNTAX);
     } else if (config->check_header_from &&
-               (policy_check_header_from(s->user, d->hdr, d->hdr_block,
-                                         policy_sender_domain(s->from.addr, from_domain, sizeof from_domain) == 0
-                                             ? from_domain : NULL, &v),
-                v.status != POLICY_PASS)) {
+               (policy_check_header_from(s->user, d->hdr, d->hdr_block, passed, &v), v.status != POLICY_PASS)) {
         session_reply(s, v.code, v.enhanced, "%s", v.text);
         refuse(s, v.status == POLICY_TEMPFAIL ? STATS_REFUSED_DNS_TEMP : STATS_REFUSED_HEADER_FROM);
     } else {
