@@ -68,8 +68,9 @@ def one_pass(h, dns, sink, args, trace, perf=None):
         time.sleep(1.0)  # strace attaches to every thread
     pf = None
     if perf:
-        pf = subprocess.Popen(["perf", "record", "-q", "-F", "2000", "--call-graph", args.call_graph, "-o", perf,
-                               "-p", str(pid)],
+        pf = subprocess.Popen(["perf", "record", "-q"] +
+                              (["-e", args.perf_event, "-c", "1"] if args.perf_event else ["-F", "2000"]) +
+                              ["--call-graph", args.call_graph, "-o", perf, "-p", str(pid)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)
     ps = None
@@ -121,6 +122,9 @@ def main():
     ap.add_argument("--no-strace", action="store_true")
     ap.add_argument("--trace", metavar="CALLS", help="instead: log these system calls (strace -e trace=CALLS) "
                     "into the temporary folder, kept")
+    ap.add_argument("--perf-event", metavar="EVENT",
+                    help="with --perf: record every EVENT (a tracepoint such as syscalls:sys_enter_futex or "
+                         "sched:sched_switch) instead of sampling the CPU clock")
     ap.add_argument("--perf", metavar="FILE", help="also `perf record -g` mrs during the pass without strace")
     ap.add_argument("--call-graph", default="fp", metavar="MODE",
                     help="perf's call-graph mode: fp (default) or dwarf,8192 (user-space callers without frame pointers)")
