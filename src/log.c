@@ -45,10 +45,11 @@ int log_enabled(enum log_level level)
 
 static void put(struct line *l, const char *s, size_t n)
 {
-    /* keep 2 bytes for the newline and NUL */
-    if (l->full || n > l->cap - 2 - l->len) {
+    /* keep 2 bytes for the newline and NUL; what does not fit is cut */
+    size_t room = l->full ? 0 : l->cap - 2 - l->len;
+    if (n > room) {
+        n = room;
         l->full = 1;
-        return;
     }
     memcpy(l->buf + l->len, s, n);
     l->len += n;
@@ -86,16 +87,23 @@ char *log_sanitize(char *dst, size_t dst_len, const char *src, size_t src_len)
 static void put_escaped(struct line *l, const char *v, size_t n, int quote)
 {
     static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)v[i];
+    for (size_t i = 0; i < n;) {
+        size_t run = i; /* bytes that go out as they are, copied at once */
+        while (run < n && (unsigned char)v[run] >= 0x20 && (unsigned char)v[run] < 0x7f &&
+               !(quote && (v[run] == '"' || v[run] == '\\')))
+            run++;
+        put(l, v + i, run - i);
+        if (run == n)
+            break;
+        unsigned char c = (unsigned char)v[run];
         if (c < 0x20 || c >= 0x7f) {
             char esc[6] = {'\\', '\\', 'x', hex[c >> 4], hex[c & 15]};
             put(l, quote ? esc : esc + 1, quote ? 5 : 4);
-            continue;
+        } else {
+            char esc[2] = {'\\', (char)c};
+            put(l, esc, 2);
         }
-        if (quote && (c == '"' || c == '\\'))
-            put(l, "\\", 1);
-        put(l, (const char *)&v[i], 1);
+        i = run + 1;
     }
 }
 
@@ -239,6 +247,12 @@ void log_eventv(enum log_level level, const char *event, const struct log_fields
     if (l.full) {
         /* "…" marks a cut line; for JSON close it so it still parses. */
         l.len = l.len > 8 ? l.len - 8 : 0;
+        /* not inside a two-byte escape (\\ or \"): an odd run of
+         * backslashes at the cut loses its last one */
+        size_t bs = 0;
+        while (bs < l.len && l.buf[l.len - 1 - bs] == '\\')
+            bs++;
+        l.len -= bs % 2;
         l.full = 0;
         put(&l, json ? "...\"}" : "...", json ? 5 : 3);
     }

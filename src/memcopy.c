@@ -30,9 +30,15 @@ static inline void store16(unsigned char *p, __m128i v) { _mm_storeu_si128((__m1
  * last, so the words need not cover an odd tail. */
 #define MEMCOPY_LOOP_MAX 256
 
-/* The compiler must not turn the block loop back into a call to memcpy. */
-__attribute__((optimize("no-tree-loop-distribute-patterns"))) void *mem_copy(void *dst, const void *src,
-                                                                             size_t n)
+/* GCC must not turn the block loop back into a call to memcpy, which is
+ * this function in the musl build (clang builds link glibc's memcpy). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NOT_INTO_MEMCPY __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define NOT_INTO_MEMCPY
+#endif
+
+NOT_INTO_MEMCPY void *mem_copy(void *dst, const void *src, size_t n)
 {
     unsigned char *d = dst;
     const unsigned char *s = src;
