@@ -60,12 +60,22 @@ struct open_rcpt {
     size_t index;
 };
 
+/* What a delivery thread keeps from one job to the next: a route (10 KB),
+ * a TLS policy (5 KB) and the header buffer (16 KB) allocated per message
+ * were an mmap or MADV_FREE, a munmap and a TLB flush on every CPU each
+ * (the allocator keeps no free group of those sizes). */
+struct worker_mem {
+    struct route route;
+    struct tls_policy_domain tls_policy;
+    char *headers; /* DELIVERY_HEADERS_START_BYTES, kept from job to job */
+};
+
 /* One message in the hands of one thread. */
 struct job {
     struct queue_item *it;
     struct spool_message m;
     char *headers;                      /* the header section, for loops and the bounce */
-    size_t headers_len;
+    size_t headers_len, headers_cap;
     struct open_rcpt *open;             /* the recipients to try, grouped by domain */
     const char **rcpts;                 /* one transaction's addresses */
     const char **notify, **orcpt;       /* and their RFC 3461 parameters (NULL: none) */
@@ -521,13 +531,17 @@ static void attempt(struct job *j)
 }
 
 /* read_headers — the header section (up to the empty line), for the loop
- * check and the bounce. */
-static void read_headers(struct job *j)
+ * check and the bounce, into the worker's buffer of the first size (a
+ * bigger one is the job's alone). */
+static void read_headers(struct job *j, struct worker_mem *w)
 {
-    size_t cap = 16 * 1024, len = 0;
+    size_t cap = DELIVERY_HEADERS_START_BYTES, len = 0;
     int64_t avail = j->m.file_size - j->m.body_offset;
-    for (char *p; (p = realloc(j->headers, cap)) != NULL;) {
+    char *first = w->headers ? w->headers : malloc(cap);
+    w->headers = NULL;
+    for (char *p = first; p != NULL;) {
         j->headers = p;
+        j->headers_cap = cap;
         size_t want = avail - (int64_t)len < (int64_t)(cap - len) ? (size_t)(avail - (int64_t)len) : cap - len;
         ssize_t got = want ? pread(j->m.fd, j->headers + len, want, (off_t)(j->m.body_offset + (int64_t)len)) : 0;
         if (got < 0 && errno == EINTR)
@@ -545,6 +559,7 @@ static void read_headers(struct job *j)
         if (got <= 0 || len < cap || cap >= DELIVERY_HEADERS_MAX_BYTES)
             break;
         cap *= 2;
+        p = realloc(j->headers, cap);
     }
     j->headers_len = len; /* no empty line within the limit: all we have */
 }
@@ -568,14 +583,6 @@ static void quarantine(struct queue_item *it)
         log_warn("bounce", &lf, "the malformed message names no sender and recipient to bounce to");
     queue_quarantine(it);
 }
-
-/* Per delivery thread, for one job after another: a route (10 KB) and a
- * TLS policy (5 KB) allocated per message were an mmap, munmap and TLB
- * flush each (the allocator keeps no free group of that size). */
-struct worker_mem {
-    struct route route;
-    struct tls_policy_domain tls_policy;
-};
 
 static bool job_init(struct job *j, struct queue_item *it, struct worker_mem *w)
 {
@@ -606,7 +613,8 @@ static bool job_init(struct job *j, struct queue_item *it, struct worker_mem *w)
     j->notify = calloc(per, sizeof *j->notify);
     j->orcpt = calloc(per, sizeof *j->orcpt);
     j->replies = calloc(per, sizeof *j->replies);
-    memset(w, 0, sizeof *w);
+    memset(&w->route, 0, sizeof w->route);
+    memset(&w->tls_policy, 0, sizeof w->tls_policy);
     j->route = &w->route;
     j->tls_policy = &w->tls_policy;
     if (!j->open || !j->rcpts || !j->notify || !j->orcpt || !j->replies) {
@@ -616,14 +624,17 @@ static bool job_init(struct job *j, struct queue_item *it, struct worker_mem *w)
     }
     if (apply_held_state(j))
         return false;
-    read_headers(j);
+    read_headers(j, w);
     return true;
 }
 
-static void job_free(struct job *j)
+static void job_free(struct job *j, struct worker_mem *w)
 {
     spool_free(&j->m);
-    free(j->headers);
+    if (j->headers && j->headers_cap == DELIVERY_HEADERS_START_BYTES && !w->headers)
+        w->headers = j->headers; /* for the next job: no malloc, no MADV_FREE per message */
+    else
+        free(j->headers);
     free(j->open);
     free(j->rcpts);
     free(j->notify);
@@ -790,7 +801,7 @@ static void deliver(struct queue_item *it, struct worker_mem *w)
         if (!park(&j))
             conclude(&j);
     }
-    job_free(&j);
+    job_free(&j, w);
 }
 
 /* ---- threads ---------------------------------------------------------------------- */
@@ -798,7 +809,7 @@ static void deliver(struct queue_item *it, struct worker_mem *w)
 static void *worker(void *arg)
 {
     (void)arg;
-    struct worker_mem *w = malloc(sizeof *w);
+    struct worker_mem *w = calloc(1, sizeof *w);
     for (;;) {
         struct queue_item *it = w ? queue_claim() : NULL;
         if (!it)
@@ -809,6 +820,8 @@ static void *worker(void *arg)
     }
     if (!w)
         log_error("delivery", NULL, "out of memory: a delivery thread ends");
+    if (w)
+        free(w->headers);
     free(w);
     pthread_mutex_lock(&run_mu);
     running--;

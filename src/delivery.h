@@ -33,6 +33,7 @@
  * refuses more than 50 from the client and adds its own, so 51 is the most
  * an accepted message carries; bounces carry none. */
 #define DELIVERY_MAX_RECEIVED 51
+#define DELIVERY_HEADERS_START_BYTES (16 * 1024) /* the first read of a header section */
 #define DELIVERY_HEADERS_MAX_BYTES (512 * 1024) /* header section read for loops and bounces */
 
 /*

@@ -445,6 +445,8 @@ static void drop_pipelined_sasl(struct session *s)
 }
 
 struct bufpool session_out_pool = BUFPOOL_INIT(SESSION_OUT_BYTES, 8);
+struct bufpool session_hdr_pool = BUFPOOL_INIT(SESSION_HDR_START_BYTES, 16);
+struct bufpool session_prefix_pool = BUFPOOL_INIT(SESSION_PREFIX_MAX_BYTES, 16);
 /* AUTH's user and password buffers, one block (wiped before it goes back) */
 #define SESSION_CRED_BYTES (AUTH_USER_MAX_BYTES + 2 + AUTH_PASSWORD_MAX_BYTES + 2)
 static struct bufpool cred_pool = BUFPOOL_INIT(SESSION_CRED_BYTES, 8);
@@ -669,10 +671,10 @@ bool session_message_open(struct session *s, struct data_rx *d)
         .smtputf8 = s->from.smtputf8,
         .dsn_ret = dsn_ret_name(s->from.dsn.ret), .dsn_envid = s->from.dsn.envid[0] ? s->from.dsn.envid : NULL,
         .rcpt_notify = (const char *const *)s->rcpt_dsn.notify, .rcpt_orcpt = (const char *const *)s->rcpt_dsn.orcpt};
-    d->hdr_cap = 4096;
+    d->hdr_cap = SESSION_HDR_START_BYTES;
     d->out = bufpool_get(&session_out_pool);
-    d->hdr = malloc(d->hdr_cap);
-    d->prefix = malloc(SESSION_PREFIX_MAX_BYTES);
+    d->hdr = bufpool_get(&session_hdr_pool);
+    d->prefix = bufpool_get(&session_prefix_pool);
     d->dkim = dkim_sign_begin();
     d->q = d->out && d->hdr && d->prefix ? queue_open(d->qid, &env) : NULL;
     smtp_dot_init(&d->dot);
@@ -840,15 +842,13 @@ static void format_client(struct session *s)
     }
 }
 
-static struct session *session_new(const struct session_start *start)
+/* session_init — a session in s (zeroed here) for the accepted
+ * connection; -1 without memory for its input buffer. */
+static int session_init(struct session *s, const struct session_start *start)
 {
-    struct session *s = calloc(1, sizeof *s);
-    if (!s)
-        return NULL;
-    if (conn_init(&s->conn, start->fd, SMTP_AUTH_LINE_MAX_BYTES) < 0) {
-        free(s);
-        return NULL;
-    }
+    memset(s, 0, sizeof *s);
+    if (conn_init(&s->conn, start->fd, SMTP_AUTH_LINE_MAX_BYTES) < 0)
+        return -1;
     s->peer = start->peer;
     s->listener = start->listener;
     s->implicit_tls = start->implicit_tls;
@@ -859,13 +859,15 @@ static struct session *session_new(const struct session_start *start)
     format_client(s);
     s->lf.session = s->id;
     s->lf.client = s->client;
-    return s;
+    return 0;
 }
 
 void session_run(const struct session_start *start)
 {
-    struct session *s = session_new(start);
-    if (!s) {
+    /* on the session thread's stack (6 KB of LISTENER_STACK_BYTES): a
+     * calloc of it per connection was an mmap and a munmap each */
+    struct session storage, *s = &storage;
+    if (session_init(s, start) < 0) {
         close(start->fd);
         return;
     }
@@ -893,5 +895,4 @@ out:
     if (s->conn.tls)
         tls_close_notify(s->conn.tls);
     conn_close(&s->conn);
-    free(s);
 }

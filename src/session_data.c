@@ -209,8 +209,11 @@ void session_data_free(struct data_rx *d)
         queue_abort(d->q);
     dkim_sign_free(d->dkim);
     bufpool_put(&session_out_pool, d->out);
-    free(d->hdr);
-    free(d->prefix);
+    if (d->hdr_cap == SESSION_HDR_START_BYTES)
+        bufpool_put(&session_hdr_pool, d->hdr);
+    else
+        free(d->hdr);
+    bufpool_put(&session_prefix_pool, d->prefix);
 }
 
 /* sign_head — the DKIM signatures, our prefix and the client's header

@@ -102,6 +102,11 @@ void session_data_free(struct data_rx *d);
  * gives back. */
 #define SESSION_OUT_BYTES (SMTP_AUTH_LINE_MAX_BYTES + 2)
 extern struct bufpool session_out_pool;
+/* The same for data_rx.hdr at its first size (a grown one is freed) and
+ * data_rx.prefix: a malloc and free of these per message was an mmap and
+ * munmap each. */
+#define SESSION_HDR_START_BYTES 4096
+extern struct bufpool session_hdr_pool, session_prefix_pool;
 
 /* session_bdat.c */
 void session_cmd_bdat(struct session *s, const char *arg, size_t len);

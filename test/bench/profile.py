@@ -63,7 +63,7 @@ def one_pass(h, dns, sink, args, trace, perf=None):
     if trace:
         out = tempfile.mktemp(prefix="strace-", dir=h.tmp)
         st = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(pid)] if trace is True else
-                              ["strace", "-f", "-e", f"trace={trace}", "-o", out + ".log", "-p", str(pid)],
+                              ["strace", "-f"] + (["-k"] if os.environ.get("PROFILE_STRACE_STACKS") else []) + ["-e", f"trace={trace}", "-o", out + ".log", "-p", str(pid)],
                               stderr=subprocess.DEVNULL)
         time.sleep(1.0)  # strace attaches to every thread
     pf = None
