@@ -2,20 +2,29 @@
  * listener — bind, accept, connection cap, a thread per connection.
  *
  * `:PORT` binds the IPv6 wildcard with IPV6_V6ONLY off (IPv4 and IPv6 on one
- * socket) and falls back to 0.0.0.0 where the kernel has no IPv6.  The
- * accept thread polls every listening socket plus the drain eventfd.
+ * socket) and falls back to 0.0.0.0 where the kernel has no IPv6.
  *
  * Two caps: MRS_MAX_CONNECTIONS sessions in all, and
  * MRS_MAX_CONNECTIONS_PER_CLIENT per client (util_client_key: an IPv4
  * address or an IPv6 /64), counted in a small chained hash table under
  * clients_mu; a session thread leaves it when its session ends.
  *
- * Thread reuse: a session thread whose session ended parks (at most
- * LISTENER_PARKED_MAX of them, each for at most LISTENER_PARK_MS) and the
- * accept loop hands the next connection to the last one parked instead of
- * creating a thread.  Still one thread per connection at any time; what
- * is saved is the thread's creation and exit (its stack's mmap, munmap
- * with the TLB flush on every CPU, the page faults of a fresh stack).
+ * Accepting: idle session threads wait in epoll_wait on one epoll instance
+ * holding every listening socket and the drain eventfd; the kernel wakes
+ * one of them per connection, which accepts it and runs its session.  One
+ * wake-up per connection: an accept thread handing connections to parked
+ * threads cost two (its own and the parked thread's), often on the other
+ * CPU.  A listening socket is EPOLLONESHOT, re-armed right after accept4,
+ * so a connection wakes one thread, not every waiter in turn.
+ *
+ * Still one thread per session; an ended session's thread goes back to
+ * waiting (at most LISTENER_PARKED_MAX wait; one waiting LISTENER_PARK_MS
+ * without a connection ends, except the first thread, the anchor, and the
+ * last one).  The thread that takes the last idle thread's place starts a
+ * new one before its session, so a connection always finds a waiter.
+ * Reuse saves a thread's creation and exit per connection (its stack's
+ * mmap, munmap with the TLB flush on every CPU, the page faults of a fresh
+ * stack).
  */
 #include "listener.h"
 
@@ -33,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,22 +64,19 @@ struct listen_sock {
 static struct listen_sock socks[LISTENER_MAX];
 static int nsocks;
 static atomic_int_fast64_t active;
-static pthread_t accept_thread;
-static bool accept_running;
 static pthread_mutex_t idle_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t idle_cv = PTHREAD_COND_INITIALIZER;
 
-/* A parked session thread (on its own stack) waiting for a connection. */
-struct parked {
-    struct parked *next;
-    pthread_cond_t cv;
-    struct session_start *st; /* set by the accept loop */
-};
-
-static pthread_mutex_t park_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct parked *parked; /* the last parked first */
-static int nparked;
-static bool park_closed;
+/* Idle session threads, each waiting in epoll_wait on ep_fd: the listening
+ * sockets (EPOLLONESHOT, re-armed right after each accept) and the drain
+ * eventfd.  The kernel wakes one waiter per event. */
+#define LISTENER_DRAIN_MARK LISTENER_MAX
+static int ep_fd = -1;
+static bool started;
+static pthread_attr_t thread_attr;
+static pthread_mutex_t threads_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t threads_cv = PTHREAD_COND_INITIALIZER; /* idle_threads went down */
+static int idle_threads;
 
 /* Open sessions of one client. */
 struct client {
@@ -162,73 +169,9 @@ static void session_done(void)
     pthread_mutex_unlock(&idle_mu);
 }
 
-/* hand_over — give st to a parked session thread; false when none is. */
-static bool hand_over(struct session_start *st)
-{
-    pthread_mutex_lock(&park_mu);
-    struct parked *p = parked;
-    if (p) {
-        parked = p->next;
-        nparked--;
-        p->st = st;
-        pthread_cond_signal(&p->cv);
-    }
-    pthread_mutex_unlock(&park_mu);
-    return p != NULL;
-}
-
-/* park — wait for the next connection; NULL after LISTENER_PARK_MS, once
- * the listener stopped, or when enough threads are parked already. */
-static struct session_start *park(void)
-{
-    struct parked me = {.st = NULL};
-    pthread_mutex_lock(&park_mu);
-    if (park_closed || nparked >= LISTENER_PARKED_MAX || pthread_cond_init(&me.cv, NULL) != 0) {
-        pthread_mutex_unlock(&park_mu);
-        return NULL;
-    }
-    me.next = parked;
-    parked = &me;
-    nparked++;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += LISTENER_PARK_MS / 1000;
-    ts.tv_nsec += (long)(LISTENER_PARK_MS % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    while (!me.st && !park_closed)
-        if (pthread_cond_timedwait(&me.cv, &park_mu, &ts) == ETIMEDOUT)
-            break;
-    if (!me.st) { /* still in the list: leave it */
-        struct parked **pp = &parked;
-        while (*pp && *pp != &me)
-            pp = &(*pp)->next;
-        if (*pp) {
-            *pp = me.next;
-            nparked--;
-        }
-    }
-    pthread_mutex_unlock(&park_mu);
-    pthread_cond_destroy(&me.cv);
-    return me.st;
-}
-
-static void *session_thread(void *arg)
-{
-    for (struct session_start *st = arg; st; st = park()) {
-        session_run(st);
-        client_leave((const struct sockaddr *)&st->peer);
-        free(st);
-        session_done();
-    }
-    return NULL;
-}
-
-/* refuse_busy — over a connection cap: a best-effort 421 and close,
- * without a thread (on the implicit-TLS port a plaintext reply would be
- * garbage, so it just closes). */
+/* refuse_busy — over a connection cap: a best-effort 421 and close (on
+ * the implicit-TLS port a plaintext reply would be garbage, so it just
+ * closes). */
 static void refuse_busy(int fd, bool implicit_tls, const char *what)
 {
     STATS_INC(connections_rejected_total);
@@ -243,112 +186,197 @@ static void refuse_busy(int fd, bool implicit_tls, const char *what)
 }
 
 /* accept_failed — EMFILE, ENFILE, ENOBUFS, ENOMEM leave the listener
- * readable, so the next poll returns at once: pause instead of spinning
+ * readable, so the next wait returns at once: pause instead of spinning
  * (sessions that end free descriptors), and warn once per interval with
- * the number of failures, not once per turn. */
+ * the number of failures, not once per failure. */
 static void accept_failed(int err)
 {
-    static int64_t last_log_ms, failures; /* the accept thread's alone */
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static int64_t last_log_ms, failures;
     if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNABORTED)
         return;
+    pthread_mutex_lock(&mu);
     failures++;
-    int64_t now = util_now_ms();
+    int64_t now = util_now_ms(), n = 0;
     if (last_log_ms == 0 || now - last_log_ms >= LISTENER_ACCEPT_LOG_EVERY_MS) {
-        log_warn("accept", NULL, "%s (%lld failed accepts); pausing new connections",
-                 err == EMFILE || err == ENFILE ? "out of file descriptors" : "accept failed",
-                 (long long)failures);
+        n = failures;
         last_log_ms = now;
         failures = 0;
     }
+    pthread_mutex_unlock(&mu);
+    if (n)
+        log_warn("accept", NULL, "%s (%lld failed accepts); pausing new connections",
+                 err == EMFILE || err == ENFILE ? "out of file descriptors" : "accept failed", (long long)n);
     STATS_INC(accept_errors_total);
     poll(NULL, 0, LISTENER_ACCEPT_PAUSE_MS);
 }
 
-static void accept_one(const struct listen_sock *ls, pthread_attr_t *attr)
+/* rearm — let the next waiter have listening socket i's next connection. */
+static void rearm(int i)
 {
-    struct session_start *st = calloc(1, sizeof *st);
-    if (!st) {
-        accept_failed(ENOMEM);
-        return;
-    }
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u32 = (uint32_t)i};
+    (void)epoll_ctl(ep_fd, EPOLL_CTL_MOD, socks[i].fd, &ev);
+}
+
+/* accept_one — one connection from listening socket i into st, counted
+ * against both caps; false when there was none or it was refused. */
+static bool accept_one(int i, struct session_start *st)
+{
+    const struct listen_sock *ls = &socks[i];
+    memset(st, 0, sizeof *st);
     st->peer_len = sizeof st->peer;
     st->fd = accept4(ls->fd, (struct sockaddr *)&st->peer, &st->peer_len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    int err = errno;
+    rearm(i); /* the next connection goes to the next waiter while this one is set up */
     if (st->fd < 0) {
-        accept_failed(errno);
-        free(st);
-        return;
+        accept_failed(err);
+        return false;
     }
     st->implicit_tls = ls->implicit_tls;
     st->listener = ls->kind;
     if (atomic_fetch_add(&active, 1) >= config->max_connections) {
         atomic_fetch_sub(&active, 1);
         refuse_busy(st->fd, ls->implicit_tls, "");
-        free(st);
-        return;
+        return false;
     }
     if (!client_enter((const struct sockaddr *)&st->peer)) {
         session_done();
         STATS_INC(connections_per_client_rejected_total);
         refuse_busy(st->fd, ls->implicit_tls, " from your address");
-        free(st);
-        return;
+        return false;
     }
-    if (hand_over(st))
-        return;
+    return true;
+}
+
+static void *session_thread(void *arg);
+
+/* spawn — one more idle thread (the caller counted it in idle_threads);
+ * on failure it is counted out again. */
+static void spawn(void)
+{
     pthread_t t;
-    if (pthread_create(&t, attr, session_thread, st) != 0) {
-        log_warn("accept", NULL, "cannot start a session thread");
-        client_leave((const struct sockaddr *)&st->peer);
-        session_done();
-        refuse_busy(st->fd, ls->implicit_tls, "");
-        free(st);
+    if (pthread_create(&t, &thread_attr, session_thread, NULL) == 0)
+        return;
+    pthread_mutex_lock(&threads_mu);
+    idle_threads--;
+    pthread_cond_broadcast(&threads_cv);
+    pthread_mutex_unlock(&threads_mu);
+    log_warn("accept", NULL, "cannot start a session thread; connections wait for a running one");
+}
+
+/* take_connection — as an idle thread (counted in idle_threads): wait for
+ * a connection and accept it into st (true: this thread is no longer
+ * idle), or end (false, counted out): at the drain, or after
+ * LISTENER_PARK_MS without a connection unless it is the anchor or the
+ * last idle thread.  The thread that takes the last idle one's place
+ * starts a new idle thread first, so a connection always finds one. */
+static bool take_connection(bool anchor, struct session_start *st)
+{
+    for (;;) {
+        struct epoll_event ev;
+        int n = util_draining() ? 0 : epoll_wait(ep_fd, &ev, 1, anchor ? -1 : LISTENER_PARK_MS);
+        if (n < 0 && errno == EINTR)
+            continue;
+        bool drain = util_draining() || (n == 1 && ev.data.u32 == LISTENER_DRAIN_MARK);
+        bool got = !drain && n == 1 && accept_one((int)ev.data.u32, st);
+        pthread_mutex_lock(&threads_mu);
+        bool leave = drain || (n == 0 && !anchor && idle_threads > 1);
+        bool more = false;
+        if (got || leave) {
+            idle_threads--;
+            more = got && idle_threads == 0 && !util_draining();
+            if (more)
+                idle_threads++; /* the one spawn() starts */
+            pthread_cond_broadcast(&threads_cv);
+        }
+        pthread_mutex_unlock(&threads_mu);
+        if (more)
+            spawn();
+        if (got)
+            return true;
+        if (leave)
+            return false;
+        if (n < 0)
+            poll(NULL, 0, LISTENER_ACCEPT_PAUSE_MS); /* EBADF and the like: do not spin */
     }
 }
 
-static void *accept_loop(void *arg)
+/* become_idle — after a session: back to waiting, unless the drain
+ * started or LISTENER_PARKED_MAX threads wait already (the anchor always
+ * goes back). */
+static bool become_idle(bool anchor)
 {
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, LISTENER_STACK_BYTES);
-    struct pollfd p[LISTENER_MAX + 1];
-    for (int i = 0; i < nsocks; i++)
-        p[i] = (struct pollfd){.fd = socks[i].fd, .events = POLLIN};
-    p[nsocks] = (struct pollfd){.fd = util_drain_fd(), .events = POLLIN};
-    while (!util_draining()) {
-        int n = poll(p, (nfds_t)nsocks + 1, 1000);
-        if (n <= 0 || p[nsocks].revents)
-            continue;
-        for (int i = 0; i < nsocks; i++)
-            if (p[i].revents & POLLIN)
-                accept_one(&socks[i], &attr);
+    pthread_mutex_lock(&threads_mu);
+    bool ok = !util_draining() && (anchor || idle_threads < LISTENER_PARKED_MAX);
+    if (ok)
+        idle_threads++;
+    pthread_mutex_unlock(&threads_mu);
+    return ok;
+}
+
+/* session_thread — arg non-NULL for the anchor, the first thread, which
+ * never ends for want of connections. */
+static void *session_thread(void *arg)
+{
+    bool anchor = arg != NULL;
+    struct session_start st;
+    while (take_connection(anchor, &st)) {
+        session_run(&st);
+        client_leave((const struct sockaddr *)&st.peer);
+        session_done();
+        if (!become_idle(anchor))
+            break;
     }
-    pthread_attr_destroy(&attr);
     return NULL;
 }
 
 int listener_start(char *err, size_t err_len)
 {
     crypto_random(&clients_seed, sizeof clients_seed);
-    if (pthread_create(&accept_thread, NULL, accept_loop, NULL) != 0) {
-        snprintf(err, err_len, "cannot start the accept thread");
+    ep_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (ep_fd < 0) {
+        snprintf(err, err_len, "cannot create the accept epoll instance");
         return -1;
     }
-    accept_running = true;
+    for (int i = 0; i <= nsocks; i++) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = LISTENER_DRAIN_MARK};
+        if (i < nsocks)
+            ev = (struct epoll_event){.events = EPOLLIN | EPOLLONESHOT, .data.u32 = (uint32_t)i};
+        int fd = i < nsocks ? socks[i].fd : util_drain_fd();
+        if (fd >= 0 && epoll_ctl(ep_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+            snprintf(err, err_len, "cannot watch a listening socket (epoll_ctl)");
+            return -1;
+        }
+    }
+    pthread_attr_init(&thread_attr);
+    pthread_attr_setdetachstate(&thread_attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&thread_attr, LISTENER_STACK_BYTES);
+    idle_threads = 1;
+    pthread_t t;
+    static char anchor_mark;
+    if (pthread_create(&t, &thread_attr, session_thread, &anchor_mark) != 0) {
+        idle_threads = 0;
+        snprintf(err, err_len, "cannot start the first session thread");
+        return -1;
+    }
+    started = true;
     return 0;
 }
 
 void listener_stop(void)
 {
-    if (accept_running) {
-        pthread_join(accept_thread, NULL); /* returns once the drain started */
-        accept_running = false;
+    if (started) {
+        /* the drain started: idle threads end (the drain eventfd wakes
+         * them in turn); none may be inside accept4 when the sockets close.
+         * Threads running a session do not count and are not waited for. */
+        pthread_mutex_lock(&threads_mu);
+        while (idle_threads > 0)
+            pthread_cond_wait(&threads_cv, &threads_mu);
+        pthread_mutex_unlock(&threads_mu);
+        close(ep_fd);
+        ep_fd = -1;
+        started = false;
     }
-    pthread_mutex_lock(&park_mu); /* parked threads end now */
-    park_closed = true;
-    for (struct parked *p = parked; p; p = p->next)
-        pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&park_mu);
     for (int i = 0; i < nsocks; i++)
         close(socks[i].fd);
     nsocks = 0;
