@@ -130,7 +130,8 @@ build_dep() {
         # its patch, mbedtls-gcm-aes256.patch, declares the hook in gcm.h),
         # src/rsa_mont.h (the RSA private operation), src/p256.h (the
         # secp256r1 ECDSA signer hook in ecdsa.c; its patch declares the hook
-        # itself).
+        # itself), src/sha256_ni.h (SHA-256 blocks on the x86 SHA instructions;
+        # its patch declares the hook in sha256.h).
         local p
         for p in vendor/mbedtls-*.patch; do
             patch -s -p1 -d "$work/$name" < "$p" || die "$p does not apply to $tarball"

@@ -13,6 +13,7 @@
 #include "dane.h"
 #include "log.h"
 #include "p256.h"
+#include "sha256_ni.h"
 #include "psa_sodium.h"
 
 #include <errno.h>
@@ -250,6 +251,9 @@ int tls_init(char *err, size_t err_len)
         snprintf(err, err_len, "PSA crypto initialisation failed");
         return -1;
     }
+    /* SHA-256 blocks (RFC 6979 nonces, signed content, DKIM bodies) on the
+     * SHA instructions, where the CPU has them */
+    sha256_ni_install();
     /* ECDSA P-256 signatures (CertificateVerify) on src/p256.c */
     p256_mbedtls_hook_install();
     /* AES-256-GCM records (and tickets) on libsodium, where the CPU allows */
