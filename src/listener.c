@@ -215,7 +215,9 @@ static void accept_failed(int err)
 static void rearm(int i)
 {
     struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u32 = (uint32_t)i};
-    (void)epoll_ctl(ep_fd, EPOLL_CTL_MOD, socks[i].fd, &ev);
+    if (epoll_ctl(ep_fd, EPOLL_CTL_MOD, socks[i].fd, &ev) < 0)
+        log_error("accept", NULL, "cannot re-arm a listening socket (epoll_ctl: %s): it accepts no more",
+                  strerror(errno));
 }
 
 /* accept_one — one connection from listening socket i into st, counted
@@ -226,12 +228,12 @@ static bool accept_one(int i, struct session_start *st)
     memset(st, 0, sizeof *st);
     st->peer_len = sizeof st->peer;
     st->fd = accept4(ls->fd, (struct sockaddr *)&st->peer, &st->peer_len, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    int err = errno;
-    rearm(i); /* the next connection goes to the next waiter while this one is set up */
     if (st->fd < 0) {
-        accept_failed(err);
+        accept_failed(errno); /* EMFILE and the like pause before the next waiter tries */
+        rearm(i);
         return false;
     }
+    rearm(i); /* the next connection goes to the next waiter while this one is set up */
     st->implicit_tls = ls->implicit_tls;
     st->listener = ls->kind;
     if (atomic_fetch_add(&active, 1) >= config->max_connections) {
@@ -251,17 +253,17 @@ static bool accept_one(int i, struct session_start *st)
 static void *session_thread(void *arg);
 
 /* spawn — one more idle thread (the caller counted it in idle_threads);
- * on failure it is counted out again. */
-static void spawn(void)
+ * false (counted out again) when it cannot be started. */
+static bool spawn(void)
 {
     pthread_t t;
     if (pthread_create(&t, &thread_attr, session_thread, NULL) == 0)
-        return;
+        return true;
     pthread_mutex_lock(&threads_mu);
     idle_threads--;
     pthread_cond_broadcast(&threads_cv);
     pthread_mutex_unlock(&threads_mu);
-    log_warn("accept", NULL, "cannot start a session thread; connections wait for a running one");
+    return false;
 }
 
 /* take_connection — as an idle thread (counted in idle_threads): wait for
@@ -290,8 +292,19 @@ static bool take_connection(bool anchor, struct session_start *st)
             pthread_cond_broadcast(&threads_cv);
         }
         pthread_mutex_unlock(&threads_mu);
-        if (more)
-            spawn();
+        if (more && !spawn()) {
+            /* no thread to wait for the next connection: this one stays the
+             * waiter, and this connection gets a 421 as when no session
+             * thread could be started */
+            log_warn("accept", NULL, "cannot start a session thread");
+            client_leave((const struct sockaddr *)&st->peer);
+            session_done();
+            refuse_busy(st->fd, st->implicit_tls, "");
+            pthread_mutex_lock(&threads_mu);
+            idle_threads++;
+            pthread_mutex_unlock(&threads_mu);
+            continue;
+        }
         if (got)
             return true;
         if (leave)

@@ -1,11 +1,11 @@
 /*
- * listener — the SMTP listening sockets and the accept loop: one detached
- * thread with a small explicit stack per connection, bounded by
- * MRS_MAX_CONNECTIONS (the connection over the bound gets 421 4.7.0).
+ * listener — the SMTP listening sockets and their session threads: one
+ * detached thread with a small explicit stack per session, bounded by
+ * MRS_MAX_CONNECTIONS (the connection over the bound gets 421 4.7.0);
+ * idle ones wait for and accept the next connection themselves.
  *
  * Calls session, config, log, stats, util.  listener_open() and
- * listener_start() run on the main thread at start; the accept loop has its
- * own thread.
+ * listener_start() run on the main thread at start.
  */
 #ifndef MRS_LISTENER_H
 #define MRS_LISTENER_H
@@ -33,7 +33,9 @@ int listener_open(const struct config_listen *l, const char *var, bool implicit_
                   enum stats_listener kind, char *err, size_t err_len);
 /* listener_start — start accepting on every opened socket. */
 int listener_start(char *err, size_t err_len);
-/* listener_stop — stop accepting (close the listening sockets). */
+/* listener_stop — after the drain started: wait until the idle threads
+ * ended (they wake on the drain eventfd), then close the listening
+ * sockets.  Threads running a session are not waited for. */
 void listener_stop(void);
 /* listener_sessions — sessions running now. */
 int64_t listener_sessions(void);

@@ -26,10 +26,17 @@ static atomic_int log_min = LOG_INFO;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
+/* A line being built.  put() stops LOG_CUT_ROOM bytes short of the end, so
+ * the mark of a cut line always fits after it. */
+#define LOG_CUT_ROOM 16
 struct line {
     char *buf;
     size_t cap, len;
     int full;
+    size_t safe;        /* JSON: the line is a valid object up to here when closed with } */
+    size_t value_start; /* JSON: where the field value being written starts (after its quote) */
+    int in_value;       /* JSON: inside a field's quoted value (not a list's) */
+    int cut_in_value;   /* JSON: in_value when the line filled up */
 };
 
 void log_init(int json, enum log_level min_level)
@@ -45,10 +52,13 @@ int log_enabled(enum log_level level)
 
 static void put(struct line *l, const char *s, size_t n)
 {
-    /* keep 2 bytes for the newline and NUL; what does not fit is cut */
-    size_t room = l->full ? 0 : l->cap - 2 - l->len;
+    /* keep room for the cut mark, the newline and a NUL; what does not
+     * fit is cut */
+    size_t room = l->full ? 0 : l->cap - LOG_CUT_ROOM - 2 - l->len;
     if (n > room) {
         n = room;
+        if (!l->full)
+            l->cut_in_value = l->in_value;
         l->full = 1;
     }
     memcpy(l->buf + l->len, s, n);
@@ -128,16 +138,24 @@ static void put_field(struct line *l, const char *key, const char *v, int json)
 {
     if (v == NULL)
         return;
-    if (json) {
-        put(l, ",\"", 2);
-        puts_(l, key);
-        put(l, "\":", 2);
-    } else {
+    if (!json) {
         put(l, " ", 1);
         puts_(l, key);
         put(l, "=", 1);
+        put_value(l, v, 0);
+        return;
     }
-    put_value(l, v, json);
+    put(l, ",\"", 2);
+    puts_(l, key);
+    put(l, "\":\"", 3);
+    if (!l->full)
+        l->value_start = l->len; /* a full line keeps the value it was cut in */
+    l->in_value = 1;
+    put_escaped(l, v, strnlen(v, LOG_VALUE_MAX_BYTES), 1);
+    l->in_value = 0;
+    put(l, "\"", 1);
+    if (!l->full)
+        l->safe = l->len;
 }
 
 /* put_list — "key":["a","b"] (JSON) or key=a,b (text). */
@@ -155,6 +173,8 @@ static void put_list(struct line *l, const char *key, const char *const *v, size
     }
     if (json)
         put(l, "]", 1);
+    if (json && !l->full)
+        l->safe = l->len;
 }
 
 static void put_timestamp(struct line *l)
@@ -214,6 +234,7 @@ void log_eventv(enum log_level level, const char *event, const struct log_fields
         put(&l, "\",\"level\":\"", 11);
         puts_(&l, level_names[level]);
         put(&l, "\"", 1);
+        l.safe = l.len;
         put_field(&l, "event", event, 1);
     } else {
         put_timestamp(&l);
@@ -245,16 +266,20 @@ void log_eventv(enum log_level level, const char *event, const struct log_fields
     if (json)
         put(&l, "}", 1);
     if (l.full) {
-        /* "…" marks a cut line; for JSON close it so it still parses. */
-        l.len = l.len > 8 ? l.len - 8 : 0;
-        /* not inside a two-byte escape (\\ or \"): an odd run of
-         * backslashes at the cut loses its last one */
-        size_t bs = 0;
-        while (bs < l.len && l.buf[l.len - 1 - bs] == '\\')
+        /* "..." marks a cut line.  JSON must still parse: cut inside a
+         * field's value, the value ends there (not inside a two-byte
+         * escape, \\ or \": an odd run of backslashes at the cut loses its
+         * last one); cut anywhere else, the line goes back to its last
+         * whole field.  LOG_CUT_ROOM bytes are left for either mark. */
+        size_t floor = json && l.cut_in_value ? l.value_start : 0, bs = 0;
+        while (l.len - bs > floor && l.buf[l.len - 1 - bs] == '\\')
             bs++;
         l.len -= bs % 2;
-        l.full = 0;
-        put(&l, json ? "...\"}" : "...", json ? 5 : 3);
+        const char *mark = !json ? "..." : l.cut_in_value ? "...\"}" : ",\"cut\":\"...\"}";
+        if (json && !l.cut_in_value)
+            l.len = l.safe;
+        memcpy(l.buf + l.len, mark, strlen(mark));
+        l.len += strlen(mark);
     }
     l.buf[l.len++] = '\n';
     /* one write per line; the lock keeps lines longer than PIPE_BUF (an

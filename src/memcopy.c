@@ -15,9 +15,11 @@
  */
 #include "memcopy.h"
 
-#include <emmintrin.h>
 #include <stdint.h>
 #include <string.h>
+
+#if defined(__x86_64__)
+#include <emmintrin.h>
 
 typedef uint64_t u64_unaligned __attribute__((aligned(1), may_alias));
 typedef uint32_t u32_unaligned __attribute__((aligned(1), may_alias));
@@ -31,11 +33,13 @@ static inline void store16(unsigned char *p, __m128i v) { _mm_storeu_si128((__m1
 #define MEMCOPY_LOOP_MAX 256
 
 /* GCC must not turn the block loop back into a call to memcpy, which is
- * this function in the musl build (clang builds link glibc's memcpy). */
+ * this function in the musl build (clang builds link glibc's memcpy).  No
+ * stack protector either: musl copies the thread-local area with memcpy
+ * before the canary it reads there exists. */
 #if defined(__GNUC__) && !defined(__clang__)
-#define NOT_INTO_MEMCPY __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#define NOT_INTO_MEMCPY __attribute__((optimize("no-tree-loop-distribute-patterns"), no_stack_protector))
 #else
-#define NOT_INTO_MEMCPY
+#define NOT_INTO_MEMCPY __attribute__((no_stack_protector))
 #endif
 
 NOT_INTO_MEMCPY void *mem_copy(void *dst, const void *src, size_t n)
@@ -95,6 +99,19 @@ NOT_INTO_MEMCPY void *mem_copy(void *dst, const void *src, size_t n)
     *(u64_unaligned *)(d + n - 8) = tail;
     return dst;
 }
+
+#else
+
+/* elsewhere: a plain forward copy (no libc function is replaced there) */
+void *mem_copy(void *dst, const void *src, size_t n)
+{
+    unsigned char *d = dst;
+    const unsigned char *s = src;
+    for (size_t i = 0; i < n; i++) d[i] = s[i];
+    return dst;
+}
+
+#endif
 
 #if MEMCOPY_REPLACES_LIBC
 /* musl's memmove calls __memcpy_fwd for a copy to a lower address; this

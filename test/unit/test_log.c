@@ -29,28 +29,44 @@ static char *capture(int json, const struct log_fields *f, const char *msg)
     return buf;
 }
 
-/* json_strings_ok — every backslash in the line starts \\ or \" (the only
- * escapes mrs writes), the line is one {...} object ending in a newline,
- * and quotes pair up. */
-static int json_strings_ok(const char *line)
+/* A JSON check for the lines mrs writes: one object of "key":value pairs,
+ * each value a string or an array of strings, strings holding printable
+ * ASCII with \\ and \" as the only escapes, and a newline at the end. */
+static const char *json_string(const char *p)
 {
-    size_t n = strlen(line);
-    if (n < 3 || line[0] != '{' || line[n - 1] != '\n' || line[n - 2] != '}')
-        return 0;
-    int in_string = 0;
-    for (size_t i = 0; i < n - 1; i++) {
-        if (in_string && line[i] == '\\') {
-            if (line[i + 1] != '\\' && line[i + 1] != '"')
-                return 0;
-            i++;
-            continue;
-        }
-        if (line[i] == '"')
-            in_string = !in_string;
-        if ((unsigned char)line[i] < 0x20)
-            return 0;
+    if (*p++ != '"')
+        return NULL;
+    for (; *p != '"'; p++) {
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+            return NULL;
+        if (*p == '\\' && *++p != '\\' && *p != '"')
+            return NULL;
     }
-    return !in_string;
+    return p + 1;
+}
+
+static int json_line_ok(const char *line)
+{
+    const char *p = line;
+    if (*p++ != '{')
+        return 0;
+    for (int first = 1;; first = 0) {
+        if (*p == '}')
+            return !first && p[1] == '\n' && p[2] == '\0';
+        if (!first && *p++ != ',')
+            return 0;
+        if (!(p = json_string(p)) || *p++ != ':')
+            return 0;
+        if (*p == '[') {
+            p++;
+            for (int item = 0; *p != ']'; item++)
+                if ((item && *p++ != ',') || !(p = json_string(p)))
+                    return 0;
+            p++;
+        } else if (!(p = json_string(p))) {
+            return 0;
+        }
+    }
 }
 
 static void test_escapes_in_text_and_json(void)
@@ -64,7 +80,7 @@ static void test_escapes_in_text_and_json(void)
     const char *j = capture(1, &f, "m\"q");
     CHECK(j && strstr(j, "\"user\":\"a\\\"b\\\\c d\"") != NULL);
     CHECK(j && strstr(j, "\"msg\":\"m\\\"q\"}") != NULL);
-    CHECK(j && json_strings_ok(j));
+    CHECK(j && json_line_ok(j));
 }
 
 /* A line long enough to be cut (a user of bytes escaped as \\xNN, then
@@ -87,7 +103,7 @@ static void test_cut_line_never_ends_inside_an_escape(void)
         struct log_fields f = {.user = user, .reason = reason};
         const char *j = capture(1, &f, msg);
         size_t n = j ? strlen(j) : 0;
-        if (!j || n > LOG_LINE_MAX_BYTES || !json_strings_ok(j) || n < 6 ||
+        if (!j || n > LOG_LINE_MAX_BYTES || !json_line_ok(j) || n < 6 ||
             strcmp(j + n - 6, "...\"}\n") != 0) {
             fprintf(stderr, "  shift %zu: ...%s", shift, j && n > 40 ? j + n - 40 : "");
             bad = 1;
@@ -102,4 +118,64 @@ static void test_cut_line_never_ends_inside_an_escape(void)
     CHECK(cut_in_msg > 0); /* the cut did fall inside the escaped message */
 }
 
-UNIT_MAIN("log", UNIT_CASE(test_escapes_in_text_and_json), UNIT_CASE(test_cut_line_never_ends_inside_an_escape))
+/* Cut anywhere else (in a key, between fields): the line goes back to its
+ * last whole field and says it was cut.  The lengths put the cut on every
+ * byte of the "from" field and the "reason" key after it. */
+static void test_cut_outside_a_value_keeps_the_line_json(void)
+{
+    char user[LOG_VALUE_MAX_BYTES + 1], client[101], from[200], reason[LOG_VALUE_MAX_BYTES + 1];
+    memset(user, 1, sizeof user - 1);
+    user[sizeof user - 1] = '\0';
+    memset(client, 1, sizeof client - 1);
+    client[sizeof client - 1] = '\0';
+    memset(reason, 1, sizeof reason - 1);
+    reason[sizeof reason - 1] = '\0';
+    int bad = 0, outside = 0;
+    for (size_t n = 100; n < sizeof from && !bad; n++) {
+        memset(from, 'f', n);
+        from[n] = '\0';
+        struct log_fields f = {.user = user, .client = client, .from = from, .reason = reason};
+        const char *j = capture(1, &f, "");
+        if (!j || strlen(j) > LOG_LINE_MAX_BYTES || !json_line_ok(j)) {
+            fprintf(stderr, "  from of %zu bytes: ...%s", n, j && strlen(j) > 60 ? j + strlen(j) - 60 : "");
+            bad = 1;
+        }
+        outside += j && strstr(j, ",\"cut\":\"...\"}") != NULL;
+    }
+    CHECK(!bad);
+    CHECK(outside > 0);
+}
+
+/* Random fields and messages of the bytes that need escaping: every JSON
+ * line parses, every text line is one line of printable ASCII. */
+static void test_random_lines_parse(void)
+{
+    static const char alphabet[] = "\\\"\x01\x80 =a\n\r";
+    char v[6][LOG_VALUE_MAX_BYTES + 40];
+    srand(3);
+    int bad = 0;
+    for (int round = 0; round < 3000 && !bad; round++) {
+        for (int k = 0; k < 6; k++) {
+            size_t n = (size_t)rand() % (sizeof v[k] - 1);
+            for (size_t i = 0; i < n; i++) v[k][i] = alphabet[rand() % (sizeof alphabet - 1)];
+            v[k][n] = '\0';
+        }
+        struct log_fields f = {.user = v[0], .client = v[1], .from = v[2], .rcpt = v[3], .reason = v[4]};
+        const char *j = capture(1, &f, v[5]);
+        if (!j || strlen(j) > LOG_LINE_MAX_BYTES || !json_line_ok(j)) {
+            fprintf(stderr, "  round %d: ...%s", round, j && strlen(j) > 60 ? j + strlen(j) - 60 : "");
+            bad = 1;
+        }
+        const char *t = capture(0, &f, v[5]);
+        size_t n = t ? strlen(t) : 0;
+        for (size_t i = 0; t && i + 1 < n; i++)
+            if ((unsigned char)t[i] < 0x20 || (unsigned char)t[i] >= 0x7f)
+                bad = 1;
+        if (!t || n > LOG_LINE_MAX_BYTES || t[n - 1] != '\n')
+            bad = 1;
+    }
+    CHECK(!bad);
+}
+
+UNIT_MAIN("log", UNIT_CASE(test_escapes_in_text_and_json), UNIT_CASE(test_cut_line_never_ends_inside_an_escape),
+          UNIT_CASE(test_cut_outside_a_value_keeps_the_line_json), UNIT_CASE(test_random_lines_parse))
