@@ -216,8 +216,7 @@ static void rearm(int i)
 {
     struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u32 = (uint32_t)i};
     if (epoll_ctl(ep_fd, EPOLL_CTL_MOD, socks[i].fd, &ev) < 0)
-        log_error("accept", NULL, "cannot re-arm a listening socket (epoll_ctl: %s): it accepts no more",
-                  strerror(errno));
+        log_error("accept", NULL, "cannot re-arm a listening socket (epoll_ctl: %m): it accepts no more");
 }
 
 /* accept_one — one connection from listening socket i into st, counted
