@@ -16,10 +16,11 @@
  */
 #include "rsa_ifma.h"
 
+#include "cpu.h"
+
 #include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <cpuid.h>
 #include <immintrin.h>
 
 #define IF_TARGET __attribute__((target("avx512f,avx512ifma")))
@@ -31,17 +32,6 @@
 #define MASK52 ((UINT64_C(1) << 52) - 1)
 #define WINDOW RSA_IFMA_WINDOW
 #define TABLE (1 << WINDOW)
-
-int rsa_ifma_available(void)
-{
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return 0; /* OSXSAVE */
-    unsigned lo, hi;
-    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    if ((lo & 0xe6) != 0xe6) return 0; /* the OS saves SSE, AVX, opmask and ZMM state */
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
-    return (b & (1u << 16)) && (b & (1u << 21)); /* AVX512F, AVX512IFMA */
-}
 
 /* 16 limbs of 64 bits -> 20 digits of 52 (24 lanes). */
 static void to52(uint64_t *d, const uint64_t *x)
@@ -216,11 +206,6 @@ void rsa_ifma_mod_setup(struct rsa_ifma_mod *md, const uint64_t *m, uint64_t m0i
     to52(md->rr52, rr);
 }
 #else
-int rsa_ifma_available(void)
-{
-    return 0;
-}
-
 void rsa_ifma_exp2(uint64_t *rp, uint64_t *rq, const uint64_t *xp, const uint64_t *xq, const uint64_t *ep,
                    const uint64_t *eq, int ebits, const struct rsa_ifma_mod *p, const struct rsa_ifma_mod *q,
                    void *work)
@@ -233,3 +218,8 @@ void rsa_ifma_mod_setup(struct rsa_ifma_mod *md, const uint64_t *m, uint64_t m0i
     (void)md, (void)m, (void)m0inv, (void)rr;
 }
 #endif
+
+int rsa_ifma_available(void)
+{
+    return cpu_has(CPU_AVX512F | CPU_AVX512IFMA);
+}

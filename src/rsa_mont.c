@@ -3,6 +3,7 @@
  * header.  Layout: limb arithmetic, exponentiation, the per-key cache, the
  * private operation. */
 #include "rsa_mont.h"
+#include "cpu.h"
 #include "rsa_ifma.h"
 
 #include <mbedtls/bignum.h>
@@ -194,7 +195,6 @@ static inline __attribute__((always_inline)) void redc(limb *r, limb *restrict t
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <cpuid.h>
 /* 16- and 32-limb moduli on x86-64 CPUs with BMI2 and ADX (Broadwell and
  * later, Zen): RM_ROW is one row t[0..L-1] += a[0..L-1] * b with MULX and
  * two independent carry chains (ADCX: the high words, ADOX: the sums),
@@ -223,13 +223,6 @@ static inline __attribute__((always_inline)) void redc(limb *r, limb *restrict t
                 : "cc", "memory");                                          \
         h0_;                                                                \
     })
-
-static int rm_fast_cpu(void)
-{
-    unsigned a, b, c, d;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
-    return (b & (1u << 8)) && (b & (1u << 19)); /* BMI2, ADX */
-}
 
 /* redcK: r = t/R mod m, t (2K limbs) < m*R; mont_mulK: r = a*b/R mod m;
  * for K = 16 (RSA-2048's primes) and 32 (its N, RSA-4096's primes). */
@@ -272,10 +265,6 @@ static void mont_sqr16(limb *r, const limb *a, const struct rm_mod *md)
 }
 #else
 #define RM_FAST 0
-static int rm_fast_cpu(void)
-{
-    return 0;
-}
 static void mont_mul16(limb *r, const limb *a, const limb *b, const struct rm_mod *md)
 {
     (void)r, (void)a, (void)b, (void)md;
@@ -296,7 +285,7 @@ static atomic_int rm_fast = -1;
 
 static int rm_best_path(void)
 {
-    if (!rm_fast_cpu()) return RSA_MONT_PATH_C;
+    if (!RM_FAST || !cpu_has(CPU_BMI2 | CPU_ADX)) return RSA_MONT_PATH_C;
     return rsa_ifma_available() ? RSA_MONT_PATH_IFMA : RSA_MONT_PATH_MULX;
 }
 

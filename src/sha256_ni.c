@@ -7,10 +7,11 @@
  */
 #include "sha256_ni.h"
 
+#include "cpu.h"
+
 #include <mbedtls/sha256.h>
 
 #if defined(__x86_64__)
-#include <cpuid.h>
 #include <immintrin.h>
 
 static const uint32_t K[64] = {
@@ -23,17 +24,6 @@ static const uint32_t K[64] = {
     0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
     0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 };
-
-bool sha256_ni_available(void)
-{
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d))
-        return false;
-    bool ssse3 = c & (1u << 9), sse41 = c & (1u << 19);
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
-        return false;
-    return ssse3 && sse41 && (b & (1u << 29)); /* CPUID.7.0:EBX.SHA */
-}
 
 __attribute__((target("sha,ssse3,sse4.1"))) void sha256_ni_blocks(uint32_t state[8],
                                                                   const unsigned char *data,
@@ -80,17 +70,17 @@ __attribute__((target("sha,ssse3,sse4.1"))) void sha256_ni_blocks(uint32_t state
 
 #else
 
-bool sha256_ni_available(void)
-{
-    return false;
-}
-
 void sha256_ni_blocks(uint32_t state[8], const unsigned char *data, size_t blocks)
 {
     (void)state, (void)data, (void)blocks;
 }
 
 #endif
+
+bool sha256_ni_available(void)
+{
+    return cpu_has(CPU_SHA | CPU_SSSE3 | CPU_SSE41);
+}
 
 bool sha256_ni_install(void)
 {
