@@ -13,7 +13,8 @@
 static unsigned xcr0(void)
 {
     unsigned lo, hi;
-    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    /* volatile: it faults without OSXSAVE, so it stays behind the test */
+    __asm__ __volatile__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     return lo;
 }
 

@@ -25,8 +25,9 @@ enum cpu_feature {
     CPU_AVX512IFMA = 1u << 6,
 };
 
-/* cpu_features — the CPU_* bits this machine runs.  CPUID is a
- * serialising instruction: callers ask once, when they pick a path. */
+/* cpu_features — the CPU_* bits this machine runs, probed on every call
+ * (CPUID is a serialising instruction: callers ask when they pick a path,
+ * never per operation). */
 unsigned cpu_features(void);
 
 /* cpu_has — whether every bit of `want` (CPU_* bits or-ed) is there. */
