@@ -1,4 +1,4 @@
-// fuzz-srcs: src/rsa_mont.c src/rsa_ifma.c src/psa_sodium.c src/p256.c src/crypto.c
+// fuzz-srcs: src/rsa_mont.c src/rsa_ifma.c src/cpu.c src/psa_sodium.c src/p256.c src/crypto.c
 /*
  * fuzz_rsa_mont — libFuzzer target for the RSA private operation on our own
  * Montgomery code (rsa_mont.c), differential against mbedTLS's own.
